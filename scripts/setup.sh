@@ -5,7 +5,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-apt_packages=(build-essential pkg-config libffi-dev python3-venv)
+# Build tools for MicroPython's unix port; the broker for MQTT tests; the QEMU board and its toolchain.
+apt_packages=(build-essential pkg-config libffi-dev python3-venv mosquitto mosquitto-clients
+              qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi)
 missing=()
 for p in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,36 +1,35 @@
 """The `spoolbus` command.
 
-One entry point with subcommands; each says what went wrong and what to do, and exits non-zero.
+One entry point; each subcommand lives in its own module that offers `add_parser(subparsers)`,
+sets `run=` on its parser, and returns an exit status. Errors name the problem and the fix.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 import spoolbus
 
+# Modules of spoolbus_host that contribute a subcommand, in the order `--help` lists them.
+COMMAND_MODULES = ("demo",)
 
-def _build_parser() -> argparse.ArgumentParser:
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="spoolbus",
         description="Versioned CBOR RPC for MicroPython boards and hosts.",
     )
     parser.add_argument("--version", action="version", version=f"spoolbus {spoolbus.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="run the demo of the whole system")
-    demo.set_defaults(run=_run_demo)
+    for name in COMMAND_MODULES:
+        importlib.import_module("spoolbus_host." + name).add_parser(sub)
     return parser
 
 
-def _run_demo(args: argparse.Namespace) -> int:
-    from spoolbus_host import demo
-
-    return demo.run()
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = _build_parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "run", None):
         parser.print_help()
