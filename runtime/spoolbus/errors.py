@@ -39,3 +39,26 @@ class UnsupportedWireVersion(EnvelopeError):
         super().__init__("unsupported wire version %r; this node speaks %r" % (got, supported))
         self.got = got
         self.supported = supported
+
+
+# --- MQTT client (transport/mqtt_client.py) ---
+
+
+class MQTTProtocolError(DecodeError):
+    """The broker sent bytes that are not valid MQTT 3.1.1 for this client; the connection is closed."""
+
+
+class MQTTConnectionError(SpoolbusError):
+    """The broker cannot be reached or the connection was lost; reconnect (unacknowledged QoS 1 is kept)."""
+
+
+class MQTTRefused(MQTTConnectionError):
+    """The broker refused the connection or a subscription; `code` is the CONNACK/SUBACK return code."""
+
+    def __init__(self, message, code):
+        super().__init__("%s (code %d)" % (message, code))
+        self.code = code
+
+
+class MQTTMessageTooLarge(SpoolbusError):
+    """A publish larger than the client's max_packet; raise max_packet on both ends or send less."""
