@@ -62,3 +62,41 @@ class MQTTRefused(MQTTConnectionError):
 
 class MQTTMessageTooLarge(SpoolbusError):
     """A publish larger than the client's max_packet; raise max_packet on both ends or send less."""
+
+
+# --- RPC: contracts and nodes (contract.py, node.py) ---
+
+
+class ContractError(SpoolbusError):
+    """A call that breaks the service's declared contract; the same type name travels in an ERROR reply."""
+
+
+class InvalidArguments(ContractError):
+    """Arguments missing, unknown or of the wrong type for the method; fix the call to match the contract."""
+
+
+class NoSuchService(ContractError):
+    """The destination serves no service of that name; check the node and the service name (see hello)."""
+
+
+class NoSuchMethod(ContractError):
+    """The service has no such method at any version; check the method name against the contract."""
+
+
+class UnsupportedVersion(ContractError):
+    """The API version asked for is not served (other major, or newer minor); lower version_cap or upgrade."""
+
+
+class RemoteError(SpoolbusError):
+    """The remote side answered a call with an error: `type`, `message`, `details` (and `trace` if debug)."""
+
+    def __init__(self, type, message, details=None, trace=None):
+        super().__init__("%s: %s" % (type, message))
+        self.type = type
+        self.message = message
+        self.details = details
+        self.trace = trace
+
+
+class Timeout(SpoolbusError):
+    """No reply before the call's timeout; the call may or may not have run on the server."""
