@@ -100,3 +100,14 @@ class RemoteError(SpoolbusError):
 
 class Timeout(SpoolbusError):
     """No reply before the call's timeout; the call may or may not have run on the server."""
+
+
+# --- spool ---
+
+
+class SpoolError(SpoolbusError):
+    """A spool operation failed (missing or read-only directory, unknown message id); the message says why."""
+
+
+class SpoolFull(SpoolError):
+    """The spool is at its quota (messages or bytes) or the disk is full; consume or raise the quota, retry."""
