@@ -111,3 +111,18 @@ class SpoolError(SpoolbusError):
 
 class SpoolFull(SpoolError):
     """The spool is at its quota (messages or bytes) or the disk is full; consume or raise the quota, retry."""
+
+
+# --- lock ---
+
+
+class LockError(SpoolbusError):
+    """A lock cannot be used (its directory cannot be created or holds foreign files); the message says why."""
+
+
+class LockTimeout(LockError):
+    """Another holder kept the lock past the timeout; the message names the holder. Retry or wait longer."""
+
+
+class LockLost(LockError):
+    """This holder no longer has the lock (it was broken as stale): stop writing, acquire again."""
