@@ -126,3 +126,7 @@ class LockTimeout(LockError):
 
 class LockLost(LockError):
     """This holder no longer has the lock (it was broken as stale): stop writing, acquire again."""
+
+
+class Busy(SpoolbusError):
+    """Too many calls in flight on this node (max_pending); wait for replies or raise the limit."""
