@@ -1,0 +1,498 @@
+"""A minimal MQTT 3.1.1 client for boards (MicroPython) and hosts (CPython), driven by poll().
+
+Guarantees: every broker packet is parsed with bounds (max_packet) and rejected with a typed error;
+QoS 1 publishes stay queued until PUBACK and are re-sent with DUP after a reconnect.
+"""
+
+import select
+import socket
+
+from spoolbus import errors
+
+try:
+    from time import ticks_diff, ticks_ms
+except ImportError:  # CPython
+    from time import monotonic as _monotonic
+
+    def ticks_ms():
+        return int(_monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+
+try:
+    from errno import EAGAIN
+except ImportError:  # pragma: no cover - every supported port has errno
+    EAGAIN = 11
+
+CONNECT = 0x10
+CONNACK = 0x20
+PUBLISH = 0x30
+PUBACK = 0x40
+SUBSCRIBE = 0x82
+SUBACK = 0x90
+PINGREQ = 0xC0
+PINGRESP = 0xD0
+DISCONNECT = 0xE0
+
+_REFUSED = ("", "unacceptable protocol version", "client id rejected", "server unavailable",
+            "bad user name or password", "not authorized")
+
+
+def _utf8(s):
+    return s.encode() if isinstance(s, str) else bytes(s)
+
+
+def _header(first, rl):
+    """A packet buffer of the right size with its fixed header written; returns (buf, body offset)."""
+    n = 1
+    x = rl
+    while True:
+        n += 1
+        x >>= 7
+        if not x:
+            break
+    buf = bytearray(n + rl)
+    buf[0] = first
+    i = 1
+    while True:
+        b = rl & 0x7F
+        rl >>= 7
+        buf[i] = b | 0x80 if rl else b
+        i += 1
+        if not rl:
+            return buf, i
+
+
+def _put_str(buf, i, s):
+    n = len(s)
+    buf[i] = n >> 8
+    buf[i + 1] = n & 0xFF
+    buf[i + 2:i + 2 + n] = s
+    return i + 2 + n
+
+
+def encode_connect(client_id, keepalive, clean_session=True, user=None, password=None, will=None):
+    """CONNECT; `will` is (topic, payload, qos, retain) or None."""
+    fields = [_utf8(client_id)]
+    flags = 0x02 if clean_session else 0
+    if will:
+        fields.append(_utf8(will[0]))
+        fields.append(_utf8(will[1]))
+        flags |= 0x04 | (will[2] << 3) | (0x20 if will[3] else 0)
+    if user is not None:
+        fields.append(_utf8(user))
+        flags |= 0x80
+    if password is not None:
+        fields.append(_utf8(password))
+        flags |= 0x40
+    rl = 10
+    for f in fields:
+        rl += 2 + len(f)
+    buf, i = _header(CONNECT, rl)
+    buf[i:i + 10] = b"\x00\x04MQTT\x04" + bytes((flags, keepalive >> 8, keepalive & 0xFF))
+    i += 10
+    for f in fields:
+        i = _put_str(buf, i, f)
+    return buf
+
+
+def encode_publish(topic, payload, qos=0, retain=False, pid=0, dup=False):
+    """PUBLISH; the DUP bit is 0x08 of the first byte (set in place for a re-send)."""
+    t = _utf8(topic)
+    rl = 2 + len(t) + (2 if qos else 0) + len(payload)
+    buf, i = _header(PUBLISH | (0x08 if dup else 0) | (qos << 1) | (1 if retain else 0), rl)
+    i = _put_str(buf, i, t)
+    if qos:
+        buf[i] = pid >> 8
+        buf[i + 1] = pid & 0xFF
+        i += 2
+    buf[i:] = payload
+    return buf
+
+
+def encode_subscribe(pid, topic, qos):
+    t = _utf8(topic)
+    buf, i = _header(SUBSCRIBE, 5 + len(t))
+    buf[i] = pid >> 8
+    buf[i + 1] = pid & 0xFF
+    i = _put_str(buf, i + 2, t)
+    buf[i] = qos
+    return buf
+
+
+def split_packet(buf, start, end, max_packet):
+    """The packet at buf[start:end]: (first byte, body start, body end), or None if incomplete.
+
+    Raises MQTTProtocolError for a remaining length over 4 bytes or over max_packet.
+    """
+    i = start + 1
+    rl = 0
+    shift = 0
+    while True:
+        if i >= end:
+            return None
+        b = buf[i]
+        rl |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            break
+        shift += 7
+        if shift > 21:
+            raise errors.MQTTProtocolError("remaining length longer than 4 bytes", i - start)
+    if rl > max_packet:
+        raise errors.MQTTProtocolError("packet of %d bytes exceeds max_packet %d" % (rl, max_packet), start)
+    if end - i < rl:
+        return None
+    return buf[start], i, i + rl
+
+
+def decode_publish(first, body):
+    """(topic, payload, qos, pid, retain, dup) of a PUBLISH body (a memoryview); QoS 0 and 1 only."""
+    qos = (first >> 1) & 3
+    if qos > 1:
+        raise errors.MQTTProtocolError("PUBLISH with QoS %d; this client subscribes with QoS 0 or 1" % qos)
+    n = len(body)
+    if n < 2:
+        raise errors.MQTTProtocolError("PUBLISH too short for its topic length")
+    tl = (body[0] << 8) | body[1]
+    i = 2 + tl
+    if i + (2 if qos else 0) > n:
+        raise errors.MQTTProtocolError("PUBLISH topic length %d beyond the packet" % tl)
+    try:
+        topic = str(body[2:i], "utf-8")
+    except UnicodeError:
+        raise errors.MQTTProtocolError("PUBLISH topic is not UTF-8") from None
+    if not topic or "+" in topic or "#" in topic or "\x00" in topic:
+        raise errors.MQTTProtocolError("PUBLISH topic %r is empty or has wildcards" % topic)
+    pid = 0
+    if qos:
+        pid = (body[i] << 8) | body[i + 1]
+        i += 2
+        if not pid:
+            raise errors.MQTTProtocolError("QoS 1 PUBLISH with packet id 0")
+    return topic, bytes(body[i:]), qos, pid, bool(first & 1), bool(first & 8)
+
+
+class MQTTClient:
+    """One broker connection. connect(), then publish()/subscribe(), and call poll() from the loop.
+
+    Received messages queue until message() takes them; a QoS 1 message is acknowledged when taken,
+    so the broker's in-flight window bounds the queue. QoS 0 messages beyond max_queued are dropped
+    and counted in `dropped`.
+    """
+
+    def __init__(self, client_id, host, port=1883, user=None, password=None, keepalive=60,
+                 clean_session=True, will=None, max_packet=4096, max_inflight=16, max_queued=32,
+                 timeout_ms=5000):
+        self.client_id = client_id
+        self.host = host
+        self.port = port
+        self._auth = (user, password)
+        self.keepalive = keepalive
+        self.clean_session = clean_session
+        self.will = will
+        self.max_packet = max_packet
+        self.max_inflight = max_inflight
+        self.max_queued = max_queued
+        self.timeout_ms = timeout_ms
+        self._buf = bytearray(max_packet + 5)
+        self._mv = memoryview(self._buf)
+        self._fill = 0
+        self._sock = None
+        self._poller = None
+        self._pid = 0
+        self._inflight = []  # [pid, PUBLISH packet] in send order (MicroPython dicts are unordered)
+        self._queue = []  # (topic, payload, retain, pid to acknowledge or 0) in arrival order
+        self._subs = []  # (topic, qos) to restore after a reconnect without a session
+        self._readinto = None
+        self._waiting = None
+        self._got = None
+        self._last_tx = 0
+        self._ping_at = None
+        self.dropped = 0
+
+    @property
+    def connected(self):
+        return self._sock is not None
+
+    @property
+    def pending(self):
+        """QoS 1 publishes not yet acknowledged by the broker."""
+        return len(self._inflight)
+
+    def connect(self):
+        """Open the connection; re-send unacknowledged QoS 1 with DUP. Returns the session-present flag."""
+        self.close()
+        try:
+            addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
+            sock = socket.socket()
+            sock.settimeout(self.timeout_ms / 1000)
+            sock.connect(addr)
+        except OSError as e:
+            raise errors.MQTTConnectionError(
+                "cannot connect to MQTT broker %s:%d: %s" % (self.host, self.port, e)) from None
+        try:
+            sock.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY: PUBACKs must not wait for Nagle
+        except OSError:
+            pass
+        sock.setblocking(False)
+        self._sock = sock
+        self._readinto = getattr(sock, "readinto", None) or sock.recv_into
+        self._poller = select.poll()
+        self._poller.register(sock, select.POLLIN)
+        self._fill = 0
+        self._ping_at = None
+        self._queue = [(t, p, r, 0) for t, p, r, _ in self._queue]  # their acks died with the old link
+        user, password = self._auth
+        self._send(encode_connect(self.client_id, self.keepalive, self.clean_session, user, password,
+                                  self.will))
+        first, body = self._wait(CONNACK)
+        if len(body) != 2 or body[0] & 0xFE:
+            self.close()
+            raise errors.MQTTProtocolError("malformed CONNACK")
+        if body[1]:
+            self.close()
+            code = body[1]
+            raise errors.MQTTRefused("MQTT broker refused the connection: %s"
+                                     % (_REFUSED[code] if code < 6 else "unknown reason"), code)
+        session = bool(body[0])
+        for _, pkt in self._inflight:
+            pkt[0] |= 0x08
+            self._send(pkt)
+        if not session:
+            for topic, qos in self._subs:
+                self._subscribe(topic, qos)
+        return session
+
+    def disconnect(self):
+        """Close cleanly (DISCONNECT): the broker discards the last will."""
+        if self._sock is not None:
+            try:
+                self._send(b"\xe0\x00")
+            except errors.MQTTConnectionError:
+                pass
+        self.close()
+
+    def close(self):
+        """Drop the connection without DISCONNECT (the broker publishes the last will)."""
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            except OSError:
+                pass
+        self._sock = None
+        self._poller = None
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        """Send a message; returns its packet id (0 for QoS 0).
+
+        QoS 1 waits (polling) while max_inflight are unacknowledged; once publish returns, the message
+        is kept until PUBACK, across reconnects. Raises MQTTConnectionError if not connected.
+        """
+        if qos not in (0, 1):
+            raise ValueError("qos must be 0 or 1")
+        if len(payload) + len(topic) + 4 > self.max_packet:
+            raise errors.MQTTMessageTooLarge(
+                "publish of %d bytes exceeds max_packet %d" % (len(payload), self.max_packet))
+        self._need_connection()
+        pid = 0
+        if qos:
+            deadline = ticks_ms()
+            while len(self._inflight) >= self.max_inflight:
+                if ticks_diff(ticks_ms(), deadline) > self.timeout_ms:
+                    self.close()
+                    raise errors.MQTTConnectionError("MQTT broker stopped acknowledging publishes")
+                self._pump(self.timeout_ms // 10)
+            pid = self._next_pid()
+        pkt = encode_publish(topic, payload, qos, retain, pid)
+        if qos:
+            self._inflight.append((pid, pkt))
+        try:
+            self._send(pkt)
+        except errors.MQTTConnectionError:
+            if not qos:
+                raise  # a QoS 1 message is now queued: connect() sends it again
+        return pid
+
+    def subscribe(self, topic, qos=0):
+        """Subscribe and wait for SUBACK; the subscription is restored after a reconnect."""
+        self._need_connection()
+        self._subscribe(topic, qos)
+        if (topic, qos) not in self._subs:
+            self._subs.append((topic, qos))
+
+    def message(self):
+        """The next received (topic, payload, retain), or None; acknowledges it if it came with QoS 1."""
+        if not self._queue:
+            return None
+        topic, payload, retain, pid = self._queue.pop(0)
+        if pid and self._sock is not None:
+            self._send(bytes((PUBACK, 2, pid >> 8, pid & 0xFF)))
+        return topic, payload, retain
+
+    def poll(self, timeout_ms=0):
+        """Read and handle what the broker sent, waiting up to timeout_ms; keeps the connection alive.
+
+        Returns the number of queued messages. Raises MQTTConnectionError if the connection is lost
+        (unacknowledged QoS 1 publishes stay for connect() to re-send).
+        """
+        self._pump(0 if self._queue else timeout_ms)
+        return len(self._queue)
+
+    # -- internals --
+
+    def _pump(self, timeout_ms):
+        self._need_connection()
+        self._keepalive()
+        if self.keepalive:
+            timeout_ms = min(timeout_ms, self.keepalive * 500)
+        if self._poller.poll(timeout_ms):
+            self._read()
+            self._process()
+
+    def _process(self):
+        """Handle every whole packet in the receive buffer; keep the partial one at its start."""
+        end = self._fill
+        start = 0
+        while start < end:
+            got = self._split(start, end)
+            if got is None:
+                break
+            first, a, b = got
+            self._handle(first, self._mv[a:b])
+            start = b
+        if start:
+            self._buf[0:end - start] = self._mv[start:end]
+            self._fill = end - start
+
+    def _need_connection(self):
+        if self._sock is None:
+            raise errors.MQTTConnectionError("not connected to the MQTT broker; call connect()")
+
+    def _next_pid(self):
+        while True:
+            self._pid = self._pid % 65535 + 1
+            for p, _ in self._inflight:
+                if p == self._pid:
+                    break
+            else:
+                return self._pid
+
+    def _send(self, data):
+        mv = memoryview(data)
+        sent = 0
+        n = len(data)
+        start = ticks_ms()
+        while sent < n:
+            try:
+                k = self._sock.send(mv[sent:])
+            except OSError as e:
+                if e.args[0] != EAGAIN:
+                    self.close()
+                    raise errors.MQTTConnectionError("MQTT connection lost while sending: %s" % e) from None
+                k = None
+            if k:
+                sent += k
+            elif ticks_diff(ticks_ms(), start) > self.timeout_ms:
+                self.close()
+                raise errors.MQTTConnectionError("MQTT broker stopped reading (send timed out)")
+            else:
+                p = select.poll()
+                p.register(self._sock, select.POLLOUT)
+                p.poll(10)
+        self._last_tx = ticks_ms()
+
+    def _read(self):
+        if self._fill >= len(self._buf):
+            return
+        try:
+            n = self._readinto(self._mv[self._fill:])
+        except OSError as e:
+            if e.args[0] == EAGAIN:
+                return
+            self.close()
+            raise errors.MQTTConnectionError("MQTT connection lost: %s" % e) from None
+        if n is None:
+            return
+        if not n:
+            self.close()
+            raise errors.MQTTConnectionError("MQTT broker closed the connection")
+        self._fill += n
+
+    def _split(self, start, end):
+        try:
+            return split_packet(self._buf, start, end, self.max_packet)
+        except errors.MQTTProtocolError:
+            self.close()
+            raise
+
+    def _wait(self, want):
+        """Poll until a packet of type `want` arrives; returns (first byte, body bytes)."""
+        self._waiting = want
+        self._got = None
+        start = ticks_ms()
+        try:
+            while self._got is None:
+                if ticks_diff(ticks_ms(), start) > self.timeout_ms:
+                    self.close()
+                    raise errors.MQTTConnectionError("no answer from the MQTT broker in %d ms"
+                                                     % self.timeout_ms)
+                self._pump(50)
+        finally:
+            self._waiting = None
+        return self._got
+
+    def _subscribe(self, topic, qos):
+        pid = self._next_pid()
+        self._send(encode_subscribe(pid, topic, qos))
+        first, body = self._wait(SUBACK)
+        if len(body) != 3 or ((body[0] << 8) | body[1]) != pid:
+            self.close()
+            raise errors.MQTTProtocolError("SUBACK does not answer the SUBSCRIBE")
+        if body[2] > 1:
+            raise errors.MQTTRefused("MQTT broker refused the subscription to %r" % topic, body[2])
+
+    def _keepalive(self):
+        if not self.keepalive:
+            return
+        now = ticks_ms()
+        if self._ping_at is not None:
+            if ticks_diff(now, self._ping_at) > self.keepalive * 1000:
+                self.close()
+                raise errors.MQTTConnectionError("MQTT broker did not answer PINGREQ")
+        elif ticks_diff(now, self._last_tx) >= self.keepalive * 500:
+            self._send(b"\xc0\x00")
+            self._ping_at = now
+
+    def _acked(self, pid):
+        inflight = self._inflight
+        for i in range(len(inflight)):
+            if inflight[i][0] == pid:
+                del inflight[i]
+                return
+
+    def _handle(self, first, body):
+        kind = first & 0xF0
+        try:
+            if kind == PUBLISH:
+                topic, payload, qos, pid, retain, _ = decode_publish(first, body)
+                if qos or len(self._queue) < self.max_queued:
+                    self._queue.append((topic, payload, retain, pid))
+                else:
+                    self.dropped += 1
+                return
+            if first & 0x0F:
+                raise errors.MQTTProtocolError("reserved flags set in packet 0x%02x" % first)
+            if kind == PUBACK and len(body) == 2:
+                self._acked((body[0] << 8) | body[1])
+            elif kind == PINGRESP and not len(body):
+                self._ping_at = None
+            elif kind == self._waiting:
+                self._got = (first, bytes(body))
+            else:
+                raise errors.MQTTProtocolError("unexpected packet 0x%02x of %d bytes" % (first, len(body)))
+        except errors.MQTTProtocolError:
+            self.close()
+            raise
