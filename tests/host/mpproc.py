@@ -1,0 +1,69 @@
+"""A MicroPython unix-port process running a test script with the spoolbus runtime on its path.
+
+The script talks to the test through lines: it prints results, the test writes commands to stdin.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import selectors
+import subprocess
+import textwrap
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+MICROPYTHON = os.environ.get("SPOOLBUS_MICROPYTHON", str(ROOT / ".cache/micropython-1.25.0/bin/micropython"))
+
+
+class MicroPython:
+    def __init__(self, tmp_path: pathlib.Path, script: str, *args: object, heap: str | None = None):
+        path = tmp_path / f"mp_{id(self)}.py"
+        path.write_text(textwrap.dedent(script))
+        cmd = [MICROPYTHON] + (["-X", f"heapsize={heap}"] if heap else []) + [str(path)]
+        env = dict(os.environ, MICROPYPATH=f"{ROOT}/runtime:.frozen")
+        self.proc = subprocess.Popen(cmd + [str(a) for a in args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self.proc.stdout, selectors.EVENT_READ)
+        self._pending = b""
+        self.output: list[str] = []
+
+    def line(self, timeout: float = 10.0) -> str:
+        """The next line the script printed (raises AssertionError with its output on timeout/exit)."""
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._pending:
+            left = deadline - time.monotonic()
+            if left <= 0 or not self._sel.select(left):
+                raise AssertionError(f"no line from MicroPython in {timeout} s; output: {self.output}")
+            chunk = os.read(self.proc.stdout.fileno(), 65536)
+            if not chunk:
+                raise AssertionError(f"MicroPython exited ({self.proc.wait()}); output: {self.output}"
+                                     f" {self._pending!r}")
+            self._pending += chunk
+        text, _, self._pending = self._pending.partition(b"\n")
+        self.output.append(text.decode(errors="replace"))
+        return self.output[-1]
+
+    def expect(self, prefix: str, timeout: float = 10.0) -> str:
+        """Read lines until one starts with `prefix`; return the rest of it."""
+        while True:
+            got = self.line(timeout)
+            if got.startswith(prefix):
+                return got[len(prefix):].strip()
+
+    def send(self, text: str) -> None:
+        self.proc.stdin.write(text.encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def wait(self, timeout: float = 10.0) -> int:
+        rc = self.proc.wait(timeout)
+        rest = self.proc.stdout.read()
+        if rest:
+            self.output.extend(rest.decode(errors="replace").splitlines())
+        return rc
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
