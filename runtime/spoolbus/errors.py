@@ -117,7 +117,7 @@ class SpoolFull(SpoolError):
 
 
 class LockError(SpoolbusError):
-    """A lock cannot be used (its directory cannot be created or holds foreign files); the message says why."""
+    """A lock cannot be used (its directory cannot be created, or is misused); the message says why."""
 
 
 class LockTimeout(LockError):

@@ -1,0 +1,301 @@
+"""A lock between processes and tasks on a directory: ext4, tmpfs, littlefs, FAT; CPython and MicroPython.
+
+The lock directory holds one entry whose name is the lock's state; every change renames that exact name,
+so of racing contenders one wins; dead or expired holders are broken the same way and fenced by token.
+"""
+
+import os
+import time
+
+from spoolbus import errors
+
+try:
+    import random as _random
+except ImportError:  # a port without random: back off without jitter
+    _random = None
+
+_BACKOFF_MIN = 0.0005
+_BACKOFF_MAX = 0.02
+_me = None
+
+
+def _read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def _proc_stat(pid):
+    """(state, start time) of a Linux process from /proc/PID/stat, or None if there is no such process."""
+    s = _read("/proc/%s/stat" % pid)
+    if not s:
+        return None
+    rest = s[s.rfind(")") + 2 :].split()
+    return rest[0], rest[19]
+
+
+def _hex12(data):
+    return "".join("%02x" % b for b in data)[:12]
+
+
+def _identity():
+    """(node, boot, pid, start) naming this process; see docs/locks.md for what each port can tell."""
+    s = _read("/proc/self/stat")
+    if s:  # Linux, CPython or the MicroPython unix port: processes we can see live and die
+        node = (_read("/etc/machine-id") or "").strip()[:12]
+        if not node:
+            from spoolbus.crc import crc32
+
+            node = "%08x" % crc32((_read("/proc/sys/kernel/hostname") or "").encode())
+        boot = (_read("/proc/sys/kernel/random/boot_id") or "0").replace("-", "").strip()[:12]
+        return node, boot, s.split(None, 1)[0], s[s.rfind(")") + 2 :].split()[19]
+    try:  # a board: one interpreter per boot, so a fresh random boot id tells this boot from earlier ones
+        import machine
+
+        node = _hex12(machine.unique_id())
+    except (ImportError, AttributeError):  # CPython off Linux: no way to tell a dead process, leases only
+        import socket
+
+        from spoolbus.crc import crc32
+
+        return "%08x" % crc32(socket.gethostname().encode()), "0", str(os.getpid()), "0"
+    return node, _hex12(os.urandom(6)), "0", "0"
+
+
+def _whoami():
+    global _me
+    if _me is None or (hasattr(os, "getpid") and _me[2] != "0" and _me[2] != str(os.getpid())):
+        _me = _identity()  # first use, or a forked child
+    return _me
+
+
+def _now_ms():
+    return int(time.time() * 1000)
+
+
+def _parse(name):
+    """Rank of a state entry name (newer states rank higher), or None for a name that is not one.
+
+    Free `f<token>`; held `h<token>.<node>.<boot>.<pid>.<start>.<lease expiry ms or 0>`.
+    At one token a free entry is newer than a held one (release), a later expiry newer than an earlier.
+    """
+    try:
+        if name[0] == "f":
+            return (int(name[1:]), 1, 0)
+        if name[0] == "h":
+            f = name[1:].split(".")
+            if len(f) == 6:
+                return (int(f[0]), 0, int(f[5]))
+    except (ValueError, IndexError):
+        pass
+    return None
+
+
+def _why_stale(name, now):
+    """Why the holder named by a held entry is gone, or None while it may be alive."""
+    _, node, boot, pid, start, expiry = name[1:].split(".")
+    if expiry != "0" and now > int(expiry):
+        return "its lease expired"
+    me = _whoami()
+    if node != me[0] or boot == "0":
+        return None  # another machine: only its lease tells
+    if boot != me[1]:
+        return "its machine restarted"
+    if pid == me[2] or pid == "0":
+        return None  # this very process or interpreter: only its lease tells
+    st = _proc_stat(pid)
+    if st is None or st[0] in ("Z", "X") or st[1] != start:
+        return "process %s is gone" % pid
+    return None
+
+
+def _describe(name):
+    f = name[1:].split(".")
+    return "pid %s on node %s (boot %s, token %s)" % (f[3], f[1], f[2], f[0])
+
+
+class Lock:
+    """A lock on the directory `path`, exclusive between processes, threads and tasks.
+
+    `timeout`: seconds acquire() waits (None: forever, 0: one try). `lease`: seconds this holder keeps the
+    lock without calling check(), after which others may break it even if this process lives (None: only
+    when this process dies). `token` is the fencing token while held: it grows with every acquisition.
+    """
+
+    def __init__(self, path, timeout=10.0, lease=60.0):
+        self.path = path
+        self.timeout = timeout
+        self.lease = lease
+        self.token = None
+        self._held = None  # the state entry's name while held
+        self._expiry = 0
+        self._free = None  # the free entry's name, as last seen or foreseen: the one-rename fast path
+        self._holder = None  # the other holder seen last, for the timeout message
+
+    def acquire(self):
+        """Take the lock, waiting up to `timeout` seconds; raises errors.LockTimeout naming the holder."""
+        if self._held is not None:
+            raise errors.LockError("lock %s is already held by this Lock object" % self.path)
+        if self._try():
+            return self
+        start = time.time()
+        delay = _BACKOFF_MIN
+        while True:
+            waited = time.time() - start
+            if self.timeout is not None and waited >= self.timeout:
+                raise errors.LockTimeout(
+                    "lock %s still held after %.1f s by %s; raise the timeout or stop that holder"
+                    % (self.path, waited, self._holder or "nobody visible")
+                )
+            time.sleep(delay * (0.5 + _random.random()) if _random else delay)
+            delay = min(delay * 2, _BACKOFF_MAX)
+            if self._try():
+                return self
+
+    def _held_name(self, token):
+        me = _whoami()
+        lease = self.lease
+        self._expiry = _now_ms() + int(lease * 1000) if lease is not None else 0
+        return "h%d.%s.%s.%s.%s.%d" % (token, me[0], me[1], me[2], me[3], self._expiry)
+
+    def _take(self, old, token):
+        """Rename the state entry `old` into ours with `token`: True if we won it."""
+        new = self._held_name(token)
+        try:
+            os.rename(self.path + "/" + old, self.path + "/" + new)
+        except OSError:
+            return False
+        self._held = new
+        self.token = token
+        return True
+
+    def _try(self):
+        free = self._free
+        if free is not None and self._take(free, int(free[1:]) + 1):
+            return True
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            self._create()
+            try:
+                names = os.listdir(self.path)
+            except OSError:  # created and removed again meanwhile: rare, try later
+                return False
+        best = None
+        rank = None
+        for n in names:
+            r = _parse(n)
+            if r is not None and (rank is None or r > rank):
+                best, rank = n, r
+        if best is None:
+            self._holder = "nobody: the directory holds no lock state, only %r" % (names,)
+            try:
+                os.rmdir(self.path)  # succeeds only if still empty; then the next try creates it afresh
+            except OSError:
+                pass
+            return False
+        token = rank[0]
+        if best[0] == "f":
+            self._free = best
+            won = self._take(best, token + 1)
+        else:
+            self._holder = _describe(best)
+            self._free = "f%d" % token  # where the holder will release it
+            won = self._why_stale_holder(best) and self._take(best, token + 1)
+        if won and len(names) > 1:
+            self._remove_leftovers(names, rank)
+        return won
+
+    def _why_stale_holder(self, name):
+        why = _why_stale(name, _now_ms())
+        if why is not None:
+            self._holder = "%s, broken as stale: %s" % (_describe(name), why)
+        return why is not None
+
+    def _remove_leftovers(self, names, rank):
+        """Drop state entries older than ours: only a power cut mid-rename on FAT leaves them."""
+        for n in names:
+            r = _parse(n)
+            if r is not None and r < rank:
+                try:
+                    os.remove(self.path + "/" + n)
+                except OSError:
+                    pass
+
+    def _create(self):
+        """Create the lock directory with its first state entry in place, by renaming a prepared one."""
+        me = _whoami()
+        prep = "%s.new-%s-%s%d" % (self.path, me[1], me[2], _now_ms())
+        try:
+            os.mkdir(prep)
+            open(prep + "/f0", "w").close()
+        except OSError as e:
+            raise errors.LockError(
+                "cannot create lock directory %s (%s): does its parent exist, is it writable?"
+                % (self.path, e)
+            ) from None
+        try:
+            os.rename(prep, self.path)
+            return
+        except OSError:
+            pass  # another process created it first
+        os.remove(prep + "/f0")
+        os.rmdir(prep)
+
+    def check(self):
+        """Raise errors.LockLost unless this holder still has the lock; renews the lease past its half.
+
+        Call it before each write the lock protects: a holder broken as stale finds out here.
+        """
+        held = self._held
+        if held is None:
+            raise errors.LockLost("lock %s is not held by this Lock object" % self.path)
+        if self.lease is not None and _now_ms() > self._expiry - int(self.lease * 500):
+            new = self._held_name(self.token)
+            try:
+                os.rename(self.path + "/" + held, self.path + "/" + new)
+                self._held = new
+                return
+            except OSError:
+                pass  # broken, or the renewal itself failed: the entry tells which
+        try:
+            os.stat(self.path + "/" + held)
+        except OSError:
+            self._lost()
+
+    def _lost(self):
+        self._held = None
+        self._free = None
+        token, self.token = self.token, None
+        raise errors.LockLost(
+            "lock %s (token %d) was broken as stale while this holder had it: its writes since its last "
+            "check() were not exclusive; acquire again" % (self.path, token)
+        )
+
+    def release(self):
+        """Give the lock back; raises errors.LockLost if it had been broken meanwhile."""
+        held = self._held
+        if held is None:
+            return
+        free = "f%d" % self.token
+        try:
+            os.rename(self.path + "/" + held, self.path + "/" + free)
+        except OSError:
+            self._lost()
+        self._held = None
+        self._free = free
+        self.token = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.release()
+        else:
+            try:
+                self.release()
+            except errors.LockLost:
+                pass  # the block's own error says more
