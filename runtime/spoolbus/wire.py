@@ -1,0 +1,237 @@
+"""The spoolbus envelope: every message is one CBOR map with small integer keys (docs/protocol.md).
+
+decode checks each field's type for the message's kind and raises only DecodeError subclasses; unknown
+integer keys (a newer minor version's fields) are carried along unchanged, so encode(decode(b)) == b.
+"""
+
+from spoolbus import cbor
+from spoolbus.errors import EnvelopeError, UnsupportedWireVersion
+
+WIRE_VERSION = (1, 0)
+
+# Kinds (key 1).
+CALL = 0
+CAST = 1
+REPLY = 2
+ERROR = 3
+NOTIFY = 4
+HELLO = 5
+KINDS = ("call", "cast", "reply", "error", "notify", "hello")
+
+# Keys: 0 wire version, 1 kind, 2 id, 3 src, 4 dst, 5 method, 6 API version, 7 body, 8 deadline,
+# 9 reply_to, 10 signature, 11 seq ([boot nonce, counter]). Keys 0, 1, 2, 3 and 7 are always present.
+_LAST_KEY = 11
+
+
+class Envelope:
+    """One message; a field left None is absent on the wire (body None is sent as null).
+
+    `wire` is the sender's wire version as decoded, or None for a new message (sent as WIRE_VERSION).
+    """
+
+    __slots__ = (
+        "kind",
+        "id",
+        "src",
+        "dst",
+        "method",
+        "version",
+        "body",
+        "deadline",
+        "reply_to",
+        "sig",
+        "seq",
+        "wire",
+        "_extra",
+    )
+
+    def __init__(
+        self,
+        kind=None,
+        id=None,
+        src=None,
+        dst=None,
+        method=None,
+        version=None,
+        body=None,
+        deadline=None,
+        reply_to=None,
+        sig=None,
+        seq=None,
+        wire=None,
+    ):
+        self.kind = kind
+        self.id = id
+        self.src = src
+        self.dst = dst
+        self.method = method
+        self.version = version
+        self.body = body
+        self.deadline = deadline
+        self.reply_to = reply_to
+        self.sig = sig
+        self.seq = seq
+        self.wire = wire
+        self._extra = None  # {key: value} of keys this version does not know, kept for re-encoding
+
+    def __repr__(self):
+        kind = KINDS[self.kind] if type(self.kind) is int and 0 <= self.kind < len(KINDS) else self.kind
+        return "Envelope(%s id=%r src=%r dst=%r method=%r version=%r)" % (
+            kind,
+            self.id,
+            self.src,
+            self.dst,
+            self.method,
+            self.version,
+        )
+
+
+def error_body(type, message, details=None):
+    """The body of an ERROR envelope: what failed (a stable name), a message for people, and data."""
+    return {"type": type, "message": message, "details": details}
+
+
+def encode(env):
+    """The envelope as deterministic CBOR; EnvelopeError if a field is missing or of the wrong type."""
+    _check(env)
+    return cbor.dumps(_map(env, True))
+
+
+def signing_bytes(env):
+    """What the signature (key 10) covers: the encoding of the envelope without key 10."""
+    return cbor.dumps(_map(env, False))
+
+
+def decode(data, max_size=65536):
+    """The Envelope in `data`; raises CBORDecodeError, EnvelopeError or UnsupportedWireVersion."""
+    m = cbor.loads(data, max_size)
+    if type(m) is not dict:
+        raise EnvelopeError("an envelope is a CBOR map, got %s" % type(m).__name__)
+    w = m.get(0)
+    if w == [1, 0]:
+        w = WIRE_VERSION
+    else:
+        w = _wire(w, m)
+    g = m.get
+    env = Envelope(g(1), g(2), g(3), g(4), g(5), g(6), g(7), g(8), g(9), g(10), g(11), w)
+    n = 5  # keys 0, 1, 2, 3 and 7, counted as present; _check proves it
+    for v in (env.dst, env.method, env.version, env.deadline, env.reply_to, env.sig, env.seq):
+        if v is not None:
+            n += 1
+    if len(m) != n or (env.body is None and 7 not in m):
+        env._extra = _extras(m)
+    _check(env)
+    return env
+
+
+def _wire(w, m):
+    """Key 0 when it is not [1, 0]: a newer minor, another major, or malformed."""
+    if type(w) is not list or not w or not (_uint(w[0]) and (len(w) < 2 or _uint(w[1]))):
+        raise EnvelopeError("key 0 must be the wire version [major, minor], got %r" % (w,))
+    if w[0] != WIRE_VERSION[0]:
+        err = UnsupportedWireVersion(tuple(w), WIRE_VERSION)
+        # Best-effort addressing for the unsupported_wire_version reply, if keys 2 and 3 look usable.
+        err.id = m.get(2) if _uint(m.get(2)) else None
+        err.src = m.get(3) if type(m.get(3)) is str else None
+        raise err
+    if len(w) != 2:
+        raise EnvelopeError("key 0 must be the wire version [major, minor], got %r" % (w,))
+    return (w[0], w[1])
+
+
+def _extras(m):
+    """Keys outside 0..11 (None if there are none), checking what the fast path of decode could not:
+    every key an integer, the body present, no optional field sent as null (absent is its only form)."""
+    if 7 not in m:
+        raise EnvelopeError("envelope field body (key 7) is missing; send null for no body")
+    extra = None
+    for k in m:
+        if type(k) is not int:
+            raise EnvelopeError("envelope keys are integers, got %r" % (k,))
+        if m[k] is None and 3 < k <= _LAST_KEY and k != 7:
+            raise EnvelopeError("envelope key %d is null; leave an optional field out instead" % k)
+        if k < 0 or k > _LAST_KEY:
+            if extra is None:
+                extra = {}
+            extra[k] = m[k]
+    return extra
+
+
+def _uint(v):
+    return type(v) is int and v >= 0
+
+
+def _version_ok(v):
+    """True for text "major.minor" in decimal digits."""
+    if type(v) is not str:
+        return False
+    dot = v.find(".")
+    return 0 < dot < len(v) - 1 and v[:dot].isdigit() and v[dot + 1 :].isdigit()
+
+
+def _bad(field, want, got):
+    raise EnvelopeError("envelope field %s must be %s, got %r" % (field, want, got))
+
+
+def _check(e):
+    k = e.kind
+    if type(k) is not int or k < 0 or k > HELLO:
+        _bad("kind (key 1)", "an int 0..5 (call, cast, reply, error, notify, hello)", k)
+    if not _uint(e.id):
+        _bad("id (key 2)", "an unsigned int", e.id)
+    if type(e.src) is not str:
+        _bad("src (key 3)", "text", e.src)
+    if e.dst is not None and type(e.dst) is not str:
+        _bad("dst (key 4)", "text", e.dst)
+    m = e.method
+    if k <= CAST:
+        dot = m.rfind(".") if type(m) is str else -1
+        if not 0 < dot < len(m) - 1:
+            _bad("method (key 5)", 'text "service.method" in a call or cast', m)
+        if not _version_ok(e.version):
+            _bad("version (key 6)", 'text "major.minor" in a call or cast', e.version)
+    else:
+        if k == NOTIFY and (type(m) is not str or not m):
+            _bad("method (key 5)", "the event name (text) in a notify", m)
+        if m is not None and type(m) is not str:
+            _bad("method (key 5)", "text", m)
+        if e.version is not None and not _version_ok(e.version):
+            _bad("version (key 6)", 'text "major.minor"', e.version)
+    if k == REPLY or k == ERROR:
+        if not _uint(e.reply_to):
+            _bad("reply_to (key 9)", "the id of the call answered (unsigned int)", e.reply_to)
+    elif e.reply_to is not None and not _uint(e.reply_to):
+        _bad("reply_to (key 9)", "an unsigned int", e.reply_to)
+    if k == ERROR:
+        b = e.body
+        if type(b) is not dict or type(b.get("type")) is not str or type(b.get("message")) is not str:
+            _bad("body (key 7)", 'a map {"type": text, "message": text, "details": any} in an error', b)
+    if e.deadline is not None and not _uint(e.deadline):
+        _bad("deadline (key 8)", "an unsigned int (unix time in ms)", e.deadline)
+    if e.sig is not None and type(e.sig) is not bytes:
+        _bad("sig (key 10)", "bytes", e.sig)
+    s = e.seq
+    if s is not None and (type(s) not in (list, tuple) or len(s) != 2 or not (_uint(s[0]) and _uint(s[1]))):
+        _bad("seq (key 11)", "[boot nonce, counter] (unsigned ints)", s)
+
+
+def _map(e, with_sig):
+    m = {0: e.wire or WIRE_VERSION, 1: e.kind, 2: e.id, 3: e.src, 7: e.body}
+    if e.dst is not None:
+        m[4] = e.dst
+    if e.method is not None:
+        m[5] = e.method
+    if e.version is not None:
+        m[6] = e.version
+    if e.deadline is not None:
+        m[8] = e.deadline
+    if e.reply_to is not None:
+        m[9] = e.reply_to
+    if with_sig and e.sig is not None:
+        m[10] = e.sig
+    if e.seq is not None:
+        m[11] = e.seq
+    if e._extra:
+        for k in e._extra:
+            m[k] = e._extra[k]
+    return m
