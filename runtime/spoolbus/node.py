@@ -1,0 +1,529 @@
+"""The RPC endpoint: call, cast, notify and hello over one transport, driven by poll() in a board's loop.
+
+A node never dies from a bad message: each is answered or dropped and counted in `stats`, and its
+tables (pending calls, dedup cache, peers, replay windows) are bounded. Semantics: docs/rpc.md.
+"""
+
+import os
+import time
+
+from spoolbus import auth, cbor, contract, errors, wire
+
+try:
+    _ticks_ms = time.ticks_ms
+    _ticks_diff = time.ticks_diff
+    _ticks_add = time.ticks_add
+except AttributeError:  # CPython
+
+    def _ticks_ms():
+        return int(time.monotonic() * 1000)
+
+    def _ticks_diff(a, b):
+        return a - b
+
+    def _ticks_add(a, b):
+        return a + b
+
+
+# Seconds between the port's epoch and the unix epoch (ports with a 2000 epoch).
+_EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0
+_SANE_CLOCK = 1704067200  # 2024-01-01: a wall clock earlier than this has not been set
+_MAX_ID = 0x3FFFFFFF  # ids and counters stay small ints on 32-bit ports
+
+STATS = (
+    "received", "oversized", "malformed", "bad_wire_version", "misrouted", "expired",
+    auth.FORGED, auth.UNSIGNED, auth.UNKNOWN_KEY, auth.REPLAYED,
+    "duplicate", "busy", "late_replies", "handler_errors", "send_failed", "internal_errors",
+    "calls_served", "casts_served", "notified", "dedup_evicted", "peers_evicted",
+)
+
+# A call's ticket: [done, reply kind, reply body, envelope, start ticks, timeout ms, retries left, next retry]
+_DONE, _KIND, _BODY, _ENV, _START, _TIMEOUT, _RETRIES, _NEXT = range(8)
+_RUNNING = object()  # dedup entry of a call still executing (a nested call is polling)
+
+
+def _wall_ms():
+    t = time.time() + _EPOCH
+    return int(t * 1000) if t >= _SANE_CLOCK else None
+
+
+def _nonce():
+    return int.from_bytes(os.urandom(4), "big") & _MAX_ID
+
+
+def _trace(e):
+    import io
+    import sys
+
+    buf = io.StringIO()
+    if hasattr(sys, "print_exception"):
+        sys.print_exception(e, buf)
+    else:
+        import traceback
+
+        traceback.print_exception(type(e), e, e.__traceback__, file=buf)
+    return buf.getvalue()
+
+
+class Node:
+    """An RPC endpoint named `name` on `transport`.
+
+    keys: {node name: key} for signing (own key) and verifying (peers' keys); require: refuse
+    unsigned messages. timeout: default call timeout in seconds. retry_s: resend an unanswered call
+    (same id) this often, `retries` times. clock: False on a board whose wall clock is not set
+    (it then learns the time from a peer's hello). debug: send tracebacks in error replies.
+    """
+
+    def __init__(self, name, transport, keys=None, require=False, timeout=5.0, retries=0, retry_s=1.0,
+                 max_message=4096, dedup_size=32, max_peers=16, max_pending=8, max_depth=4,
+                 clock=True, debug=False):
+        self.name = name
+        self.transport = transport
+        self.auth = auth.Auth(name, keys, require)
+        self.timeout = timeout
+        self.retries = retries
+        self.retry_s = retry_s
+        self.max_message = max_message
+        self.max_pending = max_pending
+        self.max_depth = max_depth
+        self.debug = debug
+        self.stats = {}
+        for k in STATS:
+            self.stats[k] = 0
+        self.peers = {}  # name -> (services {name: version}, events [names], boot nonce)
+        self._max_peers = max_peers
+        self._services = {}  # name -> (contract.Service, implementation)
+        self._subs = {}  # event -> [fn(event, body, src)]
+        self._pending = {}  # message id -> pending call list
+        self._dedup = {}  # (src, nonce, id) -> (kind, body) or _RUNNING
+        self._dedup_ring = [None] * dedup_size
+        self._dedup_pos = 0
+        self._depth = 0
+        self._nonce = _nonce()
+        self._counter = 0
+        self._id = 0
+        self._wall = clock and _wall_ms() is not None
+        self._clock_ref = None  # (ticks, epoch ms) learned from a peer's hello
+
+    # ------------------------------------------------------------ serving
+
+    def serve(self, service, impl):
+        """Serve `service` (a contract.Service) with `impl`, an object or dict holding its methods."""
+        missing = [m for m in service.methods() if self._handler(impl, m) is None]
+        if missing:
+            raise errors.ContractError("%s: implementation lacks %s" % (service.name, ", ".join(missing)))
+        self._services[service.name] = (service, impl)
+
+    def subscribe(self, event, fn):
+        """Call fn(event, body, src) for each `event` notification; say hello() to tell the peers."""
+        self._subs.setdefault(event, []).append(fn)
+
+    def client(self, dst, service, version_cap=None):
+        """A Client that checks calls to `dst` against `service` before sending."""
+        return Client(self, dst, service, version_cap)
+
+    # ------------------------------------------------------------ sending
+
+    def call(self, dst, method, args=None, timeout=None, version=None, retries=None):
+        """Call `method` ("service.method") on `dst` and return its reply.
+
+        Raises RemoteError (the remote side's error), Timeout (no reply in time: the call may or
+        may not have run), or the transport's error if the request cannot be sent.
+        """
+        ticket = self.send_call(dst, method, args, timeout, version, retries)
+        while not self.ready(ticket):
+            self.poll(self._wait_ms(ticket))
+        return self.result(ticket)
+
+    async def acall(self, dst, method, args=None, timeout=None, version=None, retries=None):
+        """call() for asyncio: polls the node between sleeps, so other tasks run meanwhile."""
+        import asyncio
+
+        ticket = self.send_call(dst, method, args, timeout, version, retries)
+        while not self.ready(ticket):
+            if not self.poll(0):
+                await asyncio.sleep(0.002)
+        return self.result(ticket)
+
+    async def arun(self, interval_ms=5):
+        """Serve forever under asyncio: poll, and sleep `interval_ms` when nothing came."""
+        import asyncio
+
+        while True:
+            if not self.poll(0):
+                await asyncio.sleep(interval_ms / 1000)
+
+    def send_call(self, dst, method, args=None, timeout=None, version=None, retries=None):
+        """Send a call without waiting: returns a ticket for ready() and result(), for a board's own loop."""
+        if len(self._pending) >= self.max_pending:
+            raise errors.Busy("%d calls already waiting for replies on %s" % (len(self._pending), self.name))
+        timeout = self.timeout if timeout is None else timeout
+        env = wire.Envelope(kind=wire.CALL, id=self._next_id(), src=self.name, dst=dst, method=method,
+                            version=version or "1.0", body=args if args is not None else {},
+                            deadline=self._deadline(timeout))
+        self._send(env)
+        now = _ticks_ms()
+        ticket = [False, None, None, env, now, int(timeout * 1000),
+                  self.retries if retries is None else retries, _ticks_add(now, int(self.retry_s * 1000))]
+        self._pending[env.id] = ticket
+        return ticket
+
+    def ready(self, ticket):
+        """True once the call's reply came or its time is up (then ask result()); resends when due."""
+        if ticket[_DONE] or _ticks_diff(_ticks_ms(), ticket[_START]) >= ticket[_TIMEOUT]:
+            return True
+        if ticket[_RETRIES] > 0 and _ticks_diff(_ticks_ms(), ticket[_NEXT]) >= 0:
+            ticket[_RETRIES] -= 1
+            ticket[_NEXT] = _ticks_add(_ticks_ms(), int(self.retry_s * 1000))
+            env = ticket[_ENV]
+            env.sig = None
+            self._send_quietly(env)
+        return False
+
+    def result(self, ticket):
+        """The reply of a ready() call; raises RemoteError, or Timeout if no reply came."""
+        env = ticket[_ENV]
+        if not ticket[_DONE]:
+            self._pending.pop(env.id, None)
+            raise errors.Timeout("no reply from %r to %s within %d ms; it may or may not have run"
+                                 % (env.dst, env.method, ticket[_TIMEOUT]))
+        if ticket[_KIND] == wire.REPLY:
+            return ticket[_BODY]
+        b = ticket[_BODY]
+        raise errors.RemoteError(b.get("type"), b.get("message"), b.get("details"), b.get("trace"))
+
+    def cast(self, dst, method, args=None, version=None, ttl=None):
+        """Send a one-way call: no reply, errors are only counted on the server."""
+        env = wire.Envelope(kind=wire.CAST, id=self._next_id(), src=self.name, dst=dst, method=method,
+                            version=version or "1.0", body=args if args is not None else {},
+                            deadline=self._deadline(ttl))
+        self._send(env)
+
+    def notify(self, event, body=None, ttl=None):
+        """Send `event` to every known peer that subscribed to it (told us in hello); returns how many."""
+        n = 0
+        for peer in self.peers:
+            if event in self.peers[peer][1]:
+                env = wire.Envelope(kind=wire.NOTIFY, id=self._next_id(), src=self.name, dst=peer,
+                                    method=event, body=body, deadline=self._deadline(ttl))
+                if self._send_quietly(env):
+                    n += 1
+        return n
+
+    def hello(self, dst=None):
+        """Advertise services, API versions and subscriptions to `dst` or every peer the transport knows.
+
+        Each peer answers with its own hello; returns how many hellos were sent.
+        """
+        dsts = [dst] if dst is not None else [p for p in self.transport.peers() if p != self.name]
+        n = 0
+        for d in dsts:
+            if self._send_quietly(self._hello_env(d, None)):
+                n += 1
+        return n
+
+    def peer_version(self, dst, service):
+        """The API version of `service` that `dst` advertised in its hello, or None."""
+        peer = self.peers.get(dst)
+        return peer[0].get(service) if peer is not None else None
+
+    def now_ms(self):
+        """Unix time in ms from the wall clock, or learned from a peer's hello; None if unknown."""
+        if self._wall:
+            return _wall_ms()
+        ref = self._clock_ref
+        if ref is None:
+            return None
+        return ref[1] + _ticks_diff(_ticks_ms(), ref[0])
+
+    def close(self):
+        self.transport.close()
+
+    # ------------------------------------------------------------ receiving
+
+    def poll(self, timeout_ms=0, limit=16):
+        """Process up to `limit` waiting messages, waiting timeout_ms for the first; returns how many."""
+        n = 0
+        data = self.transport.recv(timeout_ms)
+        while data is not None:
+            try:
+                self._handle(data)
+            except Exception:  # noqa: BLE001 - the loop must survive anything a message causes
+                self.stats["internal_errors"] += 1
+            n += 1
+            if n >= limit:
+                break
+            data = self.transport.recv(0)
+        return n
+
+    def _handle(self, data):
+        st = self.stats
+        st["received"] += 1
+        if len(data) > self.max_message:
+            st["oversized"] += 1
+            return
+        try:
+            env = wire.decode(data, max_size=self.max_message)
+        except errors.UnsupportedWireVersion as e:
+            st["bad_wire_version"] += 1
+            self._refuse_wire(data, e)
+            return
+        except errors.DecodeError:
+            st["malformed"] += 1
+            return
+        if env.dst != self.name or not isinstance(env.src, str):
+            st["misrouted"] += 1
+            return
+        reason = self.auth.check(env)
+        if reason is not None:
+            st[reason] += 1
+            return
+        kind = env.kind
+        if kind == wire.REPLY or kind == wire.ERROR:
+            self._on_reply(env)
+            return
+        if env.deadline is not None:
+            now = self.now_ms()
+            if now is not None and now > env.deadline:
+                st["expired"] += 1
+                return
+        if kind == wire.CALL or kind == wire.CAST:
+            self._on_call(env)
+        elif kind == wire.NOTIFY:
+            self._on_notify(env)
+        elif kind == wire.HELLO:
+            self._on_hello(env)
+        else:
+            st["malformed"] += 1
+
+    def _on_call(self, env):
+        seq = env.seq
+        key = (env.src, seq[0] if isinstance(seq, list) and len(seq) == 2 else None, env.id)
+        entry = self._dedup.get(key)
+        if entry is not None:
+            self.stats["duplicate"] += 1
+            if entry is not _RUNNING and env.kind == wire.CALL:
+                self._reply(env, entry[0], entry[1])
+            return
+        if self._depth >= self.max_depth:
+            self.stats["busy"] += 1
+            if env.kind == wire.CALL:
+                self._reply(env, wire.ERROR, self._error_body(
+                    "Busy", "%s is %d calls deep; retry later" % (self.name, self._depth), None, None))
+            return
+        self._remember(key, _RUNNING)
+        kind, body = self._execute(env)
+        self._dedup[key] = (kind, body)
+        if env.kind == wire.CALL:
+            self.stats["calls_served"] += 1
+            self._reply(env, kind, body)
+        else:
+            self.stats["casts_served"] += 1
+
+    def _execute(self, env):
+        """(REPLY, result) or (ERROR, error body): never raises."""
+        method = env.method
+        try:
+            dot = method.rfind(".") if isinstance(method, str) else -1
+            if dot <= 0:
+                raise errors.NoSuchMethod("method must be 'service.method', got %r" % (method,))
+            svc = self._services.get(method[:dot])
+            if svc is None:
+                raise errors.NoSuchService("%s serves no service %r; it serves: %s"
+                                           % (self.name, method[:dot], ", ".join(sorted(self._services))))
+            name = method[dot + 1 :]
+            args = svc[0].check_call(name, env.body, env.version)
+            fn = self._handler(svc[1], name)
+        except errors.ContractError as e:
+            return wire.ERROR, self._error_body(type(e).__name__, str(e), None, None)
+        self._depth += 1
+        try:
+            return wire.REPLY, fn(**args)
+        except Exception as e:  # noqa: BLE001 - a handler's error becomes the caller's RemoteError
+            self.stats["handler_errors"] += 1
+            return wire.ERROR, self._error_body(type(e).__name__, str(e), getattr(e, "details", None),
+                                                _trace(e) if self.debug else None)
+        finally:
+            self._depth -= 1
+
+    def _handler(self, impl, name):
+        if isinstance(impl, dict):
+            return impl.get(name)
+        return getattr(impl, name, None)
+
+    def _error_body(self, type_, message, details, trace):
+        body = wire.error_body(type_, message, details)
+        if trace is not None:
+            body["trace"] = trace
+        return body
+
+    def _remember(self, key, entry):
+        ring = self._dedup_ring
+        old = ring[self._dedup_pos]
+        if old is not None and old in self._dedup:
+            del self._dedup[old]
+            self.stats["dedup_evicted"] += 1
+        ring[self._dedup_pos] = key
+        self._dedup_pos = (self._dedup_pos + 1) % len(ring)
+        self._dedup[key] = entry
+
+    def _reply(self, call, kind, body):
+        env = wire.Envelope(kind=kind, id=self._next_id(), src=self.name, dst=call.src, reply_to=call.id,
+                            body=body)
+        try:
+            self._send(env)
+        except errors.CBOREncodeError as e:
+            env.kind = wire.ERROR
+            env.body = self._error_body("InvalidReply", "the reply has no CBOR encoding: %s" % e, None, None)
+            self._send_quietly(env)
+        except Exception:  # noqa: BLE001 - a reply that cannot be sent is counted, not fatal
+            self.stats["send_failed"] += 1
+
+    def _on_reply(self, env):
+        slot = self._pending.get(env.reply_to)
+        if slot is None or slot[_ENV].dst != env.src:
+            self.stats["late_replies"] += 1
+            return
+        del self._pending[env.reply_to]
+        slot[_DONE] = True
+        slot[_KIND] = env.kind
+        slot[_BODY] = env.body
+
+    def _on_notify(self, env):
+        fns = self._subs.get(env.method)
+        if not fns:
+            self.stats["misrouted"] += 1
+            return
+        self.stats["notified"] += 1
+        for fn in fns:
+            try:
+                fn(env.method, env.body, env.src)
+            except Exception:  # noqa: BLE001 - one subscriber's error must not stop the node
+                self.stats["handler_errors"] += 1
+
+    def _on_hello(self, env):
+        body = env.body
+        if not isinstance(body, dict):
+            self.stats["malformed"] += 1
+            return
+        services = body.get("services")
+        events = body.get("events")
+        if not isinstance(services, dict) or not isinstance(events, list):
+            self.stats["malformed"] += 1
+            return
+        for k in services:
+            if not isinstance(k, str) or not isinstance(services[k], str):
+                self.stats["malformed"] += 1
+                return
+        if env.src not in self.peers and len(self.peers) >= self._max_peers:
+            for p in self.peers:
+                del self.peers[p]
+                self.stats["peers_evicted"] += 1
+                break
+        self.peers[env.src] = (services, [e for e in events if isinstance(e, str)],
+                               env.seq[0] if isinstance(env.seq, list) and env.seq else None)
+        now = body.get("now")
+        if not self._wall and isinstance(now, int) and now > 0:
+            self._clock_ref = (_ticks_ms(), now)
+        if env.reply_to is None:
+            self._send_quietly(self._hello_env(env.src, env.id))
+
+    def _hello_env(self, dst, reply_to):
+        services = {}
+        for name in self._services:
+            services[name] = self._services[name][0].version
+        body = {"services": services, "events": list(self._subs), "now": self.now_ms()}
+        return wire.Envelope(kind=wire.HELLO, id=self._next_id(), src=self.name, dst=dst, body=body,
+                             reply_to=reply_to)
+
+    def _refuse_wire(self, data, e):
+        """Answer an envelope of an unknown wire major, if its id and source can be read at all."""
+        try:
+            m = cbor.loads(data, max_size=self.max_message)
+            src, mid = m.get(3), m.get(2)
+        except Exception:  # noqa: BLE001 - unreadable: nothing to answer
+            return
+        if not isinstance(src, str) or not isinstance(mid, int) or mid < 0 or m.get(1) in (2, 3):
+            return
+        call = wire.Envelope(src=src, id=mid)
+        self._reply(call, wire.ERROR, self._error_body(
+            "unsupported_wire_version", str(e), {"supported": list(wire.WIRE_VERSION)}, None))
+
+    # ------------------------------------------------------------ internals
+
+    def _next_id(self):
+        self._id = self._id % _MAX_ID + 1
+        return self._id
+
+    def _deadline(self, seconds):
+        if seconds is None:
+            return None
+        now = self.now_ms()
+        return None if now is None else now + int(seconds * 1000)
+
+    def _send(self, env):
+        self._counter = self._counter % _MAX_ID + 1
+        env.seq = [self._nonce, self._counter]
+        self.auth.sign(env)
+        self.transport.send(env.dst, wire.encode(env))
+
+    def _send_quietly(self, env):
+        try:
+            self._send(env)
+            return True
+        except Exception:  # noqa: BLE001 - counted: notify, hello and replies are best effort
+            self.stats["send_failed"] += 1
+            return False
+
+    def _wait_ms(self, ticket):
+        now = _ticks_ms()
+        left = ticket[_TIMEOUT] - _ticks_diff(now, ticket[_START])
+        if ticket[_RETRIES] > 0:
+            left = min(left, _ticks_diff(ticket[_NEXT], now))
+        return max(0, min(left, 50))
+
+
+class Client:
+    """Calls to one destination checked against a service contract, with an oslo-style version cap.
+
+    version_cap=None caps at the version the destination advertised in hello, if it did.
+    """
+
+    def __init__(self, node, dst, service, version_cap=None):
+        self.node = node
+        self.dst = dst
+        self.service = service
+        self.version_cap = version_cap
+
+    def can_send_version(self, version):
+        """Whether a call needing API `version` may be sent (within the contract and the cap)."""
+        v = contract.parse_version(version)
+        if v[0] != self.service.major or v[1] > self.service.minor:
+            return False
+        cap = self.version_cap or self.node.peer_version(self.dst, self.service.name)
+        if cap is None:
+            return True
+        c = contract.parse_version(cap)
+        return v[0] == c[0] and v[1] <= c[1]
+
+    def call(self, method, args=None, timeout=None, retries=None):
+        """Check, then call; returns the reply (see Node.call for the errors)."""
+        args = args if args is not None else {}
+        return self.node.call(self.dst, self.service.name + "." + method, args, timeout=timeout,
+                              version=self._version(method, args), retries=retries)
+
+    def cast(self, method, args=None, ttl=None):
+        """Check, then cast."""
+        args = args if args is not None else {}
+        self.node.cast(self.dst, self.service.name + "." + method, args, version=self._version(method, args),
+                       ttl=ttl)
+
+    def _version(self, method, args):
+        v = self.service.call_version(method, args)
+        text = "%d.%d" % v
+        if not self.can_send_version(text):
+            raise errors.UnsupportedVersion("%s.%s with these arguments needs API %s; %s is capped at %s"
+                                            % (self.service.name, method, text, self.dst,
+                                               self.version_cap or self.node.peer_version(
+                                                   self.dst, self.service.name)))
+        return text
