@@ -17,6 +17,7 @@ except ImportError:  # a port without random: back off without jitter
 _BACKOFF_MIN = 0.0005
 _BACKOFF_MAX = 0.02
 _me = None
+_created = [0]  # lock directories this process prepared: their names must differ within one millisecond
 
 
 def _read(path):
@@ -138,6 +139,7 @@ class Lock:
         """Take the lock, waiting up to `timeout` seconds; raises errors.LockTimeout naming the holder."""
         if self._held is not None:
             raise errors.LockError("lock %s is already held by this Lock object" % self.path)
+        self._holder = None
         if self._try():
             return self
         start = time.time()
@@ -227,7 +229,8 @@ class Lock:
     def _create(self):
         """Create the lock directory with its first state entry in place, by renaming a prepared one."""
         me = _whoami()
-        prep = "%s.new-%s-%s%d" % (self.path, me[1], me[2], _now_ms())
+        _created[0] += 1
+        prep = "%s.new-%s-%s-%d-%d" % (self.path, me[1], me[2], _now_ms(), _created[0])
         try:
             os.mkdir(prep)
             open(prep + "/f0", "w").close()
