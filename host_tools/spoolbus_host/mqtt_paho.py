@@ -1,0 +1,109 @@
+"""The spoolbus MQTT transport on CPython, over paho-mqtt 2.x: same topics and behaviour as MQTTTransport.
+
+Guarantees: inbox messages are acknowledged (PUBACK) only when recv() hands them out, so the broker's
+in-flight window bounds what waits in memory; status is retained online/offline with a last will.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from spoolbus import errors
+from spoolbus.transport.mqtt import OFFLINE, ONLINE, base_topic, inbox_topic
+
+
+class PahoTransport:
+    """A node named bridge/device on the broker at host:port; connects in the constructor.
+
+    paho's network thread reconnects by itself; send() raises MQTTConnectionError while the link is
+    down (so a caller can spool), and QoS 1 messages already handed to paho are re-sent after a reconnect.
+    """
+
+    def __init__(self, host: str, port: int, bridge: str, device: str, prefix: str = "spoolbus",
+                 qos: int = 1, user: str | None = None, password: str | None = None,
+                 client_id: str | None = None, clean_session: bool = False, keepalive: int = 60,
+                 timeout: float = 5.0):
+        self.prefix = prefix
+        self.bridge = bridge
+        self.base = base_topic(prefix, bridge, device)
+        self.qos = qos
+        self._status = self.base + "/status"
+        self._inbox = self.base + "/inbox"
+        self._queue: queue.Queue[paho.MQTTMessage] = queue.Queue()
+        self._connected = threading.Event()
+        self._answered = threading.Event()
+        self._refused: int | None = None
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"{bridge}/{device}",
+                        clean_session=clean_session, protocol=paho.MQTTv311, manual_ack=True)
+        if user is not None:
+            c.username_pw_set(user, password)
+        c.will_set(self._status, OFFLINE, qos=1, retain=True)
+        c.reconnect_delay_set(0.1, 2)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
+        self.client = c
+        try:
+            c.connect(host, port, keepalive)
+        except OSError as e:
+            raise errors.MQTTConnectionError(f"cannot connect to MQTT broker {host}:{port}: {e}") from None
+        c.loop_start()
+        if not self._answered.wait(timeout) or not self._connected.is_set():
+            c.loop_stop()
+            if self._refused is not None:
+                raise errors.MQTTRefused(f"MQTT broker {host}:{port} refused the connection",
+                                         self._refused)
+            raise errors.MQTTConnectionError(f"no CONNACK from MQTT broker {host}:{port} in {timeout} s")
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def send(self, dst: str, data: bytes) -> None:
+        if not self._connected.is_set():
+            raise errors.MQTTConnectionError("not connected to the MQTT broker (paho is reconnecting)")
+        self.client.publish(inbox_topic(self.prefix, self.bridge, dst), bytes(data), self.qos)
+
+    def notify(self, event: str, data: bytes) -> None:
+        if not self._connected.is_set():
+            raise errors.MQTTConnectionError("not connected to the MQTT broker (paho is reconnecting)")
+        self.client.publish(f"{self.base}/events/{event}", bytes(data), 0)
+
+    def recv(self, timeout_ms: int = 0) -> bytes | None:
+        try:
+            msg = self._queue.get(timeout=timeout_ms / 1000) if timeout_ms else self._queue.get_nowait()
+        except queue.Empty:
+            return None
+        if msg.qos:
+            self.client.ack(msg.mid, msg.qos)
+        return msg.payload
+
+    def close(self) -> None:
+        """Publish the retained "offline" status and disconnect (the last will is not used)."""
+        if self._connected.is_set():
+            self.client.publish(self._status, OFFLINE, qos=1, retain=True).wait_for_publish(5)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            self._refused = reason_code.value
+            client.disconnect()
+            self._answered.set()
+            return
+        client.subscribe(self._inbox, 1)
+        client.publish(self._status, ONLINE, qos=1, retain=True)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        self._connected.set()  # only now can a message to the inbox reach this node
+        self._answered.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self._connected.clear()
+
+    def _on_message(self, client, userdata, msg):
+        self._queue.put(msg)

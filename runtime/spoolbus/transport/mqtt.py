@@ -1,0 +1,105 @@
+"""The spoolbus transport over MQTT (MQTTClient): envelopes go to inbox topics, presence to status.
+
+Guarantees: one node's inbox is <prefix>/<bridge>/<device>/inbox (QoS 1); its status topic holds a
+retained "online", turned to "offline" by close() or by the broker's last will if the node dies.
+"""
+
+from spoolbus import errors
+from spoolbus.transport.mqtt_client import ticks_diff, ticks_ms
+
+ONLINE = b"online"
+OFFLINE = b"offline"
+
+
+def _check(name):
+    if not name or "+" in name or "#" in name or "/" in name:
+        raise ValueError("%r is not a topic level (empty, or has '/' or an MQTT wildcard)" % name)
+    return name
+
+
+def base_topic(prefix, bridge, device):
+    """<prefix>/<bridge>/<device>: the root of one node's topics."""
+    return "%s/%s/%s" % (prefix, _check(bridge), _check(device))
+
+
+def inbox_topic(prefix, bridge, dst):
+    """The inbox of node `dst`, given as "device" (on `bridge`) or as "bridge/device"."""
+    if "/" in dst:
+        bridge, _, dst = dst.partition("/")
+    return base_topic(prefix, bridge, dst) + "/inbox"
+
+
+class MQTTTransport:
+    """A node on MQTT through `client` (an MQTTClient, not yet connected), named bridge/device.
+
+    send() reconnects at once when the link is down (raising MQTTConnectionError if that fails);
+    recv() retries the connection at most every retry_ms and returns None while it is down.
+    """
+
+    def __init__(self, client, bridge, device, prefix="spoolbus", qos=1, retry_ms=1000):
+        self.client = client
+        self.prefix = prefix
+        self.base = base_topic(prefix, bridge, device)
+        self.bridge = bridge
+        self.qos = qos
+        self.retry_ms = retry_ms
+        self._status = self.base + "/status"
+        self._inbox = self.base + "/inbox"
+        self._tried = None
+        self._subscribed = False
+        client.will = (self._status, OFFLINE, 1, True)
+        self._connect()
+
+    def send(self, dst, data):
+        if not self.client.connected:
+            self._connect()
+        self.client.publish(inbox_topic(self.prefix, self.bridge, dst), data, self.qos)
+
+    def notify(self, event, data):
+        """Publish an event (QoS 0) under this node's <base>/events/<event>."""
+        if not self.client.connected:
+            self._connect()
+        self.client.publish("%s/events/%s" % (self.base, _check(event)), data, 0)
+
+    def recv(self, timeout_ms=0):
+        """The next envelope sent to this node's inbox, waiting up to timeout_ms; None if none came."""
+        c = self.client
+        msg = c.message()
+        if msg is None:
+            if not c.connected:
+                if self._tried is not None and ticks_diff(ticks_ms(), self._tried) < self.retry_ms:
+                    return None
+                try:
+                    self._connect()
+                except errors.MQTTConnectionError:
+                    return None
+            try:
+                c.poll(timeout_ms)
+            except errors.MQTTConnectionError:
+                return None
+            msg = c.message()
+            if msg is None:
+                return None
+        return msg[1]
+
+    def close(self):
+        """Publish the retained "offline" status and disconnect."""
+        c = self.client
+        if c.connected:
+            try:
+                c.publish(self._status, OFFLINE, 1, True)
+                start = ticks_ms()
+                while c.pending and ticks_diff(ticks_ms(), start) < c.timeout_ms:
+                    c.poll(50)
+            except errors.MQTTConnectionError:
+                pass
+            c.disconnect()
+
+    def _connect(self):
+        self._tried = ticks_ms()
+        c = self.client
+        c.connect()
+        if not self._subscribed:  # later reconnects restore it (MQTTClient remembers subscriptions)
+            c.subscribe(self._inbox, 1)
+            self._subscribed = True
+        c.publish(self._status, ONLINE, 1, True)

@@ -1,0 +1,217 @@
+"""The MQTT transport: MicroPython node and paho node on one real broker, topics, presence, reconnects."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+import cbor2
+import paho.mqtt.client as paho
+import pytest
+from mpproc import MicroPython
+from paho.mqtt.enums import CallbackAPIVersion
+from spoolbus import errors
+from spoolbus.transport.mqtt import base_topic, inbox_topic
+from spoolbus_host.mqtt_paho import PahoTransport
+
+PRELUDE = """
+import sys, time
+from spoolbus import errors
+from spoolbus.transport.mqtt_client import MQTTClient
+from spoolbus.transport.mqtt import MQTTTransport
+PORT = int(sys.argv[1])
+
+def node(bridge, device, **kw):
+    client = MQTTClient(bridge + "/" + device, "127.0.0.1", PORT, keepalive=5, clean_session=False)
+    return MQTTTransport(client, bridge, device, retry_ms=100, **kw)
+
+def recv(t, timeout_ms=10000):
+    start = time.ticks_ms()
+    while time.ticks_diff(time.ticks_ms(), start) < timeout_ms:
+        data = t.recv(100)
+        if data is not None:
+            return data
+    raise OSError("nothing received")
+"""
+
+
+def _recv(t: PahoTransport, timeout: float = 10.0) -> bytes:
+    data = t.recv(int(timeout * 1000))
+    assert data is not None, "nothing received"
+    return data
+
+
+class Watcher:
+    """A plain paho subscriber that records (topic, payload, retain) on a topic filter."""
+
+    def __init__(self, port: int, topic: str):
+        self.got: list[tuple[str, bytes, bool]] = []
+        self.c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+        self.c.on_message = lambda c, u, msg: self.got.append((msg.topic, msg.payload, msg.retain))
+        self.c.connect("127.0.0.1", port)
+        self.c.subscribe(topic, 1)
+        self.c.loop_start()
+
+    def wait_for(self, payload: bytes, timeout: float = 10.0) -> tuple[str, bytes, bool]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for item in self.got:
+                if item[1] == payload:
+                    return item
+            time.sleep(0.02)
+        raise AssertionError(f"{payload!r} not seen; got {self.got}")
+
+    def stop(self) -> None:
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def test_topic_layout():
+    assert base_topic("spoolbus", "gw1", "pump") == "spoolbus/gw1/pump"
+    assert inbox_topic("spoolbus", "gw1", "pump") == "spoolbus/gw1/pump/inbox"
+    assert inbox_topic("spoolbus", "gw1", "gw2/valve") == "spoolbus/gw2/valve/inbox"
+    for bad in ("", "a+", "#", "gw2/a/b"):
+        with pytest.raises(ValueError):
+            inbox_topic("spoolbus", "gw1", bad)
+
+
+def test_micropython_and_paho_nodes_exchange_messages_both_ways(tmp_path, mosquitto):
+    host = PahoTransport("127.0.0.1", mosquitto.port, "B", "host")
+    mp = MicroPython(tmp_path, PRELUDE + """
+t = node("A", "board")
+print("ready")
+for i in range(20):
+    t.send("B/host", b"up %d" % i)
+for i in range(20):
+    print("down", recv(t).decode())
+t.close()
+""", mosquitto.port)
+    try:
+        mp.expect("ready")
+        assert [_recv(host) for _ in range(20)] == [b"up %d" % i for i in range(20)]
+        for i in range(20):
+            host.send("A/board", b"down %d" % i)
+        assert [mp.expect("down") for _ in range(20)] == [f"down {i}" for i in range(20)]
+        assert mp.wait() == 0
+    finally:
+        mp.kill()
+        host.close()
+
+
+def test_envelopes_on_the_broker_are_plain_cbor(tmp_path, mosquitto):
+    sub = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mosquitto.port), "-q", "1",
+                            "-t", "spoolbus/gw/pump/inbox", "-C", "1", "-F", "%t %x"],
+                           stdout=subprocess.PIPE, text=True)
+    time.sleep(0.3)
+    mp = MicroPython(tmp_path, PRELUDE + """
+from spoolbus import wire
+t = node("gw", "sensor")
+env = wire.Envelope(kind=wire.CALL, id=7, src="gw/sensor", dst="gw/pump", method="pump.start",
+                    version="1.0", body={"rpm": 1200})
+t.send("pump", wire.encode(env))
+t.close()
+print("sent")
+""", mosquitto.port)
+    try:
+        assert mp.expect("sent") == ""
+        out, _ = sub.communicate(timeout=10)
+    finally:
+        sub.kill()
+    topic, hexpayload = out.split()
+    assert topic == "spoolbus/gw/pump/inbox"
+    env = cbor2.loads(bytes.fromhex(hexpayload))
+    assert env[0] == [1, 0] and env[1] == 0 and env[2] == 7
+    assert (env[3], env[4], env[5], env[6], env[7]) == ("gw/sensor", "gw/pump", "pump.start", "1.0",
+                                                         {"rpm": 1200})
+
+
+def test_status_is_retained_online_then_offline_by_last_will_on_kill_9(tmp_path, mosquitto):
+    watcher = Watcher(mosquitto.port, "spoolbus/site/+/status")
+    mp = MicroPython(tmp_path, PRELUDE + """
+t = node("site", "dying")
+print("online")
+while True:
+    t.recv(1000)
+""", mosquitto.port)
+    try:
+        mp.expect("online")
+        assert watcher.wait_for(b"online")[0] == "spoolbus/site/dying/status"
+        mp.proc.kill()  # SIGKILL: no DISCONNECT, the broker publishes the will
+        mp.proc.wait()
+        watcher.wait_for(b"offline", 5)
+    finally:
+        mp.kill()
+        watcher.stop()
+    late = Watcher(mosquitto.port, "spoolbus/site/dying/status")
+    try:
+        assert late.wait_for(b"offline") == ("spoolbus/site/dying/status", b"offline", True)
+    finally:
+        late.stop()
+
+
+def test_close_publishes_offline_status(mosquitto):
+    t = PahoTransport("127.0.0.1", mosquitto.port, "site", "polite")
+    watcher = Watcher(mosquitto.port, "spoolbus/site/polite/status")
+    try:
+        watcher.wait_for(b"online")
+        t.close()
+        watcher.wait_for(b"offline")
+    finally:
+        watcher.stop()
+
+
+def test_micropython_node_receives_what_was_sent_while_the_broker_restarted(tmp_path, mosquitto):
+    mp = MicroPython(tmp_path, PRELUDE + """
+t = node("A", "survivor")
+print("ready")
+got = []
+while len(got) < 4:
+    data = t.recv(100)
+    if data is not None:
+        got.append(data.decode())
+        print("got", got[-1])
+t.close()
+""", mosquitto.port)
+    try:
+        mp.expect("ready")
+        sender = PahoTransport("127.0.0.1", mosquitto.port, "B", "sender")
+        sender.send("A/survivor", b"before")
+        assert mp.expect("got") == "before"
+        sender.close()
+        mosquitto.stop()  # SIGTERM: mosquitto saves the survivor's persistent session
+        time.sleep(0.5)  # the node's recv() finds the link down and keeps retrying
+        mosquitto.start()
+        sender = PahoTransport("127.0.0.1", mosquitto.port, "B", "sender")
+        for word in (b"after1", b"after2", b"after3"):
+            sender.send("A/survivor", word)
+        assert [mp.expect("got") for _ in range(3)] == ["after1", "after2", "after3"]
+        sender.close()
+        assert mp.wait() == 0
+    finally:
+        mp.kill()
+
+
+def test_paho_transport_with_user_and_password(mosquitto_auth):
+    with pytest.raises(errors.MQTTRefused):
+        PahoTransport("127.0.0.1", mosquitto_auth.port, "gw", "x", user="device", password="wrong", timeout=3)
+    a = PahoTransport("127.0.0.1", mosquitto_auth.port, "gw", "a", user="device", password="s3cret")
+    b = PahoTransport("127.0.0.1", mosquitto_auth.port, "gw", "b", user="device", password="s3cret")
+    try:
+        a.send("b", b"hello")
+        assert _recv(b) == b"hello"
+    finally:
+        a.close()
+        b.close()
+
+
+def test_paho_send_while_broker_is_down_raises_connection_error(mosquitto):
+    t = PahoTransport("127.0.0.1", mosquitto.port, "gw", "lonely")
+    try:
+        mosquitto.stop()
+        deadline = time.monotonic() + 5
+        while t.connected and time.monotonic() < deadline:
+            time.sleep(0.02)
+        with pytest.raises(errors.MQTTConnectionError):
+            t.send("other", b"x")
+    finally:
+        t.close()
