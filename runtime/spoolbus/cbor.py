@@ -19,13 +19,104 @@ _IS_MICROPYTHON = sys.implementation.name == "micropython"
 
 
 def dumps(obj):
-    """Encode `obj` as deterministic CBOR bytes; raise CBOREncodeError for what has no encoding here."""
+    """Encode `obj` as deterministic CBOR bytes; raise CBOREncodeError for what has no encoding here.
+
+    Maps come out in RFC 8949 core deterministic order (bytewise order of the encoded keys); map keys
+    must be int, str, bytes, float, bool or None. Nesting deeper than 256 (or a cycle) is an error.
+    """
     out = bytearray()
     try:
-        _enc(obj, out)
-    except RuntimeError:  # RecursionError on CPython; MicroPython has only RuntimeError
-        raise CBOREncodeError("value nested too deeply, cyclic, or changed while encoding") from None
+        _encode(obj, out)
+    except UnicodeError:
+        raise CBOREncodeError("text is not encodable as UTF-8 (lone surrogate?)") from None
+    except RuntimeError:  # a dict or list changed size while being encoded
+        raise CBOREncodeError("value changed while being encoded") from None
     return bytes(out)
+
+
+_MAX_NESTING = 256
+_END = object()
+
+
+def _encode(obj, out):
+    """One loop with an explicit stack of container iterators: calls are dear on MicroPython."""
+    ap = out.append
+    stack = []
+    it = None  # iterator over what is left of the current container
+    mode = 0  # how `it` yields: 0 items of an array, 1 int keys of `cont`, 2 (encoded key, value) pairs
+    cont = None
+    while True:
+        t = type(obj)
+        if t is int:
+            if 0 <= obj < 24:
+                ap(obj)
+            elif obj >= 0:
+                _head(out, 0x00, obj)
+            else:
+                _head(out, 0x20, -1 - obj)
+        elif t is str:
+            b = obj.encode()
+            n = len(b)
+            if n < 24:
+                ap(0x60 | n)
+            else:
+                _head(out, 0x60, n)
+            out += b
+        elif t is dict or t is list or t is tuple:
+            n = len(obj)
+            if t is dict:
+                _head(out, 0xA0, n)
+            elif n < 24:
+                ap(0x80 | n)
+            else:
+                _head(out, 0x80, n)
+            if n:
+                if len(stack) >= _MAX_NESTING:
+                    raise CBOREncodeError("nested deeper than %d (or cyclic); flatten it" % _MAX_NESTING)
+                stack.append((it, mode, cont))
+                if t is not dict:
+                    it = iter(obj)
+                    mode = 0
+                else:
+                    keys = _int_keys(obj)
+                    if keys is not None:
+                        it = iter(keys)
+                        mode = 1
+                        cont = obj
+                    else:
+                        it = iter(_map_pairs(obj))
+                        mode = 2
+        elif obj is None:
+            ap(0xF6)
+        elif obj is True:
+            ap(0xF5)
+        elif obj is False:
+            ap(0xF4)
+        elif t is bytes or t is bytearray or t is memoryview:
+            _head(out, 0x40, len(obj))
+            out += obj
+        elif t is float:
+            _enc_float(obj, out)
+        else:
+            obj = _base_value(obj)
+            continue
+        # the next item: from the current container, or from an enclosing one once it is exhausted
+        while True:
+            if it is None:
+                return
+            obj = next(it, _END)
+            if obj is not _END:
+                if mode == 1:
+                    if obj < 24:
+                        ap(obj)
+                    else:
+                        _head(out, 0x00, obj)
+                    obj = cont[obj]
+                elif mode == 2:
+                    out += obj[0]
+                    obj = obj[1]
+                break
+            it, mode, cont = stack.pop()
 
 
 def _head(out, mt, n):
@@ -45,96 +136,43 @@ def _head(out, mt, n):
         raise CBOREncodeError("integer out of the 64-bit CBOR range: %d" % (n if mt == 0 else -1 - n))
 
 
-def _enc(obj, out):
-    t = type(obj)
-    if t is int:
-        if obj >= 0:
-            if obj < 24:
-                out.append(obj)
-            else:
-                _head(out, 0x00, obj)
-        else:
-            _head(out, 0x20, -1 - obj)
-    elif t is str:
-        try:
-            b = obj.encode()
-        except UnicodeError:
-            raise CBOREncodeError("text is not encodable as UTF-8 (lone surrogate?)") from None
-        _head(out, 0x60, len(b))
-        out += b
-    elif t is dict:
-        _enc_map(obj, out)
-    elif t is list or t is tuple:
-        _head(out, 0x80, len(obj))
-        for x in obj:
-            _enc(x, out)
-    elif obj is None:
-        out.append(0xF6)
-    elif obj is True:
-        out.append(0xF5)
-    elif obj is False:
-        out.append(0xF4)
-    elif t is bytes or t is bytearray or t is memoryview:
-        _head(out, 0x40, len(obj))
-        out += obj
-    elif t is float:
-        _enc_float(obj, out)
-    else:
-        _enc_other(obj, out)
-
-
-def _enc_other(obj, out):
-    """Subclasses of the supported types encode as their base type; anything else is an error."""
-    for base in (bool, int, str, bytes, bytearray, float, dict, list, tuple):
+def _base_value(obj):
+    """A subclass of a supported type (IntEnum, OrderedDict...) as its base type; anything else fails."""
+    if isinstance(obj, dict):
+        return {k: obj[k] for k in obj}  # dict(obj) mistakes a subclass for pairs on MicroPython
+    for base in (bool, int, str, bytes, float, list, tuple):
         if isinstance(obj, base):
-            if base is bool:
-                out.append(0xF5 if obj else 0xF4)
-            elif base is dict:
-                _enc_map(obj, out)
-            elif base is list or base is tuple:
-                _head(out, 0x80, len(obj))
-                for x in obj:
-                    _enc(x, out)
-            else:
-                _enc(base(obj), out)
-            return
+            return base(obj)
     raise CBOREncodeError("cannot encode %s as CBOR; use int, float, str, bytes, list, dict, bool or None"
                           % type(obj).__name__)
+
+
+def _int_keys(m):
+    """The keys of `m` sorted, if all are non-negative ints: then numeric order is the encoded order."""
+    for k in m:
+        if type(k) is not int or k < 0:
+            return None
+    return sorted(m)
 
 
 _KEY_TYPES = (int, str, bytes, float, bool, type(None))
 
 
-def _enc_map(obj, out):
-    _head(out, 0xA0, len(obj))
-    for k in obj:
-        if type(k) is not int or k < 0:
-            break
-    else:
-        # Non-negative ints: numeric order is the bytewise order of their shortest encodings.
-        for k in sorted(obj):
-            if k < 24:
-                out.append(k)
-            else:
-                _head(out, 0x00, k)
-            _enc(obj[k], out)
-        return
+def _map_pairs(m):
+    """(encoded key, value) pairs of `m` in bytewise order of the encoded keys."""
     pairs = []
-    for k, v in obj.items():
+    for k, v in m.items():
         if not isinstance(k, _KEY_TYPES):
             raise CBOREncodeError("cannot use %s as a map key; use int, str, bytes, float, bool or None"
                                   % type(k).__name__)
         kb = bytearray()
-        _enc(k, kb)
+        _encode(k, kb)
         pairs.append((bytes(kb), v))
     pairs.sort(key=_first)
-    prev = None
-    for kb, v in pairs:
-        if kb == prev:
-            raise CBOREncodeError("two map keys have the same encoding: %s" % kb.hex())
-        prev = kb
-        out += kb
-        _enc(v, out)
+    for i in range(1, len(pairs)):
+        if pairs[i][0] == pairs[i - 1][0]:
+            raise CBOREncodeError("two map keys have the same encoding: %s" % pairs[i][0].hex())
+    return pairs
 
 
 def _first(pair):
@@ -202,160 +240,167 @@ def loads(data, max_size=65536, max_depth=16, max_items=4096):
         if len(data) > max_size:
             raise CBORDecodeError("input of %d bytes exceeds max_size %d" % (len(data), max_size), max_size)
         data = bytes(data)
-    n = len(data)
-    if n > max_size:
-        raise CBORDecodeError("input of %d bytes exceeds max_size %d" % (n, max_size), max_size)
-    budget = [max_items - 1]
-    if budget[0] < 0:
+    if len(data) > max_size:
+        raise CBORDecodeError("input of %d bytes exceeds max_size %d" % (len(data), max_size), max_size)
+    if max_items < 1:
         raise CBORDecodeError("max_items must be at least 1", 0)
-    try:
-        value, i = _item(data, 0, max_depth, budget)
-    except RuntimeError:  # the interpreter's own recursion limit, below max_depth
-        raise CBORDecodeError("nesting too deep for this interpreter's stack; lower max_depth", 0) from None
-    if i != n:
-        raise CBORDecodeError("%d trailing bytes after the CBOR item" % (n - i), i)
-    return value
+    return _decode(data, max_depth, max_items - 1)
 
 
 def _err(msg, i):
     return CBORDecodeError(msg, i)
 
 
-def _item(d, i, depth, budget):
-    """Decode the item at d[i]; return (value, offset after it)."""
-    try:
+def _decode(d, max_depth, left):
+    """One loop with an explicit stack, no call per item: calls are dear on MicroPython."""
+    n = len(d)
+    i = 0
+    stack = []  # (container, rem, key, key offset) of each enclosing container
+    cont = None  # the list or dict being filled; None at the top level
+    rem = 0  # items still to come in cont (a map counts keys and values; a key is due when even)
+    key = None
+    koff = 0
+    while True:
+        if i >= n:
+            raise _err("truncated: expected a data item", i)
         ib = d[i]
-    except IndexError:
-        raise _err("truncated: expected a data item", i) from None
-    ai = ib & 31
-    mt = ib >> 5
-    j = i + 1
-    if ai < 24:
-        arg = ai
-    elif mt == 7:
-        return _simple(d, i, ai)
-    elif ai == 24:
-        if j >= len(d):
-            raise _err("truncated head", i)
-        arg = d[j]
-        if arg < 24:
-            raise _err("integer or length not in shortest form", i)
-        j += 1
-    elif ai == 25:
-        if j + 2 > len(d):
-            raise _err("truncated head", i)
-        arg = (d[j] << 8) | d[j + 1]
-        if arg < 0x100:
-            raise _err("integer or length not in shortest form", i)
-        j += 2
-    elif ai == 26:
-        if j + 4 > len(d):
-            raise _err("truncated head", i)
-        arg = _unpack_from(">I", d, j)[0]
-        if arg < 0x10000:
-            raise _err("integer or length not in shortest form", i)
-        j += 4
-    elif ai == 27:
-        if j + 8 > len(d):
-            raise _err("truncated head", i)
-        arg = _unpack_from(">Q", d, j)[0]
-        if arg < 0x100000000:
-            raise _err("integer or length not in shortest form", i)
-        j += 8
-    elif ai == 31:
-        raise _err("indefinite-length items are not accepted", i)
-    else:
-        raise _err("reserved additional information %d" % ai, i)
-
-    if mt == 0:
-        return arg, j
-    if mt == 1:
-        return -1 - arg, j
-    if mt == 3:
-        if arg > len(d) - j:
-            raise _err("truncated: text string of %d bytes" % arg, i)
-        k = j + arg
-        b = d[j:k]
-        try:
-            s = str(b, "utf-8")
-        except UnicodeError:
-            raise _err("invalid UTF-8 in text string", i) from None
-        if _IS_MICROPYTHON and len(s) != arg and not _utf8_ok(b):
-            raise _err("invalid UTF-8 in text string", i)
-        return s, k
-    if mt == 2:
-        if arg > len(d) - j:
-            raise _err("truncated: byte string of %d bytes" % arg, i)
-        k = j + arg
-        return d[j:k], k
-    if mt == 4:
-        if depth <= 0:
-            raise _err("nesting deeper than max_depth", i)
-        if arg > len(d) - j:
-            raise _err("truncated: array of %d items" % arg, i)
-        left = budget[0] - arg
-        if left < 0:
-            raise _err("more data items than max_items", i)
-        budget[0] = left
-        depth -= 1
-        lst = []
-        for _ in range(arg):
-            v, j = _item(d, j, depth, budget)
-            lst.append(v)
-        return lst, j
-    if mt == 5:
-        if depth <= 0:
-            raise _err("nesting deeper than max_depth", i)
-        if arg > (len(d) - j) >> 1:
-            raise _err("truncated: map of %d pairs" % arg, i)
-        left = budget[0] - 2 * arg
-        if left < 0:
-            raise _err("more data items than max_items", i)
-        budget[0] = left
-        depth -= 1
-        m = {}
-        for c in range(arg):
-            if j < len(d) and 0x80 <= d[j] < 0xC0:
-                raise _err("map key must be an integer, string, float, bool or null", j)
-            k0 = j
-            k, j = _item(d, j, depth, budget)
-            v, j = _item(d, j, depth, budget)
-            m[k] = v
-            if len(m) <= c:
-                raise _err("duplicate map key %r" % (k,), k0)
-        return m, j
-    if mt == 6:
-        raise _err("tags are not accepted", i)
-    # mt 7 with ai < 24: simple values
-    if ai == 20:
-        return False, j
-    if ai == 21:
-        return True, j
-    if ai == 22:
-        return None, j
-    raise _err("unsupported simple value %d" % ai, i)
-
-
-def _simple(d, i, ai):
-    """Major type 7 with a following argument: floats; one-byte simple values are rejected."""
-    j = i + 1
-    if ai == 25:
-        if j + 2 > len(d):
-            raise _err("truncated half float", i)
-        return _unpack_from(">e", d, j)[0], j + 2
-    if ai == 26:
-        if j + 4 > len(d):
-            raise _err("truncated single float", i)
-        return _unpack_from(">f", d, j)[0], j + 4
-    if ai == 27:
-        if j + 8 > len(d):
-            raise _err("truncated double float", i)
-        return _unpack_from(">d", d, j)[0], j + 8
-    if ai == 24:
-        raise _err("unsupported simple value", i)
-    if ai == 31:
-        raise _err("unexpected break (indefinite-length items are not accepted)", i)
-    raise _err("reserved additional information %d" % ai, i)
+        j = i + 1
+        if ib < 24:
+            v = ib
+        else:
+            ai = ib & 31
+            mt = ib >> 5
+            if ai < 24:
+                arg = ai
+            elif mt == 7:
+                if ai == 25:
+                    if j + 2 > n:
+                        raise _err("truncated half float", i)
+                    v = _unpack_from(">e", d, j)[0]
+                    j += 2
+                elif ai == 26:
+                    if j + 4 > n:
+                        raise _err("truncated single float", i)
+                    v = _unpack_from(">f", d, j)[0]
+                    j += 4
+                elif ai == 27:
+                    if j + 8 > n:
+                        raise _err("truncated double float", i)
+                    v = _unpack_from(">d", d, j)[0]
+                    j += 8
+                elif ai == 24:
+                    raise _err("unsupported simple value", i)
+                elif ai == 31:
+                    raise _err("unexpected break (indefinite-length items are not accepted)", i)
+                else:
+                    raise _err("reserved additional information %d" % ai, i)
+            elif ai == 24:
+                if j >= n:
+                    raise _err("truncated head", i)
+                arg = d[j]
+                if arg < 24:
+                    raise _err("integer or length not in shortest form", i)
+                j += 1
+            elif ai == 25:
+                if j + 2 > n:
+                    raise _err("truncated head", i)
+                arg = (d[j] << 8) | d[j + 1]
+                if arg < 0x100:
+                    raise _err("integer or length not in shortest form", i)
+                j += 2
+            elif ai == 26:
+                if j + 4 > n:
+                    raise _err("truncated head", i)
+                arg = _unpack_from(">I", d, j)[0]
+                if arg < 0x10000:
+                    raise _err("integer or length not in shortest form", i)
+                j += 4
+            elif ai == 27:
+                if j + 8 > n:
+                    raise _err("truncated head", i)
+                arg = _unpack_from(">Q", d, j)[0]
+                if arg < 0x100000000:
+                    raise _err("integer or length not in shortest form", i)
+                j += 8
+            elif ai == 31:
+                raise _err("indefinite-length items are not accepted", i)
+            else:
+                raise _err("reserved additional information %d" % ai, i)
+            if mt == 7 and ai >= 24:
+                pass
+            elif mt == 0:
+                v = arg
+            elif mt == 3:
+                k = j + arg
+                if k > n:
+                    raise _err("truncated: text string of %d bytes" % arg, i)
+                b = d[j:k]
+                try:
+                    v = str(b, "utf-8")
+                except UnicodeError:
+                    raise _err("invalid UTF-8 in text string", i) from None
+                if _IS_MICROPYTHON and len(v) != arg and not _utf8_ok(b):
+                    raise _err("invalid UTF-8 in text string", i)
+                j = k
+            elif mt == 1:
+                v = -1 - arg
+            elif mt == 2:
+                k = j + arg
+                if k > n:
+                    raise _err("truncated: byte string of %d bytes" % arg, i)
+                v = d[j:k]
+                j = k
+            elif mt == 4 or mt == 5:
+                if cont is not None and not rem & 1 and type(cont) is dict:
+                    raise _err("map key must be an integer, string, float, bool or null", i)
+                if len(stack) >= max_depth:
+                    raise _err("nesting deeper than max_depth", i)
+                if mt == 5:
+                    arg += arg
+                if arg > n - j:
+                    raise _err("truncated: container of %d items" % arg, i)
+                left -= arg
+                if left < 0:
+                    raise _err("more data items than max_items", i)
+                if arg:
+                    stack.append((cont, rem, key, koff))
+                    cont = [] if mt == 4 else {}
+                    rem = arg
+                    i = j
+                    continue
+                v = [] if mt == 4 else {}
+            elif mt == 6:
+                raise _err("tags are not accepted", i)
+            elif ai == 20:
+                v = False
+            elif ai == 21:
+                v = True
+            elif ai == 22:
+                v = None
+            else:
+                raise _err("unsupported simple value %d" % ai, i)
+        while True:  # put v into its container; close every container that this fills
+            if cont is None:
+                if j != n:
+                    raise _err("%d trailing bytes after the CBOR item" % (n - j), j)
+                return v
+            rem -= 1
+            if type(cont) is list:
+                cont.append(v)
+            elif rem & 1:
+                key = v
+                koff = i
+                break
+            else:
+                c = len(cont)
+                cont[key] = v
+                if len(cont) == c:
+                    raise _err("duplicate map key %r" % (key,), koff)
+            if rem:
+                break
+            v = cont
+            cont, rem, key, koff = stack.pop()
+        i = j
 
 
 def _utf8_ok(b):

@@ -93,6 +93,33 @@ def test_ints_beyond_64_bits_and_unsupported_types_do_not_encode():
             cbor.dumps(bad)
 
 
+def test_cyclic_or_absurdly_deep_values_do_not_encode():
+    a = []
+    a.append(a)
+    with raises(CBOREncodeError):
+        cbor.dumps(a)
+    deep = 0
+    for _ in range(300):
+        deep = [deep]
+    with raises(CBOREncodeError):
+        cbor.dumps(deep)
+
+
+def test_subclasses_encode_as_their_base_type():
+    class Code(int):
+        pass
+
+    class Name(str):
+        pass
+
+    class Box(dict):
+        pass
+
+    box = Box()  # MicroPython's dict subclasses take no constructor arguments
+    box[Code(2)] = [Name("x")]
+    assert cbor.dumps(box) == cbor.dumps({2: ["x"]})
+
+
 def test_bytearray_memoryview_and_tuple_encode_like_bytes_and_list():
     assert cbor.dumps(bytearray(b"ab")) == cbor.dumps(b"ab") == _h("426162")
     assert cbor.dumps(memoryview(b"ab")) == _h("426162")
