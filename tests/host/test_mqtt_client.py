@@ -62,7 +62,7 @@ class ScriptedBroker:
         """Accept a client, read its CONNECT, answer CONNACK accepted; returns the CONNECT body."""
         self.accept()
         first, body = self.packet()
-        assert first == m.CONNECT
+        assert first == 0x10  # CONNECT
         self.conn.sendall(b"\x20\x02\x00\x00")
         return body
 

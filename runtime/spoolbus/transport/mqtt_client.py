@@ -22,19 +22,22 @@ except ImportError:  # CPython
 
 
 try:
-    from errno import EAGAIN
-except ImportError:  # pragma: no cover - every supported port has errno
-    EAGAIN = 11
+    from micropython import const
+except ImportError:  # CPython
 
-CONNECT = 0x10
-CONNACK = 0x20
-PUBLISH = 0x30
-PUBACK = 0x40
-SUBSCRIBE = 0x82
-SUBACK = 0x90
-PINGREQ = 0xC0
-PINGRESP = 0xD0
-DISCONNECT = 0xE0
+    def const(x):
+        return x
+
+
+_EAGAIN = const(11)  # errno EAGAIN (Linux, lwIP); BlockingIOError on CPython carries it too
+# Packet types (first byte, with the flags MQTT 3.1.1 fixes for them); const: no RAM on MicroPython.
+_CONNECT = const(0x10)
+_CONNACK = const(0x20)
+_PUBLISH = const(0x30)
+_PUBACK = const(0x40)
+_SUBSCRIBE = const(0x82)
+_SUBACK = const(0x90)
+_PINGRESP = const(0xD0)
 
 _REFUSED = ("", "unacceptable protocol version", "client id rejected", "server unavailable",
             "bad user name or password", "not authorized")
@@ -90,7 +93,7 @@ def encode_connect(client_id, keepalive, clean_session=True, user=None, password
     rl = 10
     for f in fields:
         rl += 2 + len(f)
-    buf, i = _header(CONNECT, rl)
+    buf, i = _header(_CONNECT, rl)
     buf[i:i + 10] = b"\x00\x04MQTT\x04" + bytes((flags, keepalive >> 8, keepalive & 0xFF))
     i += 10
     for f in fields:
@@ -102,7 +105,7 @@ def encode_publish(topic, payload, qos=0, retain=False, pid=0, dup=False):
     """PUBLISH; the DUP bit is 0x08 of the first byte (set in place for a re-send)."""
     t = _utf8(topic)
     rl = 2 + len(t) + (2 if qos else 0) + len(payload)
-    buf, i = _header(PUBLISH | (0x08 if dup else 0) | (qos << 1) | (1 if retain else 0), rl)
+    buf, i = _header(_PUBLISH | (0x08 if dup else 0) | (qos << 1) | (1 if retain else 0), rl)
     i = _put_str(buf, i, t)
     if qos:
         buf[i] = pid >> 8
@@ -114,7 +117,7 @@ def encode_publish(topic, payload, qos=0, retain=False, pid=0, dup=False):
 
 def encode_subscribe(pid, topic, qos):
     t = _utf8(topic)
-    buf, i = _header(SUBSCRIBE, 5 + len(t))
+    buf, i = _header(_SUBSCRIBE, 5 + len(t))
     buf[i] = pid >> 8
     buf[i + 1] = pid & 0xFF
     i = _put_str(buf, i + 2, t)
@@ -248,7 +251,7 @@ class MQTTClient:
         user, password = self._auth
         self._send(encode_connect(self.client_id, self.keepalive, self.clean_session, user, password,
                                   self.will))
-        first, body = self._wait(CONNACK)
+        first, body = self._wait(_CONNACK)
         if len(body) != 2 or body[0] & 0xFE:
             self.close()
             raise errors.MQTTProtocolError("malformed CONNACK")
@@ -329,7 +332,7 @@ class MQTTClient:
             return None
         topic, payload, retain, pid = self._queue.pop(0)
         if pid and self._sock is not None:
-            self._send(bytes((PUBACK, 2, pid >> 8, pid & 0xFF)))
+            self._send(bytes((_PUBACK, 2, pid >> 8, pid & 0xFF)))
         return topic, payload, retain
 
     def poll(self, timeout_ms=0):
@@ -356,13 +359,17 @@ class MQTTClient:
         """Handle every whole packet in the receive buffer; keep the partial one at its start."""
         end = self._fill
         start = 0
-        while start < end:
-            got = self._split(start, end)
-            if got is None:
-                break
-            first, a, b = got
-            self._handle(first, self._mv[a:b])
-            start = b
+        try:
+            while start < end:
+                got = split_packet(self._buf, start, end, self.max_packet)
+                if got is None:
+                    break
+                first, a, b = got
+                self._handle(first, self._mv[a:b])
+                start = b
+        except errors.MQTTProtocolError:
+            self.close()
+            raise
         if start:
             self._buf[0:end - start] = self._mv[start:end]
             self._fill = end - start
@@ -389,7 +396,7 @@ class MQTTClient:
             try:
                 k = self._sock.send(mv[sent:])
             except OSError as e:
-                if e.args[0] != EAGAIN:
+                if e.args[0] != _EAGAIN:
                     self.close()
                     raise errors.MQTTConnectionError("MQTT connection lost while sending: %s" % e) from None
                 k = None
@@ -410,7 +417,7 @@ class MQTTClient:
         try:
             n = self._readinto(self._mv[self._fill:])
         except OSError as e:
-            if e.args[0] == EAGAIN:
+            if e.args[0] == _EAGAIN:
                 return
             self.close()
             raise errors.MQTTConnectionError("MQTT connection lost: %s" % e) from None
@@ -420,13 +427,6 @@ class MQTTClient:
             self.close()
             raise errors.MQTTConnectionError("MQTT broker closed the connection")
         self._fill += n
-
-    def _split(self, start, end):
-        try:
-            return split_packet(self._buf, start, end, self.max_packet)
-        except errors.MQTTProtocolError:
-            self.close()
-            raise
 
     def _wait(self, want):
         """Poll until a packet of type `want` arrives; returns (first byte, body bytes)."""
@@ -447,7 +447,7 @@ class MQTTClient:
     def _subscribe(self, topic, qos):
         pid = self._next_pid()
         self._send(encode_subscribe(pid, topic, qos))
-        first, body = self._wait(SUBACK)
+        first, body = self._wait(_SUBACK)
         if len(body) != 3 or ((body[0] << 8) | body[1]) != pid:
             self.close()
             raise errors.MQTTProtocolError("SUBACK does not answer the SUBSCRIBE")
@@ -466,33 +466,27 @@ class MQTTClient:
             self._send(b"\xc0\x00")
             self._ping_at = now
 
-    def _acked(self, pid):
-        inflight = self._inflight
-        for i in range(len(inflight)):
-            if inflight[i][0] == pid:
-                del inflight[i]
-                return
-
     def _handle(self, first, body):
         kind = first & 0xF0
-        try:
-            if kind == PUBLISH:
-                topic, payload, qos, pid, retain, _ = decode_publish(first, body)
-                if qos or len(self._queue) < self.max_queued:
-                    self._queue.append((topic, payload, retain, pid))
-                else:
-                    self.dropped += 1
-                return
-            if first & 0x0F:
-                raise errors.MQTTProtocolError("reserved flags set in packet 0x%02x" % first)
-            if kind == PUBACK and len(body) == 2:
-                self._acked((body[0] << 8) | body[1])
-            elif kind == PINGRESP and not len(body):
-                self._ping_at = None
-            elif kind == self._waiting:
-                self._got = (first, bytes(body))
+        if kind == _PUBLISH:
+            topic, payload, qos, pid, retain, _ = decode_publish(first, body)
+            if qos or len(self._queue) < self.max_queued:
+                self._queue.append((topic, payload, retain, pid))
             else:
-                raise errors.MQTTProtocolError("unexpected packet 0x%02x of %d bytes" % (first, len(body)))
-        except errors.MQTTProtocolError:
-            self.close()
-            raise
+                self.dropped += 1
+            return
+        if first & 0x0F:
+            raise errors.MQTTProtocolError("reserved flags set in packet 0x%02x" % first)
+        if kind == _PUBACK and len(body) == 2:
+            pid = (body[0] << 8) | body[1]
+            inflight = self._inflight
+            for i in range(len(inflight)):
+                if inflight[i][0] == pid:
+                    del inflight[i]
+                    break
+        elif kind == _PINGRESP and not len(body):
+            self._ping_at = None
+        elif kind == self._waiting:
+            self._got = (first, bytes(body))
+        else:
+            raise errors.MQTTProtocolError("unexpected packet 0x%02x of %d bytes" % (first, len(body)))
