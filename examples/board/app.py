@@ -8,7 +8,6 @@ import os
 import sys
 
 from contracts import KEYS
-
 from spoolbus import node
 from spoolbus.transport.spool import SpoolTransport
 

@@ -8,7 +8,6 @@ import time
 
 from app import report, say, start, stopped
 from contracts import CONTROLLER, EVENT, LOGGER, SENSOR
-
 from spoolbus import errors
 
 rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 50

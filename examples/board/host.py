@@ -7,7 +7,6 @@ import time
 
 from app import report, say, start, stopped
 from contracts import CONTROLLER, EVENT, LOGGER, SENSOR
-
 from spoolbus import errors
 
 nd, root = start("host", timeout=2.0)
