@@ -5,18 +5,22 @@ so of racing contenders one wins; dead or expired holders are broken the same wa
 """
 
 import os
+import sys
 import time
 
 from spoolbus import errors
+from spoolbus.crc import crc32
 
 try:
     import random as _random
 except ImportError:  # a port without random: back off without jitter
     _random = None
 
+_ENOENT = 2  # the errno of a rename whose source is gone, on every VFS we run on
 _BACKOFF_MIN = 0.0005
 _BACKOFF_MAX = 0.02
 _me = None
+_getpid = getattr(os, "getpid", None)
 _created = [0]  # lock directories this process prepared: their names must differ within one millisecond
 
 
@@ -42,33 +46,35 @@ def _hex12(data):
 
 
 def _identity():
-    """(node, boot, pid, start) naming this process; see docs/locks.md for what each port can tell."""
+    """(node, boot, pid namespace, pid, start time) of this process; docs/locks.md says what each tells."""
     s = _read("/proc/self/stat")
     if s:  # Linux, CPython or the MicroPython unix port: processes we can see live and die
-        node = (_read("/etc/machine-id") or "").strip()[:12]
-        if not node:
-            from spoolbus.crc import crc32
+        machine_id = (_read("/etc/machine-id") or "").strip()[:8] or "00000000"
+        host = (_read("/proc/sys/kernel/hostname") or "").strip()
+        boot = (_read("/proc/sys/kernel/random/boot_id") or "").replace("-", "").strip()[:12] or "0"
+        try:
+            ns = "%x" % os.stat("/proc/self/ns/pid")[1]
+        except OSError:
+            ns = "0"
+        node = "%s%04x" % (machine_id, crc32(host.encode()) & 0xFFFF)
+        return node, boot, ns, s.split(None, 1)[0], s[s.rfind(")") + 2 :].split()[19]
+    if sys.implementation.name == "micropython":  # a board: one interpreter a boot, a fresh random boot id
+        try:
+            import machine
 
-            node = "%08x" % crc32((_read("/proc/sys/kernel/hostname") or "").encode())
-        boot = (_read("/proc/sys/kernel/random/boot_id") or "0").replace("-", "").strip()[:12]
-        return node, boot, s.split(None, 1)[0], s[s.rfind(")") + 2 :].split()[19]
-    try:  # a board: one interpreter per boot, so a fresh random boot id tells this boot from earlier ones
-        import machine
+            node = _hex12(machine.unique_id())
+        except (ImportError, AttributeError):
+            node = "0"
+        return node, _hex12(os.urandom(6)), "0", "0", "0"
+    import socket  # CPython off Linux: we cannot tell a dead process there, so leases only
 
-        node = _hex12(machine.unique_id())
-    except (ImportError, AttributeError):  # CPython off Linux: no way to tell a dead process, leases only
-        import socket
-
-        from spoolbus.crc import crc32
-
-        return "%08x" % crc32(socket.gethostname().encode()), "0", str(os.getpid()), "0"
-    return node, _hex12(os.urandom(6)), "0", "0"
+    return "%08x" % crc32(socket.gethostname().encode()), "0", "0", str(os.getpid()), "0"
 
 
 def _whoami():
     global _me
-    if _me is None or (hasattr(os, "getpid") and _me[2] != "0" and _me[2] != str(os.getpid())):
-        _me = _identity()  # first use, or a forked child
+    if _me is None or (_getpid is not None and _me[3] != str(_getpid())):
+        _me = _identity()  # first use, or a forked child (MicroPython cannot fork: no os.getpid)
     return _me
 
 
@@ -79,7 +85,7 @@ def _now_ms():
 def _parse(name):
     """Rank of a state entry name (newer states rank higher), or None for a name that is not one.
 
-    Free `f<token>`; held `h<token>.<node>.<boot>.<pid>.<start>.<lease expiry ms or 0>`.
+    Free `f<token>`; held `h<token>.<node>.<boot>.<pid namespace>.<pid>.<start>.<lease expiry ms or 0>`.
     At one token a free entry is newer than a held one (release), a later expiry newer than an earlier.
     """
     try:
@@ -87,8 +93,8 @@ def _parse(name):
             return (int(name[1:]), 1, 0)
         if name[0] == "h":
             f = name[1:].split(".")
-            if len(f) == 6:
-                return (int(f[0]), 0, int(f[5]))
+            if len(f) == 7:
+                return (int(f[0]), 0, int(f[6]))
     except (ValueError, IndexError):
         pass
     return None
@@ -96,16 +102,16 @@ def _parse(name):
 
 def _why_stale(name, now):
     """Why the holder named by a held entry is gone, or None while it may be alive."""
-    _, node, boot, pid, start, expiry = name[1:].split(".")
+    _, node, boot, ns, pid, start, expiry = name[1:].split(".")
     if expiry != "0" and now > int(expiry):
         return "its lease expired"
     me = _whoami()
-    if node != me[0] or boot == "0":
-        return None  # another machine: only its lease tells
+    if node != me[0] or node == "0" or boot == "0":
+        return None  # another machine, or one we cannot tell apart: only its lease tells
     if boot != me[1]:
         return "its machine restarted"
-    if pid == me[2] or pid == "0":
-        return None  # this very process or interpreter: only its lease tells
+    if ns != me[2] or pid == me[3] or pid == "0":
+        return None  # another pid namespace (container), or this very process: only its lease tells
     st = _proc_stat(pid)
     if st is None or st[0] in ("Z", "X") or st[1] != start:
         return "process %s is gone" % pid
@@ -114,7 +120,7 @@ def _why_stale(name, now):
 
 def _describe(name):
     f = name[1:].split(".")
-    return "pid %s on node %s (boot %s, token %s)" % (f[3], f[1], f[2], f[0])
+    return "pid %s on node %s (boot %s, token %s)" % (f[4], f[1], f[2], f[0])
 
 
 class Lock:
@@ -160,15 +166,17 @@ class Lock:
         me = _whoami()
         lease = self.lease
         self._expiry = _now_ms() + int(lease * 1000) if lease is not None else 0
-        return "h%d.%s.%s.%s.%s.%d" % (token, me[0], me[1], me[2], me[3], self._expiry)
+        return "h%d.%s.%s.%s.%s.%s.%d" % (token, me[0], me[1], me[2], me[3], me[4], self._expiry)
 
     def _take(self, old, token):
         """Rename the state entry `old` into ours with `token`: True if we won it."""
         new = self._held_name(token)
         try:
             os.rename(self.path + "/" + old, self.path + "/" + new)
-        except OSError:
-            return False
+        except OSError as e:
+            if e.args[0] == _ENOENT:  # another contender renamed it first
+                return False
+            raise self._io_error(e) from None
         self._held = new
         self.token = token
         return True
@@ -230,7 +238,7 @@ class Lock:
         """Create the lock directory with its first state entry in place, by renaming a prepared one."""
         me = _whoami()
         _created[0] += 1
-        prep = "%s.new-%s-%s-%d-%d" % (self.path, me[1], me[2], _now_ms(), _created[0])
+        prep = "%s.new-%s-%s-%d-%d" % (self.path, me[1], me[3], _now_ms(), _created[0])
         try:
             os.mkdir(prep)
             open(prep + "/f0", "w").close()
@@ -268,6 +276,11 @@ class Lock:
         except OSError:
             self._lost()
 
+    def _io_error(self, e):
+        return errors.LockError(
+            "cannot change lock %s (%s): is its filesystem full or read-only?" % (self.path, e)
+        )
+
     def _lost(self):
         self._held = None
         self._free = None
@@ -285,8 +298,10 @@ class Lock:
         free = "f%d" % self.token
         try:
             os.rename(self.path + "/" + held, self.path + "/" + free)
-        except OSError:
-            self._lost()
+        except OSError as e:
+            if e.args[0] == _ENOENT:
+                self._lost()
+            raise self._io_error(e) from None
         self._held = None
         self._free = free
         self.token = None

@@ -28,16 +28,10 @@ def _plant(path, name):
     open(path + "/" + name, "w").close()
 
 
-def _held_by(path, node=None, boot=None, pid=None, start=None, expiry=0, token=7):
+def _held_by(path, node=None, boot=None, ns=None, pid=None, start=None, expiry=0, token=7):
     me = lock._whoami()
-    return "h%d.%s.%s.%s.%s.%d" % (
-        token,
-        node or me[0],
-        boot or me[1],
-        pid or me[2],
-        start or me[3],
-        expiry,
-    )
+    fields = (node or me[0], boot or me[1], ns or me[2], pid or me[3], start or me[4])
+    return "h%d.%s.%s.%s.%s.%s.%d" % ((token,) + fields + (expiry,))
 
 
 def _fresh(root):
@@ -74,7 +68,7 @@ def test_second_holder_times_out_naming_the_first():
         with raises(errors.LockTimeout) as e:
             Lock(d + "/lk", timeout=0.05).acquire()
         assert time.time() - t >= 0.05
-        assert ("pid %s" % lock._whoami()[2]) in str(e.value)
+        assert ("pid %s" % lock._whoami()[3]) in str(e.value)
         assert "token 1" in str(e.value)
         a.release()
         with Lock(d + "/lk", timeout=0) as b:
@@ -200,7 +194,7 @@ def test_holder_from_an_earlier_boot_of_this_machine_is_broken_at_once():
 
 
 def test_holder_whose_process_is_gone_is_broken_at_once():
-    if lock._whoami()[2] == "0":
+    if lock._whoami()[3] == "0":
         return  # a board has no other processes
     d = tmpdir()
     try:
@@ -213,7 +207,7 @@ def test_holder_whose_process_is_gone_is_broken_at_once():
 
 
 def test_holder_whose_pid_was_reused_by_another_process_is_broken():
-    if lock._whoami()[2] == "0":
+    if lock._whoami()[3] == "0":
         return
     d = tmpdir()
     try:
@@ -223,6 +217,17 @@ def test_holder_whose_pid_was_reused_by_another_process_is_broken():
         with Lock(p, timeout=0) as b:
             assert b.token == 8
         _plant(p, _held_by(p, pid="1", start=init_start, expiry=0))  # pid 1 with its own start: alive
+        with raises(errors.LockTimeout):
+            Lock(p, timeout=0).acquire()
+    finally:
+        remove_tree(d)
+
+
+def test_holder_in_another_pid_namespace_is_kept_until_its_lease_expires():
+    d = tmpdir()
+    try:
+        p = _fresh(d)
+        _plant(p, _held_by(p, ns="1", pid="4194305", expiry=0))  # a container's pid means nothing here
         with raises(errors.LockTimeout):
             Lock(p, timeout=0).acquire()
     finally:
@@ -416,7 +421,7 @@ if vfs is not None:
                     vfs.umount(point)
                 done = bdev.writes <= bdev.fail_after_writes
                 bdev.fail_after_writes = None
-                lock._me = (me[0], "%012x" % n, "0", "0")  # a board rebooted: a new boot id
+                lock._me = (me[0], "%012x" % n, "0", "0", "0")  # a board rebooted: a new boot id
                 point = _mount(kind, bdev, mkfs=False)
                 with Lock(point + "/lk", timeout=0) as b:
                     assert b.token >= 2
