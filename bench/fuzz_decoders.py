@@ -17,8 +17,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "runtime"))
 
-from spoolbus import cbor  # noqa: E402
-from spoolbus.errors import CBORDecodeError  # noqa: E402
+from spoolbus import cbor, frame, wire  # noqa: E402
+from spoolbus.errors import CBORDecodeError, DecodeError  # noqa: E402
 
 _CBOR_SEEDS = [
     cbor.dumps(v)
@@ -38,8 +38,52 @@ def _decode_cbor(data):
     return cbor.loads(data, max_size=4096, max_depth=16, max_items=1024)
 
 
+def _envelope(**fields):
+    return wire.encode(wire.Envelope(**fields))
+
+
+_WIRE_SEEDS = [
+    _envelope(kind=wire.CALL, id=12345, src="sensor-1", dst="controller", method="thermo.read", version="1.2",
+              body={"unit": "C", "samples": [21.5, 21.7]}, deadline=1764000000000, sig=b"\x5a" * 32,
+              seq=[0xDEADBEEF, 42]),
+    _envelope(kind=wire.ERROR, id=7, src="controller", reply_to=6,
+              body=wire.error_body("Timeout", "no reply", {"after_ms": 2000})),
+    _envelope(kind=wire.NOTIFY, id=1, src="door", method="door.opened", version="1.0", body=[1, 2]),
+    _envelope(kind=wire.HELLO, id=0, src="board-3", body={"services": {"thermo": "1.3"}}),
+    cbor.dumps({0: [1, 4], 1: 2, 2: 9, 3: "a", 7: None, 9: 8, 12: "newer minor", 300: [b"x"]}),
+    cbor.dumps({0: [2, 0], 1: 0, 2: 6, 3: "new-board", 7: None}),
+]
+
+
+class NoFrame(Exception):
+    """The frame decoder delivered nothing (it never raises: this marks a rejected input here)."""
+
+
+_FRAME_PAYLOADS = _WIRE_SEEDS + _CBOR_SEEDS + [b"", bytes(600), bytes(range(1, 256)) * 2]
+_FRAME_SEEDS = [frame.encode(p) for p in _FRAME_PAYLOADS] + [
+    b"boot banner\r\n>>> \x00" + frame.encode(_WIRE_SEEDS[0])
+    + b"print()\r\n\x00" + frame.encode(_WIRE_SEEDS[1]),
+    b"".join(frame.encode(p) for p in _WIRE_SEEDS),
+]
+
+
+def _decode_frames(data):
+    """Feed `data` in two chunks; a delivered payload that was never framed is a corrupt frame let through."""
+    dec = frame.Decoder(max_frame=1024)
+    cut = len(data) * 7 // 16
+    got = dec.feed(data[:cut]) + dec.feed(data[cut:])
+    for p in got:
+        if p not in _FRAME_PAYLOADS:
+            raise AssertionError(f"frame decoder delivered a payload nobody sent: {p[:40]!r}")
+    if not got:
+        raise NoFrame()
+    return got
+
+
 DECODERS = [
     ("cbor.loads", _decode_cbor, CBORDecodeError, _CBOR_SEEDS),
+    ("frame.Decoder", _decode_frames, NoFrame, _FRAME_SEEDS),
+    ("wire.decode", wire.decode, DecodeError, _WIRE_SEEDS),
 ]
 
 # Bytes that make a head claim something: huge lengths, indefinite lengths, breaks, tags, floats.
