@@ -165,9 +165,16 @@ def _map_pairs(m):
         if not isinstance(k, _KEY_TYPES):
             raise CBOREncodeError("cannot use %s as a map key; use int, str, bytes, float, bool or None"
                                   % type(k).__name__)
-        kb = bytearray()
-        _encode(k, kb)
-        pairs.append((bytes(kb), v))
+        kb = None
+        if type(k) is str:
+            b = k.encode()
+            if len(b) < 24:
+                kb = bytes((0x60 | len(b),)) + b
+        if kb is None:
+            b = bytearray()
+            _encode(k, b)
+            kb = bytes(b)
+        pairs.append((kb, v))
     pairs.sort(key=_first)
     for i in range(1, len(pairs)):
         if pairs[i][0] == pairs[i - 1][0]:
@@ -185,38 +192,29 @@ def _enc_float(f, out):
         out += b"\xf9\x7e\x00"
         return
     try:
+        hb = _pack(">e", f)
+    except OverflowError:  # CPython, beyond half range (MicroPython wraps: the check below catches it)
+        hb = None
+    if hb is not None and _unpack(">e", hb)[0] == f:
+        out.append(0xF9)
+        out += hb
+        return
+    try:
         sb = _pack(">f", f)
-    except OverflowError:  # CPython: beyond single range (MicroPython gives inf, caught below)
+    except OverflowError:
         sb = None
     if sb is None or _unpack(">f", sb)[0] != f:
         out.append(0xFB)
         out += _pack(">d", f)
         return
-    # struct's 'e' packing is wrong on MicroPython for some subnormals: derive the half from the single.
-    s = _unpack(">I", sb)[0]
-    e = (s >> 23) & 0xFF
-    m = s & 0x7FFFFF
-    h = -1
-    if e == 0xFF:
-        h = 0x7C00
-    elif e == 0:
-        if m == 0:
-            h = 0
-    else:
-        e -= 127
-        if -14 <= e <= 15:
-            if m & 0x1FFF == 0:
-                h = ((e + 15) << 10) | (m >> 13)
-        elif -24 <= e < -14:
-            m |= 0x800000
-            sh = -1 - e
-            if m & ((1 << sh) - 1) == 0:
-                h = m >> sh
-    if h < 0:
-        out.append(0xFA)
-        out += sb
-    else:
-        out += _pack(">BH", 0xF9, h | ((s >> 16) & 0x8000))
+    if -6.103515625e-05 < f < 6.103515625e-05:
+        # MicroPython's struct 'e' mispacks the half subnormals from 2**-15 to 2**-14: k * 2**-24.
+        k = f * 16777216.0
+        if k == int(k):
+            out += _pack(">BH", 0xF9, int(-k) | 0x8000 if k < 0 else int(k))
+            return
+    out.append(0xFA)
+    out += sb
 
 
 # ---------------------------------------------------------------- decoding
