@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from mosquitto import Broker
+from mosquitto import Broker, ScriptedBroker
 from mpproc import MicroPython
 from spoolbus import errors
 from spoolbus.transport import mqtt_client as m
@@ -21,55 +20,6 @@ from spoolbus import errors
 from spoolbus.transport.mqtt_client import MQTTClient
 PORT = int(sys.argv[1])
 """
-
-
-class ScriptedBroker:
-    """A TCP listener the test drives packet by packet, to send what no real broker would."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(4)
-        self.sock.settimeout(10)
-        self.port = self.sock.getsockname()[1]
-        self.conn: socket.socket | None = None
-
-    def accept(self) -> None:
-        self.conn, _ = self.sock.accept()
-        self.conn.settimeout(10)
-
-    def _exact(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = self.conn.recv(n - len(data))
-            if not chunk:
-                raise EOFError
-            data += chunk
-        return data
-
-    def packet(self) -> tuple[int, bytes]:
-        first = self._exact(1)[0]
-        rl = shift = 0
-        while True:
-            b = self._exact(1)[0]
-            rl |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                break
-        return first, self._exact(rl)
-
-    def handshake(self) -> bytes:
-        """Accept a client, read its CONNECT, answer CONNACK accepted; returns the CONNECT body."""
-        self.accept()
-        first, body = self.packet()
-        assert first == 0x10  # CONNECT
-        self.conn.sendall(b"\x20\x02\x00\x00")
-        return body
-
-    def close(self) -> None:
-        if self.conn:
-            self.conn.close()
-        self.sock.close()
 
 
 @pytest.fixture

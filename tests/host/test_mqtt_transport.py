@@ -8,6 +8,7 @@ import time
 import cbor2
 import paho.mqtt.client as paho
 import pytest
+from mosquitto import ScriptedBroker
 from mpproc import MicroPython
 from paho.mqtt.enums import CallbackAPIVersion
 from spoolbus import errors
@@ -215,3 +216,30 @@ def test_paho_send_while_broker_is_down_raises_connection_error(mosquitto):
             t.send("other", b"x")
     finally:
         t.close()
+
+
+def test_micropython_node_survives_a_bad_broker_packet_and_reconnects(tmp_path):
+    broker = ScriptedBroker()
+    mp = MicroPython(tmp_path, PRELUDE + """
+t = node("gw", "tough")
+while t.recv(100) is None and t.last_error is None:
+    pass
+print("error", type(t.last_error).__name__, t.client.connected)
+print("got", recv(t).decode())
+""", broker.port)
+    try:
+        for _ in range(2):
+            broker.handshake()
+            assert broker.answer_subscribe() == "spoolbus/gw/tough/inbox"
+            first, body = broker.packet()  # the retained "online" status
+            assert first == 0x33 and body.endswith(b"online")
+            broker.conn.sendall(b"\x40\x02" + body[26:28])  # PUBACK it
+            if _ == 0:
+                broker.conn.sendall(b"\x30\xff\xff\xff\xff\x01")
+                assert mp.expect("error") == "MQTTProtocolError False"
+        broker.conn.sendall(b"\x30\x1e\x00\x17spoolbus/gw/tough/inboxhello")
+        assert mp.expect("got") == "hello"
+        assert mp.wait() == 0
+    finally:
+        mp.kill()
+        broker.close()

@@ -4,6 +4,8 @@ Guarantees: one node's inbox is <prefix>/<bridge>/<device>/inbox (QoS 1); its st
 retained "online", turned to "offline" by close() or by the broker's last will if the node dies.
 """
 
+from time import sleep
+
 from spoolbus import errors
 from spoolbus.transport.mqtt_client import ticks_diff, ticks_ms
 
@@ -33,7 +35,8 @@ class MQTTTransport:
     """A node on MQTT through `client` (an MQTTClient, not yet connected), named bridge/device.
 
     send() reconnects at once when the link is down (raising MQTTConnectionError if that fails);
-    recv() retries the connection at most every retry_ms and returns None while it is down.
+    recv() retries the connection at most every retry_ms and returns None while it is down, keeping
+    the error that took the link down (lost connection, bad broker packet) in `last_error`.
     """
 
     def __init__(self, client, bridge, device, prefix="spoolbus", qos=1, retry_ms=1000):
@@ -45,8 +48,9 @@ class MQTTTransport:
         self.retry_ms = retry_ms
         self._status = self.base + "/status"
         self._inbox = self.base + "/inbox"
-        self._tried = None
+        self._tried = ticks_ms()
         self._subscribed = False
+        self.last_error = None
         client.will = (self._status, OFFLINE, 1, True)
         self._connect()
 
@@ -67,15 +71,19 @@ class MQTTTransport:
         msg = c.message()
         if msg is None:
             if not c.connected:
-                if self._tried is not None and ticks_diff(ticks_ms(), self._tried) < self.retry_ms:
+                wait = self.retry_ms - ticks_diff(ticks_ms(), self._tried)
+                if wait > 0:
+                    sleep(min(wait, timeout_ms) / 1000)  # a board loop that waits should not spin
                     return None
                 try:
                     self._connect()
-                except errors.MQTTConnectionError:
+                except (errors.MQTTConnectionError, errors.MQTTProtocolError) as e:
+                    self.last_error = e
                     return None
             try:
                 c.poll(timeout_ms)
-            except errors.MQTTConnectionError:
+            except (errors.MQTTConnectionError, errors.MQTTProtocolError) as e:
+                self.last_error = e  # the client has closed the link; the next recv() reconnects
                 return None
             msg = c.message()
             if msg is None:

@@ -332,7 +332,10 @@ class MQTTClient:
             return None
         topic, payload, retain, pid = self._queue.pop(0)
         if pid and self._sock is not None:
-            self._send(bytes((_PUBACK, 2, pid >> 8, pid & 0xFF)))
+            try:
+                self._send(bytes((_PUBACK, 2, pid >> 8, pid & 0xFF)))
+            except errors.MQTTConnectionError:
+                pass  # unacknowledged: the broker sends it again (at least once); the next poll() reports
         return topic, payload, retain
 
     def poll(self, timeout_ms=0):
