@@ -1,8 +1,9 @@
 """Uncontended acquire+release: spoolbus.Lock against the filelock package and raw flock, in one run.
 
 Run: .venv/bin/pip install -e '.[bench]' && .venv/bin/python bench/bench_lock.py [--cycles N] [--dir DIR]
-Prints a Markdown table (microseconds per acquire+release, best of 5 rounds) and the ratios the issue asks
-for. By default it runs on /tmp and on /dev/shm (tmpfs), and times spoolbus.Lock under MicroPython too.
+Prints a Markdown table (microseconds per acquire+release, best of 5 interleaved rounds) and the ratios the
+issue asks for. By default it runs on /tmp and on /dev/shm (tmpfs), and times spoolbus.Lock under
+MicroPython too.
 """
 
 from __future__ import annotations
@@ -39,16 +40,19 @@ print(best / n)
 """
 
 
-def _best(cycle, n: int) -> float:
-    """Microseconds per call of cycle(), best of ROUNDS rounds of n calls."""
-    cycle()
-    best = float("inf")
+def _best(cycles: list[tuple[str, object]], n: int) -> list[tuple[str, float]]:
+    """Microseconds per call of each cycle, best of ROUNDS rounds of n calls; the rounds of all the locks
+    interleave, so that a change of machine load hits every lock alike."""
+    best = {name: float("inf") for name, _ in cycles}
+    for _, cycle in cycles:
+        cycle()
     for _ in range(ROUNDS):
-        t = time.perf_counter()
-        for _ in range(n):
-            cycle()
-        best = min(best, time.perf_counter() - t)
-    return best / n * 1e6
+        for name, cycle in cycles:
+            t = time.perf_counter()
+            for _ in range(n):
+                cycle()
+            best[name] = min(best[name], time.perf_counter() - t)
+    return [(name, best[name] / n * 1e6) for name, _ in cycles]
 
 
 def _spoolbus(d: str):
@@ -104,13 +108,13 @@ def _micropython(d: str, n: int) -> float | None:
 
 
 def run(d: str, n: int) -> list[tuple[str, float]]:
-    rows = [
-        ("spoolbus.Lock (CPython)", _best(_spoolbus(d), n)),
-        ("filelock.FileLock", _best(_filelock(d, filelock.FileLock), n)),
-        ("filelock.SoftFileLock", _best(_filelock(d, filelock.SoftFileLock), n)),
-        ("raw flock, fd kept open (no owner, no staleness)", _best(_flock(d), n)),
-        ("limit of the scheme: two os.rename", _best(_two_renames(d), n)),
-    ]
+    rows = _best([
+        ("spoolbus.Lock (CPython)", _spoolbus(d)),
+        ("filelock.FileLock", _filelock(d, filelock.FileLock)),
+        ("filelock.SoftFileLock", _filelock(d, filelock.SoftFileLock)),
+        ("raw flock, fd kept open (no owner, no staleness)", _flock(d)),
+        ("limit of the scheme: two os.rename", _two_renames(d)),
+    ], n)
     mp = _micropython(d, n)
     if mp is not None:
         rows.append(("spoolbus.Lock (MicroPython unix port)", mp))

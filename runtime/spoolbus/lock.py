@@ -19,8 +19,7 @@ except ImportError:  # a port without random: back off without jitter
 _ENOENT = 2  # the errno of a rename whose source is gone, on every VFS we run on
 _BACKOFF_MIN = 0.0005
 _BACKOFF_MAX = 0.02
-_me = None
-_getpid = getattr(os, "getpid", None)
+_me = None  # this process: (node, boot, pid namespace, pid, start time, the five joined by ".")
 _created = [0]  # lock directories this process prepared: their names must differ within one millisecond
 
 
@@ -73,9 +72,19 @@ def _identity():
 
 def _whoami():
     global _me
-    if _me is None or (_getpid is not None and _me[3] != str(_getpid())):
-        _me = _identity()  # first use, or a forked child (MicroPython cannot fork: no os.getpid)
+    if _me is None:
+        me = _identity()
+        _me = me + (".".join(me),)
     return _me
+
+
+def _forget_whoami():
+    global _me
+    _me = None
+
+
+if hasattr(os, "register_at_fork"):  # CPython: a forked child is another process (MicroPython cannot fork)
+    os.register_at_fork(after_in_child=_forget_whoami)
 
 
 def _now_ms():
@@ -132,7 +141,8 @@ class Lock:
     """
 
     def __init__(self, path, timeout=10.0, lease=60.0):
-        self.path = path
+        self.path = path = str(path)  # a pathlib.Path too, on CPython
+        self._dir = path + "/"
         self.timeout = timeout
         self.lease = lease
         self.token = None
@@ -163,16 +173,16 @@ class Lock:
                 return self
 
     def _held_name(self, token):
-        me = _whoami()
         lease = self.lease
-        self._expiry = _now_ms() + int(lease * 1000) if lease is not None else 0
-        return "h%d.%s.%s.%s.%s.%s.%d" % (token, me[0], me[1], me[2], me[3], me[4], self._expiry)
+        # a renewed name must outrank the old one even if the clock stepped back (see _parse)
+        self._expiry = max(_now_ms() + int(lease * 1000), self._expiry + 1) if lease is not None else 0
+        return "h%d.%s.%d" % (token, (_me or _whoami())[5], self._expiry)
 
     def _take(self, old, token):
         """Rename the state entry `old` into ours with `token`: True if we won it."""
         new = self._held_name(token)
         try:
-            os.rename(self.path + "/" + old, self.path + "/" + new)
+            os.rename(self._dir + old, self._dir + new)
         except OSError as e:
             if e.args[0] == _ENOENT:  # another contender renamed it first
                 return False
@@ -230,7 +240,7 @@ class Lock:
             r = _parse(n)
             if r is not None and r < rank:
                 try:
-                    os.remove(self.path + "/" + n)
+                    os.remove(self._dir + n)
                 except OSError:
                     pass
 
@@ -266,13 +276,13 @@ class Lock:
         if self.lease is not None and _now_ms() > self._expiry - int(self.lease * 500):
             new = self._held_name(self.token)
             try:
-                os.rename(self.path + "/" + held, self.path + "/" + new)
+                os.rename(self._dir + held, self._dir + new)
                 self._held = new
                 return
             except OSError:
                 pass  # broken, or the renewal itself failed: the entry tells which
         try:
-            os.stat(self.path + "/" + held)
+            os.stat(self._dir + held)
         except OSError:
             self._lost()
 
@@ -297,7 +307,7 @@ class Lock:
             return
         free = "f%d" % self.token
         try:
-            os.rename(self.path + "/" + held, self.path + "/" + free)
+            os.rename(self._dir + held, self._dir + free)
         except OSError as e:
             if e.args[0] == _ENOENT:
                 self._lost()

@@ -122,3 +122,18 @@ def test_holder_killed_on_a_littlefs_or_fat_image_is_broken_by_the_next_process_
     assert out.strip() == "took 2"
     out = workers("mp", "image", kind, image, "mount", "count", "/disk/lk", "/disk/count", 20).finish()
     assert out.split() == ["ready", "done"]
+
+
+def test_forked_child_is_its_own_holder(tmp_path):
+    """A child forked after the parent used a Lock names itself, so its death is seen as such."""
+    from spoolbus.lock import Lock
+
+    Lock(tmp_path / "lk").acquire().release()
+    pid = os.fork()
+    if pid == 0:
+        Lock(str(tmp_path / "lk")).acquire()
+        os._exit(0)  # dies holding it
+    os.waitpid(pid, 0)
+    assert f".{pid}." in os.listdir(tmp_path / "lk")[0]
+    lk = Lock(str(tmp_path / "lk"), timeout=0, lease=None).acquire()
+    assert lk.token == 3

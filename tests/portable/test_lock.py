@@ -421,7 +421,8 @@ if vfs is not None:
                     vfs.umount(point)
                 done = bdev.writes <= bdev.fail_after_writes
                 bdev.fail_after_writes = None
-                lock._me = (me[0], "%012x" % n, "0", "0", "0")  # a board rebooted: a new boot id
+                board = (me[0], "%012x" % n, "0", "0", "0")  # a board rebooted: a new boot id
+                lock._me = board + (".".join(board),)
                 point = _mount(kind, bdev, mkfs=False)
                 with Lock(point + "/lk", timeout=0) as b:
                     assert b.token >= 2
