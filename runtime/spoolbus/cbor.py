@@ -41,6 +41,9 @@ _END = object()
 def _encode(obj, out):
     """One loop with an explicit stack of container iterators: calls are dear on MicroPython."""
     ap = out.append
+    head = _head
+    nxt = next
+    end = _END
     stack = []
     it = None  # iterator over what is left of the current container
     mode = 0  # how `it` yields: 0 items of an array, 1 int keys of `cont`, 2 (encoded key, value) pairs
@@ -51,25 +54,25 @@ def _encode(obj, out):
             if 0 <= obj < 24:
                 ap(obj)
             elif obj >= 0:
-                _head(out, 0x00, obj)
+                head(out, 0x00, obj)
             else:
-                _head(out, 0x20, -1 - obj)
+                head(out, 0x20, -1 - obj)
         elif t is str:
             b = obj.encode()
             n = len(b)
             if n < 24:
                 ap(0x60 | n)
             else:
-                _head(out, 0x60, n)
+                head(out, 0x60, n)
             out += b
         elif t is dict or t is list or t is tuple:
             n = len(obj)
             if t is dict:
-                _head(out, 0xA0, n)
+                head(out, 0xA0, n)
             elif n < 24:
                 ap(0x80 | n)
             else:
-                _head(out, 0x80, n)
+                head(out, 0x80, n)
             if n:
                 if len(stack) >= _MAX_NESTING:
                     raise CBOREncodeError("nested deeper than %d (or cyclic); flatten it" % _MAX_NESTING)
@@ -93,7 +96,7 @@ def _encode(obj, out):
         elif obj is False:
             ap(0xF4)
         elif t is bytes or t is bytearray or t is memoryview:
-            _head(out, 0x40, len(obj))
+            head(out, 0x40, len(obj))
             out += obj
         elif t is float:
             _enc_float(obj, out)
@@ -104,13 +107,13 @@ def _encode(obj, out):
         while True:
             if it is None:
                 return
-            obj = next(it, _END)
-            if obj is not _END:
+            obj = nxt(it, end)
+            if obj is not end:
                 if mode == 1:
                     if obj < 24:
                         ap(obj)
                     else:
-                        _head(out, 0x00, obj)
+                        head(out, 0x00, obj)
                     obj = cont[obj]
                 elif mode == 2:
                     out += obj[0]
@@ -235,22 +238,23 @@ def loads(data, max_size=65536, max_depth=16, max_items=4096):
     if type(data) is not bytes:
         if not isinstance(data, (bytearray, memoryview)):
             raise CBORDecodeError("expected bytes, got %s" % type(data).__name__, 0)
-        if len(data) > max_size:
-            raise CBORDecodeError("input of %d bytes exceeds max_size %d" % (len(data), max_size), max_size)
-        data = bytes(data)
+        if len(data) <= max_size:
+            data = bytes(data)
     if len(data) > max_size:
         raise CBORDecodeError("input of %d bytes exceeds max_size %d" % (len(data), max_size), max_size)
-    if max_items < 1:
-        raise CBORDecodeError("max_items must be at least 1", 0)
     return _decode(data, max_depth, max_items - 1)
 
 
-def _err(msg, i):
-    return CBORDecodeError(msg, i)
+_ARG_FORMAT = (">B", ">H", ">I", ">Q", ">e", ">f", ">d")
+_ARG_MIN = (24, 0x100, 0x10000, 0x100000000)
+_TRUNCATED = "truncated"
+_NOT_SHORTEST = "integer or length not in shortest form"
 
 
 def _decode(d, max_depth, left):
     """One loop with an explicit stack, no call per item: calls are dear on MicroPython."""
+    if left < 0:
+        raise CBORDecodeError("more data items than max_items", 0)
     n = len(d)
     i = 0
     stack = []  # (container, rem, key, key offset) of each enclosing container
@@ -260,7 +264,7 @@ def _decode(d, max_depth, left):
     koff = 0
     while True:
         if i >= n:
-            raise _err("truncated: expected a data item", i)
+            raise CBORDecodeError(_TRUNCATED, i)
         ib = d[i]
         j = i + 1
         if ib < 24:
@@ -270,96 +274,54 @@ def _decode(d, max_depth, left):
             mt = ib >> 5
             if ai < 24:
                 arg = ai
-            elif mt == 7:
-                if ai == 25:
-                    if j + 2 > n:
-                        raise _err("truncated half float", i)
-                    v = _unpack_from(">e", d, j)[0]
-                    j += 2
-                elif ai == 26:
-                    if j + 4 > n:
-                        raise _err("truncated single float", i)
-                    v = _unpack_from(">f", d, j)[0]
-                    j += 4
-                elif ai == 27:
-                    if j + 8 > n:
-                        raise _err("truncated double float", i)
-                    v = _unpack_from(">d", d, j)[0]
-                    j += 8
-                elif ai == 24:
-                    raise _err("unsupported simple value", i)
-                elif ai == 31:
-                    raise _err("unexpected break (indefinite-length items are not accepted)", i)
+            elif ai < 28:
+                k = j + (1 << (ai - 24))
+                if k > n:
+                    raise CBORDecodeError(_TRUNCATED, i)
+                if mt == 7:
+                    if ai == 24:
+                        raise CBORDecodeError("unsupported simple value", i)
+                    v = _unpack_from(_ARG_FORMAT[ai - 21], d, j)[0]
+                    mt = -1
                 else:
-                    raise _err("reserved additional information %d" % ai, i)
-            elif ai == 24:
-                if j >= n:
-                    raise _err("truncated head", i)
-                arg = d[j]
-                if arg < 24:
-                    raise _err("integer or length not in shortest form", i)
-                j += 1
-            elif ai == 25:
-                if j + 2 > n:
-                    raise _err("truncated head", i)
-                arg = (d[j] << 8) | d[j + 1]
-                if arg < 0x100:
-                    raise _err("integer or length not in shortest form", i)
-                j += 2
-            elif ai == 26:
-                if j + 4 > n:
-                    raise _err("truncated head", i)
-                arg = _unpack_from(">I", d, j)[0]
-                if arg < 0x10000:
-                    raise _err("integer or length not in shortest form", i)
-                j += 4
-            elif ai == 27:
-                if j + 8 > n:
-                    raise _err("truncated head", i)
-                arg = _unpack_from(">Q", d, j)[0]
-                if arg < 0x100000000:
-                    raise _err("integer or length not in shortest form", i)
-                j += 8
+                    arg = _unpack_from(_ARG_FORMAT[ai - 24], d, j)[0]
+                    if arg < _ARG_MIN[ai - 24]:
+                        raise CBORDecodeError(_NOT_SHORTEST, i)
+                j = k
             elif ai == 31:
-                raise _err("indefinite-length items are not accepted", i)
+                raise CBORDecodeError("indefinite length or break: not accepted", i)
             else:
-                raise _err("reserved additional information %d" % ai, i)
-            if mt == 7 and ai >= 24:
-                pass
-            elif mt == 0:
+                raise CBORDecodeError("reserved additional information", i)
+            if mt == 0:
                 v = arg
-            elif mt == 3:
+            elif mt == 3 or mt == 2:
                 k = j + arg
                 if k > n:
-                    raise _err("truncated: text string of %d bytes" % arg, i)
-                b = d[j:k]
-                try:
-                    v = str(b, "utf-8")
-                except UnicodeError:
-                    raise _err("invalid UTF-8 in text string", i) from None
-                if _IS_MICROPYTHON and len(v) != arg and not _utf8_ok(b):
-                    raise _err("invalid UTF-8 in text string", i)
+                    raise CBORDecodeError(_TRUNCATED, i)
+                v = d[j:k]
+                if mt == 3:
+                    b = v
+                    try:
+                        v = str(b, "utf-8")
+                    except UnicodeError:
+                        raise CBORDecodeError("invalid UTF-8", i) from None
+                    if _IS_MICROPYTHON and len(v) != arg and not _utf8_ok(b):
+                        raise CBORDecodeError("invalid UTF-8", i)
                 j = k
             elif mt == 1:
                 v = -1 - arg
-            elif mt == 2:
-                k = j + arg
-                if k > n:
-                    raise _err("truncated: byte string of %d bytes" % arg, i)
-                v = d[j:k]
-                j = k
             elif mt == 4 or mt == 5:
                 if cont is not None and not rem & 1 and type(cont) is dict:
-                    raise _err("map key must be an integer, string, float, bool or null", i)
+                    raise CBORDecodeError("map key must be an integer, string, float, bool or null", i)
                 if len(stack) >= max_depth:
-                    raise _err("nesting deeper than max_depth", i)
+                    raise CBORDecodeError("nesting deeper than max_depth", i)
                 if mt == 5:
                     arg += arg
                 if arg > n - j:
-                    raise _err("truncated: container of %d items" % arg, i)
+                    raise CBORDecodeError(_TRUNCATED, i)
                 left -= arg
                 if left < 0:
-                    raise _err("more data items than max_items", i)
+                    raise CBORDecodeError("more data items than max_items", i)
                 if arg:
                     stack.append((cont, rem, key, koff))
                     cont = [] if mt == 4 else {}
@@ -368,19 +330,15 @@ def _decode(d, max_depth, left):
                     continue
                 v = [] if mt == 4 else {}
             elif mt == 6:
-                raise _err("tags are not accepted", i)
-            elif ai == 20:
-                v = False
-            elif ai == 21:
-                v = True
-            elif ai == 22:
-                v = None
-            else:
-                raise _err("unsupported simple value %d" % ai, i)
+                raise CBORDecodeError("tags are not accepted", i)
+            elif mt == 7:
+                if ai < 20 or ai > 22:
+                    raise CBORDecodeError("unsupported simple value", i)
+                v = (False, True, None)[ai - 20]
         while True:  # put v into its container; close every container that this fills
             if cont is None:
                 if j != n:
-                    raise _err("%d trailing bytes after the CBOR item" % (n - j), j)
+                    raise CBORDecodeError("trailing bytes after the CBOR item", j)
                 return v
             rem -= 1
             if type(cont) is list:
@@ -393,7 +351,7 @@ def _decode(d, max_depth, left):
                 c = len(cont)
                 cont[key] = v
                 if len(cont) == c:
-                    raise _err("duplicate map key %r" % (key,), koff)
+                    raise CBORDecodeError("duplicate map key", koff)
             if rem:
                 break
             v = cont
@@ -407,27 +365,18 @@ def _utf8_ok(b):
     n = len(b)
     while i < n:
         c = b[i]
+        i += 1
         if c < 0x80:
-            i += 1
             continue
-        if 0xC2 <= c <= 0xDF:
-            k, lo, hi = 1, 0x80, 0xBF
-        elif 0xE0 <= c <= 0xEF:
-            k = 2
-            lo = 0xA0 if c == 0xE0 else 0x80
-            hi = 0x9F if c == 0xED else 0xBF
-        elif 0xF0 <= c <= 0xF4:
-            k = 3
-            lo = 0x90 if c == 0xF0 else 0x80
-            hi = 0x8F if c == 0xF4 else 0xBF
-        else:
+        if c < 0xC2 or c > 0xF4:
             return False
-        if i + k >= n:
+        k = 1 if c < 0xE0 else 2 if c < 0xF0 else 3
+        lo = 0xA0 if c == 0xE0 else 0x90 if c == 0xF0 else 0x80
+        hi = 0x9F if c == 0xED else 0x8F if c == 0xF4 else 0xBF
+        if i + k > n or not lo <= b[i] <= hi:
             return False
-        if not lo <= b[i + 1] <= hi:
-            return False
-        for x in range(i + 2, i + k + 1):
+        for x in range(i + 1, i + k):
             if not 0x80 <= b[x] <= 0xBF:
                 return False
-        i += k + 1
+        i += k
     return True
