@@ -55,6 +55,8 @@ def _identity():
             ns = "%x" % os.stat("/proc/self/ns/pid")[1]
         except OSError:
             ns = "0"
+        if _read("/proc/1/stat") is None:  # /proc mounted with hidepid: others' processes look dead
+            ns = "0"
         node = "%s%04x" % (machine_id, crc32(host.encode()) & 0xFFFF)
         return node, boot, ns, s.split(None, 1)[0], s[s.rfind(")") + 2 :].split()[19]
     if sys.implementation.name == "micropython":  # a board: one interpreter a boot, a fresh random boot id
@@ -88,7 +90,19 @@ if hasattr(os, "register_at_fork"):  # CPython: a forked child is another proces
 
 
 def _now_ms():
-    return int(time.time() * 1000)
+    """Wall-clock milliseconds: lease expiries are compared between processes."""
+    return time.time_ns() // 1000000 if hasattr(time, "time_ns") else int(time.time() * 1000)
+
+
+if hasattr(time, "ticks_ms"):  # MicroPython: time.time() may count whole seconds on a board
+    _ticks_ms, _ticks_diff = time.ticks_ms, time.ticks_diff
+else:
+
+    def _ticks_ms():
+        return int(time.monotonic() * 1000)
+
+    def _ticks_diff(a, b):
+        return a - b
 
 
 def _parse(name):
@@ -119,8 +133,8 @@ def _why_stale(name, now):
         return None  # another machine, or one we cannot tell apart: only its lease tells
     if boot != me[1]:
         return "its machine restarted"
-    if ns != me[2] or pid == me[3] or pid == "0":
-        return None  # another pid namespace (container), or this very process: only its lease tells
+    if ns == "0" or ns != me[2] or pid == me[3] or pid == "0":
+        return None  # another pid namespace (container), a hidden /proc, or this process: lease only
     st = _proc_stat(pid)
     if st is None or st[0] in ("Z", "X") or st[1] != start:
         return "process %s is gone" % pid
@@ -158,10 +172,10 @@ class Lock:
         self._holder = None
         if self._try():
             return self
-        start = time.time()
+        start = _ticks_ms()
         delay = _BACKOFF_MIN
         while True:
-            waited = time.time() - start
+            waited = _ticks_diff(_ticks_ms(), start) / 1000
             if self.timeout is not None and waited >= self.timeout:
                 raise errors.LockTimeout(
                     "lock %s still held after %.1f s by %s; raise the timeout or stop that holder"
@@ -212,10 +226,10 @@ class Lock:
         if best is None:
             self._holder = "nobody: the directory holds no lock state, only %r" % (names,)
             try:
-                os.rmdir(self.path)  # succeeds only if still empty; then the next try creates it afresh
+                os.rmdir(self.path)  # succeeds only while it is empty
             except OSError:
-                pass
-            return False
+                return False
+            return self._try()  # creates it afresh
         token = rank[0]
         if best[0] == "f":
             self._free = best
@@ -273,14 +287,15 @@ class Lock:
         held = self._held
         if held is None:
             raise errors.LockLost("lock %s is not held by this Lock object" % self.path)
-        if self.lease is not None and _now_ms() > self._expiry - int(self.lease * 500):
+        expiry = self._expiry
+        if self.lease is not None and _now_ms() > expiry - int(self.lease * 500):
             new = self._held_name(self.token)
             try:
                 os.rename(self._dir + held, self._dir + new)
                 self._held = new
                 return
             except OSError:
-                pass  # broken, or the renewal itself failed: the entry tells which
+                self._expiry = expiry  # broken, or the renewal itself failed: the entry tells which
         try:
             os.stat(self._dir + held)
         except OSError:

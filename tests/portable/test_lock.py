@@ -250,7 +250,7 @@ def test_empty_lock_directory_is_taken_over():
     d = tmpdir()
     try:
         os.mkdir(d + "/lk")
-        with Lock(d + "/lk", timeout=1) as a:
+        with Lock(d + "/lk", timeout=0) as a:
             assert a.token == 1
     finally:
         remove_tree(d)
