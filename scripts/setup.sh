@@ -29,3 +29,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 
 bash scripts/build-micropython.sh
+
+# Firmware with spoolbus frozen in, for the HIL tests (cached by content: instant when unchanged).
+bash scripts/build-firmware.sh unix
+bash scripts/build-firmware.sh qemu-mps2-an385

@@ -130,3 +130,19 @@ class LockLost(LockError):
 
 class Busy(SpoolbusError):
     """Too many calls in flight on this node (max_pending); wait for replies or raise the limit."""
+
+
+# --- serial link (transport/serial.py) ---
+
+
+class LinkError(SpoolbusError):
+    """The serial link cannot carry this message or is closed; the message says what to change."""
+
+
+class LinkReset(LinkError):
+    """The peer restarted (its hello carried a new boot nonce): anything in flight was lost; retry calls."""
+
+
+class LinkDown(LinkError):
+    """Nothing arrived from the peer for dead_ms: it stopped, was unplugged or the line is cut; the link
+    keeps saying hello and comes back UP (raising LinkReset if the peer rebooted meanwhile)."""
