@@ -46,7 +46,7 @@ def _encode(obj, out):
     end = _END
     stack = []
     it = None  # iterator over what is left of the current container
-    mode = 0  # how `it` yields: 0 items of an array, 1 int keys of `cont`, 2 (encoded key, value) pairs
+    mode = 0  # how `it` yields: 0 items of an array, 1 int keys of `cont`, 2 (encoded key, i, value)
     cont = None
     while True:
         t = type(obj)
@@ -117,7 +117,7 @@ def _encode(obj, out):
                     obj = cont[obj]
                 elif mode == 2:
                     out += obj[0]
-                    obj = obj[1]
+                    obj = obj[2]
                 break
             it, mode, cont = stack.pop()
 
@@ -162,31 +162,29 @@ _KEY_TYPES = (int, str, bytes, float, bool, type(None))
 
 
 def _map_pairs(m):
-    """(encoded key, value) pairs of `m` in bytewise order of the encoded keys."""
+    """(encoded key, index, value) triples of `m` in bytewise order of the encoded keys."""
     pairs = []
-    for k, v in m.items():
-        if not isinstance(k, _KEY_TYPES):
+    for k in m:
+        if type(k) is str:
+            kb = k.encode()
+            kb = bytes((0x60 | len(kb),)) + kb if len(kb) < 24 else None
+        elif isinstance(k, _KEY_TYPES):
+            kb = None
+        else:
             raise CBOREncodeError("cannot use %s as a map key; use int, str, bytes, float, bool or None"
                                   % type(k).__name__)
-        kb = None
-        if type(k) is str:
-            b = k.encode()
-            if len(b) < 24:
-                kb = bytes((0x60 | len(b),)) + b
         if kb is None:
-            b = bytearray()
-            _encode(k, b)
-            kb = bytes(b)
-        pairs.append((kb, v))
-    pairs.sort(key=_first)
-    for i in range(1, len(pairs)):
-        if pairs[i][0] == pairs[i - 1][0]:
-            raise CBOREncodeError("two map keys have the same encoding: %s" % pairs[i][0].hex())
+            kb = bytearray()
+            _encode(k, kb)
+            kb = bytes(kb)
+        pairs.append((kb, len(pairs), m[k]))  # the unique index keeps sort() from comparing values
+    pairs.sort()
+    prev = None
+    for p in pairs:
+        if p[0] == prev:
+            raise CBOREncodeError("two map keys have the same encoding: %s" % prev.hex())
+        prev = p[0]
     return pairs
-
-
-def _first(pair):
-    return pair[0]
 
 
 def _enc_float(f, out):
