@@ -136,6 +136,13 @@ def test_map_keys_are_in_bytewise_order_of_their_encodings():
     assert cbor.dumps(cbor.loads(got)) == got
 
 
+def test_distinct_keys_with_one_encoding_do_not_encode():
+    nan1 = float("nan")
+    nan2 = float("-nan")
+    with raises(CBOREncodeError):
+        cbor.dumps({nan1: 1, nan2: 2})
+
+
 def test_map_encoding_does_not_depend_on_insertion_order():
     a = {}
     b = {}
