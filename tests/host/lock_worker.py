@@ -6,6 +6,8 @@ Usage: lock_worker.py MODE LOCK_DIR [ARGS]. Prints one line per event the test w
   hold LOCK                   acquire, print "held <token>", then sleep until killed
   renew LOCK LEASE            acquire with LEASE seconds, check() in a loop; print "lost <token>" on LockLost
   take LOCK TIMEOUT           acquire within TIMEOUT seconds, print "took <token>", release
+  grab LOCK GO                once file GO exists, try once: print "took <token>" or "busy"; hold on
+                              until stdin ends
   image KIND FILE mkfs|mount MODE ...   mount littlefs/FAT on FILE at /disk, then run MODE there
 """
 
@@ -28,8 +30,8 @@ class _NoLock:
         pass
 
 
-def count(path, counter, rounds, go=None):
-    lk = _NoLock() if path == "none" else Lock(path, timeout=60)
+def _ready(go):
+    """Say so, then wait for the test's go file, so that all workers start together."""
     print("ready")
     while go is not None:
         try:
@@ -37,6 +39,11 @@ def count(path, counter, rounds, go=None):
             break
         except OSError:
             time.sleep(0.001)
+
+
+def count(path, counter, rounds, go=None):
+    lk = _NoLock() if path == "none" else Lock(path, timeout=60)
+    _ready(go)
     for _ in range(int(rounds)):
         with lk:
             try:
@@ -75,6 +82,17 @@ def take(path, timeout):
     lk.release()
 
 
+def grab(path, go):
+    lk = Lock(path, timeout=0)
+    _ready(go)
+    try:
+        lk.acquire()
+        print("took", lk.token)
+    except errors.LockTimeout:
+        print("busy")
+    sys.stdin.read()  # hold on (alive) until the test is done
+
+
 def image(kind, file, how, mode, *args):
     import vfs
     from blockdev import FileBlockDevice
@@ -87,7 +105,7 @@ def image(kind, file, how, mode, *args):
     MODES[mode](*args)
 
 
-MODES = {"count": count, "hold": hold, "renew": renew, "take": take, "image": image}
+MODES = {"count": count, "hold": hold, "renew": renew, "take": take, "grab": grab, "image": image}
 
 if __name__ == "__main__":
     MODES[sys.argv[1]](*sys.argv[2:])

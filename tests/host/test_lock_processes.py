@@ -13,6 +13,7 @@ import sys
 import time
 
 import pytest
+from spoolbus.lock import _whoami
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 WORKER = str(ROOT / "tests" / "host" / "lock_worker.py")
@@ -25,7 +26,7 @@ ENV = dict(os.environ, MICROPYPATH=f"{ROOT}/runtime:{ROOT}/tests/portable:.froze
 class Worker:
     def __init__(self, interp: str, *args: object):
         self.proc = subprocess.Popen(CMD[interp] + [str(a) for a in args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, env=ENV, text=True)
+                                     stdin=subprocess.PIPE, stderr=subprocess.STDOUT, env=ENV, text=True)
 
     def line(self) -> str:
         out = self.proc.stdout.readline().strip()
@@ -80,6 +81,29 @@ def test_processes_counting_under_the_lock_lose_no_increment(tmp_path, workers, 
 def test_the_same_processes_without_the_lock_lose_increments(tmp_path, workers):
     """The counting test can fail: without the lock the processes overlap and updates get lost."""
     assert _count(tmp_path, workers, ["cp", "mp", "cp", "mp"], "none", 400) < 1600
+
+
+def test_of_processes_racing_to_break_one_dead_holder_exactly_one_wins(tmp_path, workers):
+    from spoolbus.lock import Lock
+
+    lk = str(tmp_path / "lk")
+    for round_ in range(3):
+        Lock(lk, timeout=0).acquire().release()
+        (entry,) = os.listdir(lk)
+        token = int(entry[1:])
+        dead = f"h{token}.{'.'.join(_whoami()[:3])}.4194305.1.0"  # this machine, a pid that cannot exist
+        os.rename(f"{lk}/{entry}", f"{lk}/{dead}")
+        go = tmp_path / f"go{round_}"
+        procs = [workers(i, "grab", lk, go) for i in ["cp", "mp", "cp", "mp", "cp", "mp"]]
+        for p in procs:
+            assert p.line() == "ready"
+        go.touch()
+        results = sorted(p.line() for p in procs)
+        assert results == ["busy"] * 5 + [f"took {token + 1}"], results
+        for p in procs:
+            p.finish()  # closes its stdin: the holders let go
+        (entry,) = os.listdir(lk)
+        os.rename(f"{lk}/{entry}", f"{lk}/f{token + 1}")  # the winner's hold, let go for the next round
 
 
 @pytest.mark.parametrize("holder,taker", [("cp", "mp"), ("mp", "cp")])
