@@ -4,7 +4,9 @@ Usage: .venv/bin/python bench/bench_codec.py [--quick]
 Encodes and decodes a ~90-byte envelope-like map, prints us/op per codec and the ratios against the
 targets (MicroPython: portable cbor within 3x of built-in json; CPython: within 1.5x of cbor2), then
 the MicroPython heap used by importing the codec modules (compiled with mpy-cross) and by one
-encode+decode, under `micropython -X heapsize=32k`.
+encode+decode, under `micropython -X heapsize=32k`. MicroPython is timed two ways: wall time with both
+codecs in one process (same heap state), and CPU time of a fresh process per operation (clean heap,
+steady on a busy machine). MicroPython's json.loads is much slower in a fuller heap: compare like rows.
 """
 
 import argparse
@@ -93,6 +95,57 @@ print(' '.join(out))
 """
 
 
+# Run by MicroPython once per (codec, operation): N operations, timed by the parent as CPU time.
+_MP_LOOP = """
+import sys, json
+sys.path.insert(0, %(runtime)r)
+from spoolbus import cbor
+env = %(env)s
+jenv = {}
+for k in env:
+    jenv[str(k)] = env[k]
+data = cbor.dumps(env)
+js = json.dumps(jenv)
+op = %(op)r
+N = %(n)d
+if op == 'cbor.dumps':
+    for _ in range(N):
+        cbor.dumps(env)
+elif op == 'cbor.loads':
+    for _ in range(N):
+        cbor.loads(data)
+elif op == 'json.dumps':
+    for _ in range(N):
+        json.dumps(jenv)
+elif op == 'json.loads':
+    for _ in range(N):
+        json.loads(js)
+"""
+
+
+def _cpu_seconds(cmd):
+    """Best of 3 CPU times (user + system) of a child process: steadier than wall time on a busy host."""
+    best = float("inf")
+    for _ in range(3):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+        _, status, usage = os.wait4(proc.pid, 0)
+        if status:
+            raise RuntimeError(f"{cmd[0]} failed with status {status}")
+        best = min(best, usage.ru_utime + usage.ru_stime)
+    return best
+
+
+def micropython_cpu(n, heap):
+    """us/op for cbor.dumps, cbor.loads, json.dumps, json.loads, each in a fresh process (clean heap)."""
+
+    def run(op):
+        script = _MP_LOOP % {"runtime": os.path.join(ROOT, "runtime"), "env": ENVELOPE_SRC, "op": op, "n": n}
+        return _cpu_seconds([MICROPYTHON, "-X", "heapsize=" + heap, "-c", script])
+
+    base = run("none")
+    return [(run(op) - base) / n * 1e6 for op in ("cbor.dumps", "cbor.loads", "json.dumps", "json.loads")]
+
+
 def _us(stmt, env, number):
     return min(timeit.repeat(stmt, globals=env, number=number, repeat=7)) / number * 1e6
 
@@ -167,6 +220,12 @@ def main(argv=None):
         print(f"  {'spoolbus.cbor (portable)':28} {e:8.2f} {d:8.2f} {e + d:8.2f}")
         print(f"  {'json built-in (str keys)':28} {je:8.2f} {jd:8.2f} {je + jd:8.2f}")
         print(f"  ratio portable / json: {(e + d) / (je + jd):.2f}x (target <= 3x)")
+
+    e, d, je, jd = micropython_cpu(number, "64k")
+    print("MicroPython 1.25 unix, -X heapsize=64k, CPU time, each operation in a fresh process: us/op")
+    print(f"  {'spoolbus.cbor (portable)':28} {e:8.2f} {d:8.2f} {e + d:8.2f}")
+    print(f"  {'json built-in (str keys)':28} {je:8.2f} {jd:8.2f} {je + jd:8.2f}")
+    print(f"  ratio portable / json: {(e + d) / (je + jd):.2f}x (target <= 3x)")
 
     mem = micropython_memory()
     print("MicroPython heap (-X heapsize=32k, modules from .mpy), bytes; imports cumulative:")

@@ -151,11 +151,19 @@ def _base_value(obj):
 
 
 def _int_keys(m):
-    """The keys of `m` sorted, if all are non-negative ints: then numeric order is the encoded order."""
+    """The keys of `m` in order, if all are non-negative ints: then numeric order is the encoded order.
+
+    Returns `m` itself when it already iterates in order (an envelope usually does): no sort, no list.
+    """
+    ordered = True
+    prev = -1
     for k in m:
         if type(k) is not int or k < 0:
             return None
-    return sorted(m)
+        if k < prev:
+            ordered = False
+        prev = k
+    return m if ordered else sorted(m)
 
 
 _KEY_TYPES = (int, str, bytes, float, bool, type(None))

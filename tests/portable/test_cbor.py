@@ -153,6 +153,10 @@ def test_map_encoding_does_not_depend_on_insertion_order():
         b[k] = str(k)
     assert cbor.dumps(a) == cbor.dumps(b)
     assert cbor.dumps({0: {"b": 1, "a": 2}}) == cbor.dumps({0: {"a": 2, "b": 1}})
+    ints = {}
+    for k in (300, 5, 24, 0, 23, 70000):
+        ints[k] = k
+    assert cbor.dumps(ints) == _h("a6" "0000" "0505" "1717" "18181818" "19012c19012c" "1a000111701a00011170")
 
 
 def test_envelope_shaped_value_round_trips():
