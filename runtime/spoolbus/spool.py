@@ -111,6 +111,7 @@ def _parse(name):
 
 def _names(path):
     """The entry names of a directory (empty if it is missing)."""
+    path = path.rstrip("/")  # FAT under MicroPython refuses a trailing slash (EINVAL)
     try:
         if _MICROPYTHON:
             return [e[0] for e in os.ilistdir(path)]
@@ -121,6 +122,7 @@ def _names(path):
 
 def _smallest(path, k):
     """The k smallest names in `path`, largest first (so pop() gives the oldest): one listing."""
+    path = path.rstrip("/")
     if _MICROPYTHON:
         out = []
         for e in os.ilistdir(path):
@@ -199,7 +201,7 @@ def check(rec):
 def _os_error(err, what, path):
     if err.args and err.args[0] == _ENOSPC:
         return errors.SpoolFull("disk full while %s %s: consume messages or free space, retry" % (what, path))
-    return errors.SpoolError("cannot %s %s: %r (does it exist, is it writable?)" % (what, path, err))
+    return errors.SpoolError("%s %s failed: %r (does it exist, is it writable?)" % (what, path, err))
 
 
 class _SyncFs:
@@ -412,8 +414,9 @@ class Spool:
             try:
                 os.rename(self._new + name, mine)
             except OSError as e:
-                if e.args and e.args[0] == _ENOENT:
+                if e.args and e.args[0] == _ENOENT and not _exists(self._new + name):
                     continue  # another consumer won it
+                self._have_claim_dir = False  # perhaps removed under us: make it again next time
                 raise _os_error(e, "claiming", self._new + name) from None
             payload = check(_read(mine))
             if payload is None:

@@ -44,6 +44,24 @@ def cpython_only(reason):
     return mark
 
 
+def micropython_only(reason):
+    """Mark a test that needs MicroPython (its vfs module); pytest reports it as skipped, with the reason."""
+
+    def mark(fn):
+        if IS_MICROPYTHON:
+            return fn
+
+        def skipped(*args):
+            import pytest
+
+            pytest.skip("MicroPython only: " + reason)
+
+        skipped.__name__ = fn.__name__
+        return skipped
+
+    return mark
+
+
 _counter = [0]
 
 
