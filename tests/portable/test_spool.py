@@ -304,15 +304,17 @@ def test_uncommitted_put_left_in_tmp_and_new_by_a_cut_rename_is_dropped():
 
 def test_a_producer_stamps_after_the_backlog_even_if_the_clock_is_behind():
     d = tmpdir()
+    saved = spool._last_us[0]
     try:
         spool.Spool(d)
-        future = "%013x-%s-%x" % (0xFFFFFFFFFF000, _DEAD, 1)
+        future = "%013x-%s-%x" % (spool._stamp() + 10**9, _DEAD, 1)  # written by a clock 1000 s ahead
         _write(d + "/new/" + future, spool.record(b"1"))
         s = spool.Spool(d)
         mid = s.put(b"2")
         assert mid > future
         assert _drain(s) == [b"1", b"2"]
     finally:
+        spool._last_us[0] = saved
         remove_tree(d)
 
 

@@ -118,7 +118,7 @@ def _check_after_cut(fs, cut):
             assert m[1] == _payload(_index(m[1])), "corrupt payload after recovery (cut %d)" % cut
             s.ack(m[0])
             rest += 1
-        assert rest == 20 and s.corrupt == 0
+        assert rest == 20 and s.corrupt == 0, "cut %d: %d left, quarantined %r" % (cut, rest, s.quarantined)
     finally:
         _umount()
 
