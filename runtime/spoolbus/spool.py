@@ -306,7 +306,7 @@ class Spool:
         ids = []
         done = 0
         try:
-            for d in items:
+            for d in items:  # all written before any is committed: a full disk leaves nothing visible
                 name = "%013x-%s-%x" % (_stamp(), _OWNER, len(d))
                 tmp = self._tmp + name
                 try:
@@ -318,17 +318,13 @@ class Spool:
                     _remove(tmp)
                     raise _os_error(e, "writing", tmp) from None
                 ids.append(name)
-                if sync is None:
-                    self._commit(name)
-                    done += 1
-            if sync is not None:
-                for name in ids:
-                    self._commit(name)
-                    done += 1
-                if sync is False:
-                    os.fsync(self._dir_fd)
-                else:
-                    sync.commit()
+            for name in ids:
+                self._commit(name)
+                done += 1
+            if sync is False:
+                os.fsync(self._dir_fd)
+            elif sync:
+                sync.commit()
         except BaseException:
             for name in ids[done:]:
                 _remove(self._tmp + name)
