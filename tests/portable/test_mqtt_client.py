@@ -1,7 +1,6 @@
 """MQTT 3.1.1 packets: byte-exact encoding, strictly bounded parsing of what a broker sends, fuzzed."""
 
 from mpcompat import raises
-
 from spoolbus import errors
 from spoolbus.transport import mqtt_client as m
 
