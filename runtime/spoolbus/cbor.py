@@ -4,7 +4,6 @@ dumps is deterministic (RFC 8949 §4.2.1 core order, shortest forms); loads is s
 raises only CBORDecodeError, with the byte offset, on anything it does not accept.
 """
 
-import sys
 from struct import pack as _pack
 from struct import unpack as _unpack
 from struct import unpack_from as _unpack_from
@@ -12,7 +11,7 @@ from struct import unpack_from as _unpack_from
 from spoolbus.errors import CBORDecodeError, CBOREncodeError
 
 _MAX_UINT = 0xFFFFFFFFFFFFFFFF
-_IS_MICROPYTHON = sys.implementation.name == "micropython"
+_IS_MICROPYTHON = __import__("sys").implementation.name == "micropython"
 
 
 # ---------------------------------------------------------------- encoding
@@ -39,45 +38,56 @@ _END = object()
 
 
 def _encode(obj, out):
-    """One loop with an explicit stack of container iterators: calls are dear on MicroPython."""
+    """One loop with an explicit stack of container iterators: calls are dear on MicroPython.
+
+    Builtins are bound to locals: MicroPython looks each name up in the module's globals first, and
+    misses there are slow in a nearly full globals table.
+    """
     ap = out.append
     head = _head
     nxt = next
     end = _END
+    typ = type
+    ln = len
+    int_t = int
+    str_t = str
+    dict_t = dict
+    list_t = list
+    tuple_t = tuple
     stack = []
     it = None  # iterator over what is left of the current container
     mode = 0  # how `it` yields: 0 items of an array, 1 int keys of `cont`, 2 (encoded key, i, value)
     cont = None
     while True:
-        t = type(obj)
-        if t is int:
+        t = typ(obj)
+        if t is int_t:
             if 0 <= obj < 24:
                 ap(obj)
             elif obj >= 0:
                 head(out, 0x00, obj)
             else:
                 head(out, 0x20, -1 - obj)
-        elif t is str:
+        elif t is str_t:
             b = obj.encode()
-            n = len(b)
+            n = ln(b)
             if n < 24:
                 ap(0x60 | n)
             else:
                 head(out, 0x60, n)
             out += b
-        elif t is dict or t is list or t is tuple:
-            n = len(obj)
-            if t is dict:
+        elif t is dict_t or t is list_t or t is tuple_t:
+            n = ln(obj)
+            if t is dict_t:
                 head(out, 0xA0, n)
             elif n < 24:
                 ap(0x80 | n)
             else:
                 head(out, 0x80, n)
             if n:
-                if len(stack) >= _MAX_NESTING:
+                if ln(stack) >= _MAX_NESTING:
                     raise CBOREncodeError("nested deeper than %d (or cyclic); flatten it" % _MAX_NESTING)
                 stack.append((it, mode, cont))
-                if t is not dict:
+                if t is not dict_t:
                     it = iter(obj)
                     mode = 0
                 else:
@@ -155,10 +165,12 @@ def _int_keys(m):
 
     Returns `m` itself when it already iterates in order (an envelope usually does): no sort, no list.
     """
+    typ = type
+    int_t = int
     ordered = True
     prev = -1
     for k in m:
-        if type(k) is not int or k < 0:
+        if typ(k) is not int_t or k < 0:
             return None
         if k < prev:
             ordered = False
@@ -258,7 +270,16 @@ _NOT_SHORTEST = "integer or length not in shortest form"
 
 
 def _decode(d, max_depth, left):
-    """One loop with an explicit stack, no call per item: calls are dear on MicroPython."""
+    """One loop with an explicit stack, no call per item: calls are dear on MicroPython.
+
+    Names used per item are bound to locals (see _encode).
+    """
+    typ = type
+    ln = len
+    list_t = list
+    dict_t = dict
+    unpack_from = _unpack_from
+    formats = _ARG_FORMAT
     if left < 0:
         raise CBORDecodeError("more data items than max_items", 0)
     n = len(d)
@@ -287,10 +308,10 @@ def _decode(d, max_depth, left):
                 if mt == 7:
                     if ai == 24:
                         raise CBORDecodeError("unsupported simple value", i)
-                    v = _unpack_from(_ARG_FORMAT[ai - 21], d, j)[0]
+                    v = unpack_from(formats[ai - 21], d, j)[0]
                     mt = -1
                 else:
-                    arg = _unpack_from(_ARG_FORMAT[ai - 24], d, j)[0]
+                    arg = unpack_from(formats[ai - 24], d, j)[0]
                     if arg < _ARG_MIN[ai - 24]:
                         raise CBORDecodeError(_NOT_SHORTEST, i)
                 j = k
@@ -311,15 +332,15 @@ def _decode(d, max_depth, left):
                         v = str(b, "utf-8")
                     except UnicodeError:
                         raise CBORDecodeError("invalid UTF-8", i) from None
-                    if _IS_MICROPYTHON and len(v) != arg and not _utf8_ok(b):
+                    if _IS_MICROPYTHON and ln(v) != arg and not _utf8_ok(b):
                         raise CBORDecodeError("invalid UTF-8", i)
                 j = k
             elif mt == 1:
                 v = -1 - arg
             elif mt == 4 or mt == 5:
-                if cont is not None and not rem & 1 and type(cont) is dict:
+                if cont is not None and not rem & 1 and typ(cont) is dict_t:
                     raise CBORDecodeError("map key must be an integer, string, float, bool or null", i)
-                if len(stack) >= max_depth:
+                if ln(stack) >= max_depth:
                     raise CBORDecodeError("nesting deeper than max_depth", i)
                 if mt == 5:
                     arg += arg
@@ -347,16 +368,16 @@ def _decode(d, max_depth, left):
                     raise CBORDecodeError("trailing bytes after the CBOR item", j)
                 return v
             rem -= 1
-            if type(cont) is list:
+            if typ(cont) is list_t:
                 cont.append(v)
             elif rem & 1:
                 key = v
                 koff = i
                 break
             else:
-                c = len(cont)
+                c = ln(cont)
                 cont[key] = v
-                if len(cont) == c:
+                if ln(cont) == c:
                     raise CBORDecodeError("duplicate map key", koff)
             if rem:
                 break
