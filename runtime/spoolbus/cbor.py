@@ -278,8 +278,10 @@ def _decode(d, max_depth, left):
     ln = len
     list_t = list
     dict_t = dict
+    str_t = str
     unpack_from = _unpack_from
     formats = _ARG_FORMAT
+    lax_utf8 = _IS_MICROPYTHON
     if left < 0:
         raise CBORDecodeError("more data items than max_items", 0)
     n = len(d)
@@ -329,10 +331,10 @@ def _decode(d, max_depth, left):
                 if mt == 3:
                     b = v
                     try:
-                        v = str(b, "utf-8")
+                        v = str_t(b, "utf-8")
                     except UnicodeError:
                         raise CBORDecodeError("invalid UTF-8", i) from None
-                    if _IS_MICROPYTHON and ln(v) != arg and not _utf8_ok(b):
+                    if lax_utf8 and ln(v) != arg and not _utf8_ok(b):
                         raise CBORDecodeError("invalid UTF-8", i)
                 j = k
             elif mt == 1:
