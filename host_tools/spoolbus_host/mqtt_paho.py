@@ -28,7 +28,10 @@ class PahoTransport:
                  timeout: float = 5.0):
         self.prefix = prefix
         self.bridge = bridge
+        self.name = f"{bridge}/{device}"
         self.base = base_topic(prefix, bridge, device)
+        self._peers: set[str] = set()
+        self._peer_filter = f"{prefix}/{bridge}/+/status"
         self.qos = qos
         self._status = self.base + "/status"
         self._inbox = self.base + "/inbox"
@@ -68,10 +71,9 @@ class PahoTransport:
             raise errors.MQTTConnectionError("not connected to the MQTT broker (paho is reconnecting)")
         self.client.publish(inbox_topic(self.prefix, self.bridge, dst), bytes(data), self.qos)
 
-    def notify(self, event: str, data: bytes) -> None:
-        if not self._connected.is_set():
-            raise errors.MQTTConnectionError("not connected to the MQTT broker (paho is reconnecting)")
-        self.client.publish(f"{self.base}/events/{event}", bytes(data), 0)
+    def peers(self) -> list[str]:
+        """The other nodes of this bridge that are online ("bridge/device"), from their status topics."""
+        return sorted(self._peers - {self.name})
 
     def recv(self, timeout_ms: int = 0) -> bytes | None:
         try:
@@ -95,7 +97,7 @@ class PahoTransport:
             client.disconnect()
             self._answered.set()
             return
-        client.subscribe(self._inbox, 1)
+        client.subscribe([(self._inbox, 1), (self._peer_filter, 0)])
         client.publish(self._status, ONLINE, qos=1, retain=True)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
@@ -106,4 +108,11 @@ class PahoTransport:
         self._connected.clear()
 
     def _on_message(self, client, userdata, msg):
-        self._queue.put(msg)
+        if msg.topic == self._inbox:
+            self._queue.put(msg)
+        elif msg.topic.endswith("/status"):
+            name = msg.topic[len(self.prefix) + 1 : -len("/status")]
+            if msg.payload == ONLINE:
+                self._peers.add(name)
+            else:
+                self._peers.discard(name)

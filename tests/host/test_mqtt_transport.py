@@ -11,13 +11,13 @@ import pytest
 from mosquitto import ScriptedBroker
 from mpproc import MicroPython
 from paho.mqtt.enums import CallbackAPIVersion
-from spoolbus import errors
+from spoolbus import errors, node
 from spoolbus.transport.mqtt import base_topic, inbox_topic
 from spoolbus_host.mqtt_paho import PahoTransport
 
 PRELUDE = """
 import sys, time
-from spoolbus import errors
+from spoolbus import errors, node
 from spoolbus.transport.mqtt_client import MQTTClient
 from spoolbus.transport.mqtt import MQTTTransport
 PORT = int(sys.argv[1])
@@ -231,6 +231,7 @@ print("got", recv(t).decode())
         for _ in range(2):
             broker.handshake()
             assert broker.answer_subscribe() == "spoolbus/gw/tough/inbox"
+            assert broker.answer_subscribe() == "spoolbus/gw/+/status"
             first, body = broker.packet()  # the retained "online" status
             assert first == 0x33 and body.endswith(b"online")
             broker.conn.sendall(b"\x40\x02" + body[26:28])  # PUBACK it
@@ -243,3 +244,38 @@ print("got", recv(t).decode())
     finally:
         mp.kill()
         broker.close()
+
+
+def test_rpc_between_a_micropython_node_and_a_cpython_node_through_mosquitto(tmp_path, mosquitto):
+    mp = MicroPython(tmp_path, PRELUDE + """
+from spoolbus import contract, node as nd
+THERMO = contract.Service("thermo", "1.2")
+THERMO.method("read", ("sensor", str))
+
+class Thermo:
+    def read(self, sensor):
+        return {"sensor": sensor, "value": 21.5}
+
+n = nd.Node("gw/thermo", node("gw", "thermo"))
+n.serve(THERMO, Thermo())
+print("serving")
+while True:
+    n.poll(100)
+""", mosquitto.port)
+    host = node.Node("gw/host", PahoTransport("127.0.0.1", mosquitto.port, "gw", "host"))
+    try:
+        mp.expect("serving")
+        deadline = time.monotonic() + 5
+        while "gw/thermo" not in host.transport.peers() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert host.transport.peers() == ["gw/thermo"]
+        assert host.hello() == 1
+        while host.peer_version("gw/thermo", "thermo") is None and time.monotonic() < deadline:
+            host.poll(100)
+        assert host.peer_version("gw/thermo", "thermo") == "1.2"
+        for i in range(20):
+            got = host.call("gw/thermo", "thermo.read", {"sensor": f"t{i}"}, timeout=5)
+            assert got == {"sensor": f"t{i}", "value": 21.5}
+    finally:
+        mp.kill()
+        host.close()

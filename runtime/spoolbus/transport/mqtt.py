@@ -2,6 +2,7 @@
 
 Guarantees: one node's inbox is <prefix>/<bridge>/<device>/inbox (QoS 1); its status topic holds a
 retained "online", turned to "offline" by close() or by the broker's last will if the node dies.
+A Node on this transport is named "bridge/device", the form peers() returns and send() accepts.
 """
 
 from time import sleep
@@ -39,15 +40,18 @@ class MQTTTransport:
     the error that took the link down (lost connection, bad broker packet) in `last_error`.
     """
 
-    def __init__(self, client, bridge, device, prefix="spoolbus", qos=1, retry_ms=1000):
+    def __init__(self, client, bridge, device, prefix="spoolbus", qos=1, retry_ms=1000, max_peers=32):
         self.client = client
         self.prefix = prefix
         self.base = base_topic(prefix, bridge, device)
         self.bridge = bridge
+        self.name = bridge + "/" + device
         self.qos = qos
         self.retry_ms = retry_ms
         self._status = self.base + "/status"
         self._inbox = self.base + "/inbox"
+        self._peers = []  # "bridge/device" of the nodes on this bridge whose status is online
+        self._max_peers = max_peers
         self._tried = ticks_ms()
         self._subscribed = False
         self.last_error = None
@@ -59,16 +63,10 @@ class MQTTTransport:
             self._connect()
         self.client.publish(inbox_topic(self.prefix, self.bridge, dst), data, self.qos)
 
-    def notify(self, event, data):
-        """Publish an event (QoS 0) under this node's <base>/events/<event>."""
-        if not self.client.connected:
-            self._connect()
-        self.client.publish("%s/events/%s" % (self.base, _check(event)), data, 0)
-
     def recv(self, timeout_ms=0):
         """The next envelope sent to this node's inbox, waiting up to timeout_ms; None if none came."""
         c = self.client
-        msg = c.message()
+        msg = self._message()
         if msg is None:
             if not c.connected:
                 wait = self.retry_ms - ticks_diff(ticks_ms(), self._tried)
@@ -85,10 +83,12 @@ class MQTTTransport:
             except (errors.MQTTConnectionError, errors.MQTTProtocolError) as e:
                 self.last_error = e  # the client has closed the link; the next recv() reconnects
                 return None
-            msg = c.message()
-            if msg is None:
-                return None
-        return msg[1]
+            msg = self._message()
+        return msg
+
+    def peers(self):
+        """The other nodes of this bridge that are online ("bridge/device"), from their status topics."""
+        return [p for p in self._peers if p != self.name]
 
     def close(self):
         """Publish the retained "offline" status and disconnect."""
@@ -107,7 +107,25 @@ class MQTTTransport:
         self._tried = ticks_ms()
         c = self.client
         c.connect()
-        if not self._subscribed:  # later reconnects restore it (MQTTClient remembers subscriptions)
+        if not self._subscribed:  # later reconnects restore them (MQTTClient remembers subscriptions)
             c.subscribe(self._inbox, 1)
+            c.subscribe("%s/%s/+/status" % (self.prefix, self.bridge), 0)
             self._subscribed = True
         c.publish(self._status, ONLINE, 1, True)
+
+    def _message(self):
+        """The next inbox payload; status messages update peers() on the way."""
+        while True:
+            msg = self.client.message()
+            if msg is None:
+                return None
+            topic, payload = msg[0], msg[1]
+            if topic == self._inbox:
+                return payload
+            if topic.endswith("/status"):
+                name = topic[len(self.prefix) + 1:-7]
+                if payload == ONLINE:
+                    if name not in self._peers and len(self._peers) < self._max_peers:
+                        self._peers.append(name)
+                elif name in self._peers:
+                    self._peers.remove(name)
