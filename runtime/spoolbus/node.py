@@ -34,7 +34,7 @@ STATS = (
     "received", "oversized", "malformed", "bad_wire_version", "misrouted", "expired",
     auth.FORGED, auth.UNSIGNED, auth.UNKNOWN_KEY, auth.REPLAYED,
     "duplicate", "busy", "late_replies", "handler_errors", "send_failed", "internal_errors",
-    "calls_served", "casts_served", "notified", "dedup_evicted", "peers_evicted",
+    "calls_served", "casts_served", "notified", "hellos", "dedup_evicted", "peers_evicted",
 )
 
 # A call's ticket: [done, reply kind, reply body, envelope, start ticks, timeout ms, retries left, next retry]
@@ -415,6 +415,7 @@ class Node:
             if not isinstance(k, str) or not isinstance(services[k], str):
                 self.stats["malformed"] += 1
                 return
+        self.stats["hellos"] += 1
         if env.src not in self.peers and len(self.peers) >= self._max_peers:
             for p in self.peers:
                 del self.peers[p]
