@@ -1,6 +1,6 @@
 """Nodes call, cast, notify and hello over the loopback transport; bad messages are dropped and counted."""
 
-from mpcompat import raises
+from mpcompat import cpython_only, raises
 from spoolbus import cbor, contract, errors, node, wire
 from spoolbus.transport.loopback import Hub, Loopback
 
@@ -342,3 +342,22 @@ def test_serve_refuses_an_implementation_that_lacks_a_method():
     with raises(errors.ContractError) as r:
         srv.serve(THERMO, {"read": lambda sensor, unit="C": 1})
     assert "fail" in str(r.value)
+
+
+@cpython_only("this MicroPython unix build freezes no asyncio")
+def test_acall_and_arun_work_under_asyncio():
+    import asyncio
+
+    hub = Hub()
+    srv = node.Node("srv", Loopback(hub, "srv"))
+    srv.serve(THERMO, Thermo())
+    cli = node.Node("cli", Loopback(hub, "cli"))
+
+    async def main():
+        serving = asyncio.create_task(srv.arun(1))
+        try:
+            return await cli.acall("srv", "thermo.read", {"sensor": "a"}, timeout=2)
+        finally:
+            serving.cancel()
+
+    assert asyncio.run(main())["sensor"] == "a"
