@@ -279,3 +279,36 @@ while True:
     finally:
         mp.kill()
         host.close()
+
+
+def test_inbox_message_not_yet_taken_when_the_node_dies_is_delivered_after_restart(tmp_path, mosquitto):
+    script = PRELUDE + """
+t = node("gw", "mortal")
+print("ready")
+print("took", recv(t).decode())
+while True:
+    t.client.poll(100)  # the rest arrive and wait in the client, unacknowledged
+"""
+    mp = MicroPython(tmp_path, script, mosquitto.port)
+    sender = PahoTransport("127.0.0.1", mosquitto.port, "gw", "sender")
+    try:
+        mp.expect("ready")
+        for word in (b"m1", b"m2", b"m3"):
+            sender.send("mortal", word)
+        assert mp.expect("took") == "m1"
+        time.sleep(0.3)
+        mp.proc.kill()
+        mp.proc.wait()
+        again = MicroPython(tmp_path, script.replace('print("took", recv(t).decode())', """
+print("took", recv(t).decode())
+print("took", recv(t).decode())
+t.close()
+raise SystemExit"""), mosquitto.port)
+        try:
+            assert [again.expect("took"), again.expect("took")] == ["m2", "m3"]
+            assert again.wait() == 0
+        finally:
+            again.kill()
+    finally:
+        mp.kill()
+        sender.close()
