@@ -16,7 +16,7 @@ MICROPYTHON = os.environ.get(
     "SPOOLBUS_MICROPYTHON", os.path.join(ROOT, ".cache/micropython-1.25.0/bin/micropython")
 )
 
-FAST = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 floats = st.one_of(
     st.floats(allow_nan=False),
