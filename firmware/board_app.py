@@ -54,14 +54,20 @@ class _EchoTap:
 
 
 class _Board:
-    def __init__(self, node):
+    def __init__(self, node, link):
         self.node = node
+        self.link = link
         self._spool = None
 
     def info(self):
         gc.collect()
+        dec = self.link.decoder
         return {"name": NAME, "platform": sys.platform, "mem_free": gc.mem_free(),
-                "version": list(sys.implementation.version[:3])}
+                "version": list(sys.implementation.version[:3]),
+                "link": {"frames": dec.frames, "corrupt": dec.corrupt, "oversize": dec.oversize,
+                         "resets": self.link.stats["resets"], "downs": self.link.stats["downs"]},
+                "node": {"malformed": self.node.stats["malformed"], "duplicate": self.node.stats["duplicate"],
+                         "calls_served": self.node.stats["calls_served"]}}
 
     def echo(self, data):
         return data
@@ -118,8 +124,9 @@ def run():
 
     micropython.kbd_intr(-1)  # 0x03 bytes inside frames are data, not Ctrl-C
     link = SerialTransport(StreamPort(sys.stdin.buffer, sys.stdout.buffer, sys.stdin), name=NAME)
-    node = Node(NAME, _EchoTap(link), clock=False)
-    board = _Board(node)
+    # A small dedup cache: replies it keeps (for retried calls) must fit a 64 KB heap.
+    node = Node(NAME, _EchoTap(link), clock=False, dedup_size=8)
+    board = _Board(node, link)
     node.serve(BOARD, board)
     node.serve(SPOOL, _SpoolService(board))
     link.open()
@@ -128,3 +135,5 @@ def run():
             node.poll(1000)
         except errors.LinkError:
             pass  # the host went away or reconnected: nothing of ours is in flight
+        except MemoryError:
+            gc.collect()  # a frame that did not fit what is left of the heap is lost; the board goes on

@@ -2,7 +2,7 @@
 
 Fixtures: `hil_board` (a booted board of the selected profile, its link UP, a host node on it),
 `hil_profile`. `--board NAME` picks the profile (default qemu-mps2-an385), `--all-boards` or the
-marker `every_board` runs a test on every profile in boards/. Boards always shut down (process group
+marker `every_board` runs a test on every profile in boards/, the marker `boards(NAME, ...)` on those. Boards always shut down (process group
 kill), and a failing test's report carries each board's console log.
 """
 
@@ -198,15 +198,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "every_board: run this HIL test on every board profile in boards/")
+    config.addinivalue_line("markers", "boards(*names): run this HIL test on these board profiles only")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "hil_profile" not in metafunc.fixturenames:
         return
+    only = metafunc.definition.get_closest_marker("boards")
     if metafunc.definition.get_closest_marker("every_board") or metafunc.config.getoption("--all-boards"):
         names = boards.simulated()
     else:
         names = [metafunc.config.getoption("--board")]
+    if only:
+        names = list(only.args)
     metafunc.parametrize("hil_profile", names, indirect=True, scope="function")
 
 

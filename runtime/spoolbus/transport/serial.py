@@ -103,8 +103,10 @@ class SerialTransport:
         self._rxbuf = bytearray(max_frame + 16)
         self._rxmv = memoryview(self._rxbuf)
         self._queue = []
-        self._seg = bytearray()  # bytes since the last delimiter
         self._seg_max = max_frame + 16 + max_frame // 254
+        self._seg = bytearray(self._seg_max + 1)  # bytes since the last delimiter
+        self._segmv = memoryview(self._seg)
+        self._seg_n = 0
         self._seg_drop = False
         self._event = None
         now = _ticks_ms()
@@ -147,7 +149,7 @@ class SerialTransport:
             n = self.port.read_into(self._rxbuf, wait)
             now = _ticks_ms()
             if n:
-                if self._feed(bytes(self._rxmv[:n])):
+                if self._feed(n):
                     self._last_rx = now
                     if self.peer is not None:
                         self.state = UP
@@ -159,43 +161,50 @@ class SerialTransport:
             if self._event is None and _ticks_diff(now, start) >= timeout_ms:
                 return None
 
-    def _feed(self, data):
-        """Cut received bytes at delimiters and decode each frame; True if any message came.
+    def _feed(self, n):
+        """Cut the n received bytes in _rxbuf at delimiters, decode each frame; True if a message came.
 
-        A frame that fails is retried from just after its last newline: console text printed right
-        before a frame (no delimiter between them) costs only the text, not the frame.
+        Segments gather in one preallocated buffer. A frame that fails is retried from just after its
+        last newline: console text printed right before a frame costs only the text, not the frame.
         """
-        seg = self._seg
+        buf = self._rxbuf
+        src = self._rxmv
+        seg = self._segmv
+        dec = self.decoder
+        k = self._seg_n
         got = False
         pos = 0
         while True:
-            z = data.find(b"\x00", pos)
-            stop = len(data) if z < 0 else z
-            if self._seg_drop or len(seg) + stop - pos > self._seg_max:
+            z = buf.find(b"\x00", pos, n)
+            stop = n if z < 0 else z
+            if self._seg_drop or k + stop - pos > self._seg_max:
                 self._seg_drop = True  # an endless line of garbage: skip to the next delimiter
-                seg = self._seg = bytearray()
+                k = 0
             else:
-                seg.extend(data[pos:stop])
+                seg[k : k + stop - pos] = src[pos:stop]
+                k += stop - pos
             if z < 0:
-                return got
+                break
             if self._seg_drop:
                 self._seg_drop = False
-                self.decoder.oversize += 1
-            elif seg:
-                raw = bytes(seg)
-                out = self.decoder.feed(raw + b"\x00")
+                dec.oversize += 1
+            elif k:
+                seg[k] = 0
+                out = dec.feed(seg[: k + 1])
                 if not out:
-                    nl = raw.rfind(b"\n")
+                    nl = self._seg.rfind(b"\n", 0, k)
                     if nl >= 0:
-                        counted = self.decoder.corrupt, self.decoder.oversize
-                        out = self.decoder.feed(raw[nl + 1 :] + b"\x00")
+                        counted = dec.corrupt, dec.oversize
+                        out = dec.feed(seg[nl + 1 : k + 1])
                         if not out:  # one bad segment counts once
-                            self.decoder.corrupt, self.decoder.oversize = counted
+                            dec.corrupt, dec.oversize = counted
                 if out:
                     self._queue.extend(out)
                     got = True
-                seg = self._seg = bytearray()
+                k = 0
             pos = z + 1
+        self._seg_n = k
+        return got
 
     def close(self):
         self._closed = True

@@ -1,0 +1,96 @@
+"""Board profiles load with clear errors; `spoolbus build-firmware` builds once, then hits its cache."""
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from spoolbus_host import boards
+
+GOOD = """
+name = "{name}"
+port = "unix"
+[firmware]
+micropython = "1.25.0"
+artifact = "micropython"
+[run]
+console = "stdio-pty"
+command = ["{{firmware}}", "-X", "heapsize={{heap}}", "-m", "main"]
+[serial]
+baudrate = 115200
+max_frame = 1024
+keepalive_ms = 500
+dead_ms = 2000
+[memory]
+heap = 65536
+"""
+
+
+def _profile(tmp_path, text, name="myboard"):
+    path = tmp_path / f"{name}.toml"
+    path.write_text(text.format(name=name))
+    return path
+
+
+def test_every_profile_in_boards_loads_and_the_simulated_ones_are_unix_and_qemu():
+    for name in boards.available():
+        assert boards.load(name).name == name
+    assert boards.simulated() == ["qemu-mps2-an385", "unix"]
+    qemu = boards.load("qemu-mps2-an385")
+    assert qemu.port == "qemu" and qemu.mp_board == "MPS2_AN385" and qemu.heap == 143360
+    assert qemu.run_command("/fw.elf")[-4:] == ["-kernel", "/fw.elf", "-serial", "pty"]
+
+
+def test_a_good_profile_file_loads(tmp_path):
+    p = boards.load(_profile(tmp_path, GOOD))
+    assert p.run_command("/bin/mp") == ["/bin/mp", "-X", "heapsize=65536", "-m", "main"]
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (('name = "myboard"', 'name = "other"'), "must match the file name"),
+        (("heap = 65536", "heap = 0"), "heap must be positive"),
+        (("dead_ms = 2000", "dead_ms = 100"), "dead_ms must be larger than serial.keepalive_ms"),
+        (("max_frame = 1024", 'max_frame = "big"'), "'serial.max_frame' must be of type int, not str"),
+        (('console = "stdio-pty"', 'console = "telnet"'), "run.console 'telnet' is not one of"),
+        (("baudrate = 115200\n", ""), "missing key 'serial.baudrate'"),
+        (('"{firmware}", ', ""), "run.command must contain {firmware}"),
+        (('port = "unix"', 'port = "esp32"'), "[run] needs firmware built here"),
+        (("[memory]", "[memory"), "not valid TOML"),
+    ],
+)
+def test_a_broken_profile_is_refused_with_the_file_and_the_key(tmp_path, change, message):
+    path = _profile(tmp_path, GOOD)
+    path.write_text(path.read_text().replace(*change))
+    with pytest.raises(boards.BoardProfileError) as e:
+        boards.load(path)
+    assert message in str(e.value) and str(path) in str(e.value)
+
+
+def test_an_unknown_board_name_lists_the_known_ones():
+    with pytest.raises(boards.BoardProfileError, match="known boards are .*qemu-mps2-an385.*unix"):
+        boards.load("no-such-board")
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "spoolbus_host.cli", "build-firmware", *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_build_firmware_cli_refuses_an_unknown_board_with_exit_2():
+    out = _cli("--board", "no-such-board")
+    assert out.returncode == 2
+    assert "no board profile 'no-such-board'" in out.stderr
+
+
+def test_build_firmware_cli_second_run_is_a_cache_hit():
+    first = _cli("--board", "unix", "--json")  # builds if `make test`'s setup did not already
+    assert first.returncode == 0, first.stderr[-2000:]
+    started = time.monotonic()
+    second = _cli("--board", "unix", "--json")
+    assert second.returncode == 0, second.stderr
+    result = json.loads(second.stdout)
+    assert result["cached"] is True and result["firmware"] == json.loads(first.stdout)["firmware"]
+    assert time.monotonic() - started < 10
