@@ -2,8 +2,8 @@
 
 Fixtures: `hil_board` (a booted board of the selected profile, its link UP, a host node on it),
 `hil_profile`. `--board NAME` picks the profile (default qemu-mps2-an385), `--all-boards` or the
-marker `every_board` runs a test on every profile in boards/, the marker `boards(NAME, ...)` on those. Boards always shut down (process group
-kill), and a failing test's report carries each board's console log.
+marker `every_board` runs a test on every profile in boards/, the marker `boards(NAME, ...)` on
+those. Boards always shut down (process group kill); a failing test's report carries their consoles.
 """
 
 from __future__ import annotations
