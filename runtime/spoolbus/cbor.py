@@ -106,6 +106,8 @@ def _encode(obj, out):
         elif obj is False:
             ap(0xF4)
         elif t is bytes or t is bytearray or t is memoryview:
+            if t is memoryview:
+                obj = bytes(obj)  # len() of a memoryview counts its items, not its bytes
             head(out, 0x40, len(obj))
             out += obj
         elif t is float:

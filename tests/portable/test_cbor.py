@@ -1,5 +1,6 @@
 """The CBOR codec: RFC 8949 Appendix A, deterministic order, strict bounded decoding, seeded fuzzing."""
 
+import array
 import struct
 
 from mpcompat import raises
@@ -123,6 +124,8 @@ def test_subclasses_encode_as_their_base_type():
 def test_bytearray_memoryview_and_tuple_encode_like_bytes_and_list():
     assert cbor.dumps(bytearray(b"ab")) == cbor.dumps(b"ab") == _h("426162")
     assert cbor.dumps(memoryview(b"ab")) == _h("426162")
+    words = array.array("H", [1, 2])
+    assert cbor.dumps(memoryview(words)) == b"\x44" + bytes(words)
     assert cbor.dumps((1, (2,))) == cbor.dumps([1, [2]])
 
 
