@@ -18,6 +18,9 @@ from spoolbus.transport.mqtt import OFFLINE, ONLINE, base_topic, inbox_topic
 class PahoTransport:
     """A node named bridge/device on the broker at host:port; connects in the constructor.
 
+    `tls` turns TLS on with the keywords of paho's Client.tls_set (ca_certs, certfile, keyfile, ...);
+    the broker's certificate must verify against ca_certs and name `host`.
+
     paho's network thread reconnects by itself; send() raises MQTTConnectionError while the link is
     down (so a caller can spool), and QoS 1 messages already handed to paho are re-sent after a reconnect.
     """
@@ -25,7 +28,7 @@ class PahoTransport:
     def __init__(self, host: str, port: int, bridge: str, device: str, prefix: str = "spoolbus",
                  qos: int = 1, user: str | None = None, password: str | None = None,
                  client_id: str | None = None, clean_session: bool = False, keepalive: int = 60,
-                 timeout: float = 5.0):
+                 timeout: float = 5.0, tls: dict | None = None):
         self.prefix = prefix
         self.bridge = bridge
         self.name = f"{bridge}/{device}"
@@ -43,6 +46,8 @@ class PahoTransport:
                         clean_session=clean_session, protocol=paho.MQTTv311, manual_ack=True)
         if user is not None:
             c.username_pw_set(user, password)
+        if tls is not None:  # keywords of paho's tls_set: ca_certs, certfile, keyfile, ...
+            c.tls_set(**tls)
         c.will_set(self._status, OFFLINE, qos=1, retain=True)
         c.reconnect_delay_set(0.1, 2)
         c.on_connect = self._on_connect
@@ -60,7 +65,8 @@ class PahoTransport:
             if self._refused is not None:
                 raise errors.MQTTRefused(f"MQTT broker {host}:{port} refused the connection",
                                          self._refused)
-            raise errors.MQTTConnectionError(f"no CONNACK from MQTT broker {host}:{port} in {timeout} s")
+            why = "closed before CONNACK" if self._answered.is_set() else f"no CONNACK in {timeout} s"
+            raise errors.MQTTConnectionError(f"MQTT broker {host}:{port}: {why} (TLS or protocol mismatch?)")
 
     @property
     def connected(self) -> bool:
@@ -106,6 +112,7 @@ class PahoTransport:
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self._connected.clear()
+        self._answered.set()  # a first connection that dies before CONNACK fails fast
 
     def _on_message(self, client, userdata, msg):
         if msg.topic == self._inbox:

@@ -24,11 +24,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def make_certs(directory: pathlib.Path) -> tuple[pathlib.Path, pathlib.Path, pathlib.Path]:
+    """A test CA and a server certificate for 127.0.0.1/localhost signed by it: (ca, cert, key)."""
+    d = pathlib.Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    names = ("ca.crt", "ca.key", "server.crt", "server.key", "server.csr")
+    ca, ca_key, cert, key, csr = (d / n for n in names)
+    ext = d / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+    ec = ("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes")  # fast to generate
+    openssl("req", "-x509", *ec, "-days", "2", "-subj", "/CN=spoolbus test CA",
+            "-keyout", str(ca_key), "-out", str(ca))
+    openssl("req", *ec, "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(csr))
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key), "-CAcreateserial",
+            "-days", "2", "-extfile", str(ext), "-out", str(cert))
+    return ca, cert, key
+
+
 class Broker:
     """One mosquitto process; `users` maps user names to passwords and turns anonymous access off."""
 
     def __init__(self, directory: pathlib.Path, users: dict[str, str] | None = None,
-                 persistence: bool = False, port: int | None = None, extra: str = ""):
+                 persistence: bool = False, port: int | None = None, extra: str = "",
+                 tls: tuple[pathlib.Path, pathlib.Path, pathlib.Path] | None = None):
         self.dir = pathlib.Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
@@ -44,6 +66,8 @@ class Broker:
             lines += ["allow_anonymous false", f"password_file {pwfile}"]
         else:
             lines.append("allow_anonymous true")
+        if tls:
+            lines += [f"cafile {tls[0]}", f"certfile {tls[1]}", f"keyfile {tls[2]}"]
         if persistence:
             lines += ["persistence true", f"persistence_location {self.dir}/", "autosave_interval 1"]
         lines.append(extra)

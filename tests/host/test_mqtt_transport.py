@@ -8,7 +8,7 @@ import time
 import cbor2
 import paho.mqtt.client as paho
 import pytest
-from mosquitto import ScriptedBroker
+from mosquitto import Broker, ScriptedBroker, make_certs
 from mpproc import MicroPython
 from paho.mqtt.enums import CallbackAPIVersion
 from spoolbus import errors, node
@@ -312,3 +312,24 @@ raise SystemExit"""), mosquitto.port)
     finally:
         mp.kill()
         sender.close()
+
+
+def test_paho_transport_over_tls_verifies_the_broker_certificate(tmp_path):
+    ca, cert, key = make_certs(tmp_path / "certs")
+    other_ca, _, _ = make_certs(tmp_path / "other")
+    broker = Broker(tmp_path / "tls", tls=(ca, cert, key)).start()
+    try:
+        a = PahoTransport("127.0.0.1", broker.port, "gw", "a", tls={"ca_certs": str(ca)})
+        b = PahoTransport("127.0.0.1", broker.port, "gw", "b", tls={"ca_certs": str(ca)})
+        try:
+            a.send("b", b"sealed")
+            assert _recv(b) == b"sealed"
+        finally:
+            a.close()
+            b.close()
+        with pytest.raises(errors.MQTTConnectionError, match="certificate verify failed"):
+            PahoTransport("127.0.0.1", broker.port, "gw", "c", tls={"ca_certs": str(other_ca)}, timeout=3)
+        with pytest.raises(errors.MQTTConnectionError):
+            PahoTransport("127.0.0.1", broker.port, "gw", "d", timeout=3)  # plain MQTT on a TLS port
+    finally:
+        broker.stop()
