@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import subprocess
 import time
 
@@ -332,4 +333,48 @@ def test_paho_transport_over_tls_verifies_the_broker_certificate(tmp_path):
         with pytest.raises(errors.MQTTConnectionError):
             PahoTransport("127.0.0.1", broker.port, "gw", "d", timeout=3)  # plain MQTT on a TLS port
     finally:
+        broker.stop()
+
+
+ACL = pathlib.Path(__file__).resolve().parents[2] / "examples" / "mosquitto" / "spoolbus.acl"
+
+
+def test_example_acl_confines_a_bridge_to_its_own_topics(tmp_path):
+    broker = Broker(tmp_path / "acl", users={"gw1": "p1", "gw2": "p2", "monitor": "pm"},
+                    extra=f"acl_file {ACL}").start()
+    watcher = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    seen: list[tuple[str, bytes]] = []
+    watcher.on_message = lambda c, u, msg: seen.append((msg.topic, msg.payload))
+    watcher.username_pw_set("monitor", "pm")
+    watcher.connect("127.0.0.1", broker.port)
+    watcher.subscribe("spoolbus/#", 1)
+    watcher.loop_start()
+    gw1 = PahoTransport("127.0.0.1", broker.port, "gw1", "dev", user="gw1", password="p1")
+    gw2 = PahoTransport("127.0.0.1", broker.port, "gw2", "dev", user="gw2", password="p2")
+    try:
+        gw1.send("gw2/dev", b"allowed: another bridge's inbox")
+        assert _recv(gw2) == b"allowed: another bridge's inbox"
+        assert gw2.peers() == []  # peers() lists the same bridge only
+        forged = [("spoolbus/gw2/dev/status", b"offline"), ("spoolbus/gw2/dev/events/alarm", b"forged"),
+                  ("spoolbus/other/x/inbox", b"ok"), ("elsewhere/topic", b"forged")]
+        for topic, payload in forged:
+            gw1.client.publish(topic, payload, 1).wait_for_publish(5)
+        mon = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+        mon.username_pw_set("monitor", "pm")
+        mon.connect("127.0.0.1", broker.port)
+        mon.loop_start()
+        mon.publish("spoolbus/gw1/dev/status", b"offline", 1).wait_for_publish(5)  # PUBACKed, then dropped
+        mon.loop_stop()
+        mon.disconnect()
+        time.sleep(0.5)
+        got = set(seen)
+        assert ("spoolbus/other/x/inbox", b"ok") in got
+        assert ("spoolbus/gw2/dev/status", b"offline") not in got
+        assert ("spoolbus/gw2/dev/events/alarm", b"forged") not in got
+        assert ("spoolbus/gw1/dev/status", b"offline") not in got  # the monitor cannot publish
+        assert ("spoolbus/gw1/dev/status", b"online") in got and ("spoolbus/gw2/dev/status", b"online") in got
+    finally:
+        gw1.close()
+        gw2.close()
+        watcher.loop_stop()
         broker.stop()
