@@ -112,7 +112,7 @@ def _nodes(**kw):
     return hub, srv, cli
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(messages(), min_size=1, max_size=25))
 def test_unsigned_node_answers_or_drops_every_message_and_keeps_serving(batch):
     hub, srv, cli = _nodes()
@@ -125,7 +125,7 @@ def test_unsigned_node_answers_or_drops_every_message_and_keeps_serving(batch):
     assert cli.call("srv", "svc.add", {"a": 41}, timeout=1) == 42
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(messages(), min_size=1, max_size=25), st.data())
 def test_signing_node_executes_nothing_forged_or_replayed(batch, data):
     hub, srv, cli = _nodes(keys=KEYS, require=True)
