@@ -19,7 +19,7 @@ _DIRS = ("tmp", "new", "cur", "quarantine")
 _MICROPYTHON = sys.implementation.name == "micropython"
 # Names a consumer keeps from one listing of new/: all of a large backlog on CPython (one listing per
 # batch makes claims amortised O(1)), a few on MicroPython to keep the heap small.
-_BATCH = 32 if _MICROPYTHON else 65536
+_BATCH = 16 if _MICROPYTHON else 65536
 _QUARANTINE_LOG = 16  # how many quarantined names a Spool keeps in .quarantined
 
 try:
