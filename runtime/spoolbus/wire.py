@@ -16,11 +16,39 @@ REPLY = 2
 ERROR = 3
 NOTIFY = 4
 HELLO = 5
-KINDS = ("call", "cast", "reply", "error", "notify", "hello")
 
 # Keys: 0 wire version, 1 kind, 2 id, 3 src, 4 dst, 5 method, 6 API version, 7 body, 8 deadline,
 # 9 reply_to, 10 signature, 11 seq ([boot nonce, counter]). Keys 0, 1, 2, 3 and 7 are always present.
-_LAST_KEY = 11
+# Per key: the field's name and, briefly, what it must be (docs/protocol.md has the rest); short strings
+# in one table keep the module small on a board's heap.
+_FIELDS = (
+    "wire",
+    "kind",
+    "id",
+    "src",
+    "dst",
+    "method",
+    "version",
+    "body",
+    "deadline",
+    "reply_to",
+    "sig",
+    "seq",
+)
+_WANT = (
+    "[major, minor]",
+    "a kind 0..5",
+    "a uint",
+    "text",
+    "text",
+    '"service.method" or an event name',
+    '"major.minor"',
+    "an error map",
+    "a uint",
+    "a uint",
+    "bytes",
+    "[nonce, counter]",
+)
 
 
 class Envelope:
@@ -28,22 +56,6 @@ class Envelope:
 
     `wire` is the sender's wire version as decoded, or None for a new message (sent as WIRE_VERSION).
     """
-
-    __slots__ = (
-        "kind",
-        "id",
-        "src",
-        "dst",
-        "method",
-        "version",
-        "body",
-        "deadline",
-        "reply_to",
-        "sig",
-        "seq",
-        "wire",
-        "_extra",
-    )
 
     def __init__(
         self,
@@ -74,17 +86,6 @@ class Envelope:
         self.wire = wire
         self._extra = None  # {key: value} of keys this version does not know, kept for re-encoding
 
-    def __repr__(self):
-        kind = KINDS[self.kind] if type(self.kind) is int and 0 <= self.kind < len(KINDS) else self.kind
-        return "Envelope(%s id=%r src=%r dst=%r method=%r version=%r)" % (
-            kind,
-            self.id,
-            self.src,
-            self.dst,
-            self.method,
-            self.version,
-        )
-
 
 def error_body(type, message, details=None):
     """The body of an ERROR envelope: what failed (a stable name), a message for people, and data."""
@@ -107,12 +108,22 @@ def decode(data, max_size=65536):
     m = cbor.loads(data, max_size)
     if type(m) is not dict:
         raise EnvelopeError("an envelope is a CBOR map, got %s" % type(m).__name__)
-    w = m.get(0)
+    g = m.get
+    w = g(0)
     if w == [1, 0]:
         w = WIRE_VERSION
-    else:
-        w = _wire(w, m)
-    g = m.get
+    else:  # a newer minor, another major, or malformed
+        if type(w) is not list or not w or not (_uint(w[0]) and (len(w) < 2 or _uint(w[1]))):
+            _bad(0, w)
+        if w[0] != WIRE_VERSION[0]:
+            err = UnsupportedWireVersion(tuple(w), WIRE_VERSION)
+            # Best-effort addressing for the unsupported_wire_version reply, if keys 2 and 3 look usable.
+            err.id = g(2) if _uint(g(2)) else None
+            err.src = g(3) if type(g(3)) is str else None
+            raise err
+        if len(w) != 2:
+            _bad(0, w)
+        w = (w[0], w[1])
     # At most 10 positional arguments: MicroPython 1.25 takes ~10 us longer to construct with 11 or more.
     env = Envelope(g(1), g(2), g(3), g(4), g(5), g(6), g(7), g(8), g(9), g(10))
     env.seq = g(11)
@@ -122,100 +133,69 @@ def decode(data, max_size=65536):
         if v is not None:
             n += 1
     if len(m) != n or (env.body is None and 7 not in m):
-        env._extra = _extras(m)
+        # Something beyond the common case: check what the count could not (every key an integer,
+        # the body present, no optional field sent as null) and keep the keys of a newer minor.
+        if 7 not in m:
+            raise EnvelopeError("envelope key 7 (body) is missing; send null for no body")
+        for k in m:
+            if type(k) is not int:
+                raise EnvelopeError("envelope keys are integers, got %r" % (k,))
+            if m[k] is None and 3 < k <= 11 and k != 7:
+                raise EnvelopeError("envelope key %d is null; leave an optional field out instead" % k)
+            if k < 0 or k > 11:
+                if env._extra is None:
+                    env._extra = {}
+                env._extra[k] = m[k]
     _check(env)
     return env
-
-
-def _wire(w, m):
-    """Key 0 when it is not [1, 0]: a newer minor, another major, or malformed."""
-    if type(w) is not list or not w or not (_uint(w[0]) and (len(w) < 2 or _uint(w[1]))):
-        raise EnvelopeError("key 0 must be the wire version [major, minor], got %r" % (w,))
-    if w[0] != WIRE_VERSION[0]:
-        err = UnsupportedWireVersion(tuple(w), WIRE_VERSION)
-        # Best-effort addressing for the unsupported_wire_version reply, if keys 2 and 3 look usable.
-        err.id = m.get(2) if _uint(m.get(2)) else None
-        err.src = m.get(3) if type(m.get(3)) is str else None
-        raise err
-    if len(w) != 2:
-        raise EnvelopeError("key 0 must be the wire version [major, minor], got %r" % (w,))
-    return (w[0], w[1])
-
-
-def _extras(m):
-    """Keys outside 0..11 (None if there are none), checking what the fast path of decode could not:
-    every key an integer, the body present, no optional field sent as null (absent is its only form)."""
-    if 7 not in m:
-        raise EnvelopeError("envelope field body (key 7) is missing; send null for no body")
-    extra = None
-    for k in m:
-        if type(k) is not int:
-            raise EnvelopeError("envelope keys are integers, got %r" % (k,))
-        if m[k] is None and 3 < k <= _LAST_KEY and k != 7:
-            raise EnvelopeError("envelope key %d is null; leave an optional field out instead" % k)
-        if k < 0 or k > _LAST_KEY:
-            if extra is None:
-                extra = {}
-            extra[k] = m[k]
-    return extra
 
 
 def _uint(v):
     return type(v) is int and v >= 0
 
 
-def _version_ok(v):
-    """True for text "major.minor" in decimal digits."""
-    if type(v) is not str:
-        return False
-    dot = v.find(".")
-    return 0 < dot < len(v) - 1 and v[:dot].isdigit() and v[dot + 1 :].isdigit()
-
-
-def _bad(field, want, got):
-    raise EnvelopeError("envelope field %s must be %s, got %r" % (field, want, got))
+def _bad(key, got):
+    raise EnvelopeError(
+        "envelope key %d (%s) must be %s, got %r (docs/protocol.md)" % (key, _FIELDS[key], _WANT[key], got)
+    )
 
 
 def _check(e):
     k = e.kind
     if type(k) is not int or k < 0 or k > HELLO:
-        _bad("kind (key 1)", "an int 0..5 (call, cast, reply, error, notify, hello)", k)
+        _bad(1, k)
     if not _uint(e.id):
-        _bad("id (key 2)", "an unsigned int", e.id)
+        _bad(2, e.id)
     if type(e.src) is not str:
-        _bad("src (key 3)", "text", e.src)
+        _bad(3, e.src)
     if e.dst is not None and type(e.dst) is not str:
-        _bad("dst (key 4)", "text", e.dst)
+        _bad(4, e.dst)
     m = e.method
     if k <= CAST:
         dot = m.rfind(".") if type(m) is str else -1
         if not 0 < dot < len(m) - 1:
-            _bad("method (key 5)", 'text "service.method" in a call or cast', m)
-        if not _version_ok(e.version):
-            _bad("version (key 6)", 'text "major.minor" in a call or cast', e.version)
-    else:
-        if k == NOTIFY and (type(m) is not str or not m):
-            _bad("method (key 5)", "the event name (text) in a notify", m)
-        if m is not None and type(m) is not str:
-            _bad("method (key 5)", "text", m)
-        if e.version is not None and not _version_ok(e.version):
-            _bad("version (key 6)", 'text "major.minor"', e.version)
-    if k == REPLY or k == ERROR:
-        if not _uint(e.reply_to):
-            _bad("reply_to (key 9)", "the id of the call answered (unsigned int)", e.reply_to)
-    elif e.reply_to is not None and not _uint(e.reply_to):
-        _bad("reply_to (key 9)", "an unsigned int", e.reply_to)
-    if k == ERROR:
-        b = e.body
-        if type(b) is not dict or type(b.get("type")) is not str or type(b.get("message")) is not str:
-            _bad("body (key 7)", 'a map {"type": text, "message": text, "details": any} in an error', b)
+            _bad(5, m)
+    elif (m is not None or k == NOTIFY) and (type(m) is not str or not m):
+        _bad(5, m)
+    v = e.version
+    if v is not None or k <= CAST:
+        dot = v.find(".") if type(v) is str else -1
+        if not (0 < dot < len(v) - 1 and v[:dot].isdigit() and v[dot + 1 :].isdigit()):
+            _bad(6, v)
+    b = e.body
+    if k == ERROR and (
+        type(b) is not dict or type(b.get("type")) is not str or type(b.get("message")) is not str
+    ):
+        _bad(7, b)
     if e.deadline is not None and not _uint(e.deadline):
-        _bad("deadline (key 8)", "an unsigned int (unix time in ms)", e.deadline)
+        _bad(8, e.deadline)
+    if (e.reply_to is not None or k == REPLY or k == ERROR) and not _uint(e.reply_to):
+        _bad(9, e.reply_to)
     if e.sig is not None and type(e.sig) is not bytes:
-        _bad("sig (key 10)", "bytes", e.sig)
+        _bad(10, e.sig)
     s = e.seq
     if s is not None and (type(s) not in (list, tuple) or len(s) != 2 or not (_uint(s[0]) and _uint(s[1]))):
-        _bad("seq (key 11)", "[boot nonce, counter] (unsigned ints)", s)
+        _bad(11, s)
 
 
 def _map(e, with_sig):

@@ -221,10 +221,6 @@ def test_error_body_has_type_message_and_details():
     }
 
 
-def test_repr_names_the_kind():
-    assert "call" in repr(_call()) and "thermo.read" in repr(_call())
-
-
 def _random_value(r, depth):
     t = r.below(9 if depth < 3 else 6)
     if t == 0:
