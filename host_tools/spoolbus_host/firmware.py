@@ -6,6 +6,7 @@ keyed by a hash of everything that goes into it, so an unchanged tree is a cache
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
@@ -59,7 +60,13 @@ def ensure_built(profile: BoardProfile, progress: Progress | None = None) -> tup
     target = artifact_path(profile)
     if target.is_file():
         return target, True
-    build(profile, target, progress or (lambda f, s: None))
+    lock = ROOT / ".cache" / "firmware" / f"build-{profile.name}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # one build a board at a time (tests run in parallel processes)
+        if target.is_file():
+            return target, True  # another process built it while we waited
+        build(profile, target, progress or (lambda f, s: None))
     return target, False
 
 
