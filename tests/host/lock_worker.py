@@ -52,7 +52,11 @@ def count(path, counter, rounds, go=None):
             except OSError:  # not there yet
                 n = 0
             lk.check()
-            with open(counter, "w") as f:
+            try:  # overwrite in place: the number never gets shorter, and ext4 flushes a truncated file
+                f = open(counter, "r+")
+            except OSError:
+                f = open(counter, "w")
+            with f:
                 f.write(str(n + 1))
     print("done")
 

@@ -72,7 +72,7 @@ def _count(tmp_path, workers, interps, lock, rounds):
 
 @pytest.mark.parametrize("mix", ["cp,cp,cp,cp", "mp,mp,mp,mp", "cp,mp,cp,mp"])
 def test_processes_counting_under_the_lock_lose_no_increment(tmp_path, workers, mix):
-    rounds = 400
+    rounds = 1000
     interps = mix.split(",")
     assert _count(tmp_path, workers, interps, tmp_path / "lk", rounds) == rounds * len(interps)
     assert os.listdir(tmp_path / "lk") == [f"f{rounds * len(interps)}"]
