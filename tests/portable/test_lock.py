@@ -357,6 +357,34 @@ def test_interleaved_holders_count_exactly_on_the_host_filesystem():
         remove_tree(d)
 
 
+def test_threads_count_exactly():
+    import _thread
+
+    d = tmpdir()
+    try:
+        box = [0]
+        finished = []
+
+        def work():
+            lk = Lock(d + "/lk", timeout=30)
+            for _ in range(50):
+                with lk:
+                    n = box[0]
+                    time.sleep(0.0002)  # let the other threads run now
+                    lk.check()
+                    box[0] = n + 1
+            finished.append(1)
+
+        for _ in range(4):
+            _thread.start_new_thread(work, ())
+        end = time.time() + 30
+        while len(finished) < 4 and time.time() < end:
+            time.sleep(0.01)
+        assert len(finished) == 4 and box[0] == 200
+    finally:
+        remove_tree(d)
+
+
 def _mount(kind, bdev, mkfs=True):
     cls = vfs.VfsLfs2 if kind == "lfs" else vfs.VfsFat
     if mkfs:
