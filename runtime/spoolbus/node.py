@@ -132,7 +132,7 @@ class Node:
         """
         ticket = self.send_call(dst, method, args, timeout, version, retries)
         while not self.ready(ticket):
-            self.poll(self._wait_ms(ticket))
+            self.poll(self._wait_ms(ticket), 1)  # one at a time: no extra inbox scan after the reply
         return self.result(ticket)
 
     async def acall(self, dst, method, args=None, timeout=None, version=None, retries=None):
