@@ -1,0 +1,84 @@
+"""The [deploy] and [flash] tables of a board profile (boards/NAME.toml), read and checked.
+
+boards.py checks what a profile says about building and running firmware; this module checks how
+`spoolbus deploy` and `spoolbus flash` reach the board. Errors name the file, the key and the fix.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: tomli is the same parser
+    import tomli as tomllib
+
+BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
+DEPLOY_METHODS = ("micropython", "linux-service")
+FLASH_METHODS = ("esptool", "uf2", "qemu", "none")
+
+# key -> (type, required) for each method; unknown keys are errors (a typo must not pass silently).
+_FLASH_KEYS: dict[str, dict[str, tuple[type, bool]]] = {
+    "esptool": {"chip": (str, True), "offset": (int, True), "baudrate": (int, False), "erase": (bool, False)},
+    "uf2": {"family_id": (int, True), "drive_label": (str, True)},
+    "qemu": {},
+    "none": {},
+}
+_DEPLOY_KEYS: dict[str, dict[str, tuple[type, bool]]] = {
+    "micropython": {"root": (str, False)},
+    "linux-service": {
+        "service": (str, True), "prefix": (str, True), "spool": (str, True),
+        "python": (str, True), "user": (str, True),
+    },
+}
+
+
+class ProfileError(ValueError):
+    """A board profile that is missing or whose deploy/flash settings are wrong."""
+
+
+def available() -> list[str]:
+    return sorted(p.stem for p in BOARDS_DIR.glob("*.toml"))
+
+
+def read(name: str, boards_dir: Path = BOARDS_DIR) -> dict[str, Any]:
+    """The whole profile as a dict, with its [deploy] and [flash] tables checked."""
+    path = boards_dir / f"{name}.toml"
+    if not path.is_file():
+        raise ProfileError(f"no board profile {name!r}: known boards are {', '.join(available()) or 'none'}")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ProfileError(f"{path}: not valid TOML: {e}") from None
+    # A QEMU board is "flashed" by building its firmware and booting it, whatever its profile says.
+    _check(path, data, "flash", FLASH_METHODS, _FLASH_KEYS, "qemu" if data.get("port") == "qemu" else "none")
+    _check(path, data, "deploy", DEPLOY_METHODS, _DEPLOY_KEYS, "micropython")
+    return data
+
+
+def _check(
+    path: Path, data: dict[str, Any], table: str, methods: tuple[str, ...],
+    keys: dict[str, dict[str, tuple[type, bool]]], default: str,
+) -> None:
+    section = data.setdefault(table, {})
+    if not isinstance(section, dict):
+        raise ProfileError(f"{path}: [{table}] must be a table")
+    method = section.setdefault("method", default)
+    if method not in methods:
+        raise ProfileError(f"{path}: {table}.method {method!r} is not one of {', '.join(methods)}")
+    allowed = keys[method]
+    for key, value in section.items():
+        if key == "method":
+            continue
+        if key not in allowed:
+            raise ProfileError(f"{path}: {table}.{key} is not a setting of {table} method {method!r}")
+        kind = allowed[key][0]
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ProfileError(
+                f"{path}: {table}.{key} must be of type {kind.__name__}, not {type(value).__name__}"
+            )
+    for key, (_, required) in allowed.items():
+        if required and key not in section:
+            raise ProfileError(f"{path}: {table} method {method!r} needs {table}.{key}")

@@ -1,0 +1,512 @@
+"""Deploy an application and the spoolbus runtime to a MicroPython board: compile, copy what changed, switch.
+
+Guarantees: the board runs either the old tree or the complete, hash-verified new one. Files go to a
+new tree `app/<id>`; one rename of `app/current` (the name the boot loader reads) is the switch, so a
+link cut or a power cut at any moment before it leaves the old code running, and a later deploy
+resumes from the files that arrived intact.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import serial
+from mpremote.transport import TransportError
+
+from spoolbus_host.progress import Progress
+
+REPO = Path(__file__).resolve().parents[2]
+RUNTIME = REPO / "runtime" / "spoolbus"
+PROJECT_MPY_CROSS = REPO / ".cache" / "micropython-1.25.0" / "bin" / "mpy-cross"
+MANIFEST_NAME = ".manifest"
+_SAFE_PATH = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
+_CHUNK = 2048  # bytes of file data a line (base64); one acknowledgement a line keeps any UART buffer safe
+_LINE_TIMEOUT = 5.0  # seconds without a reply line before the board counts as gone
+
+# The boot loader the deploy writes to the board's root: it puts the tree `app/current` names first on
+# sys.path and imports the application's `main` from it. It never changes during a deploy.
+LOADER = """# Written by `spoolbus deploy`: runs the application tree that %(root)sapp/current names.
+import sys
+try:
+    _tree = "%(root)sapp/" + open("%(root)sapp/current").read().strip()
+except OSError:
+    _tree = None
+if _tree:
+    sys.path.insert(0, _tree)
+    import main
+"""
+
+
+def loader(root: str = "") -> bytes:
+    """The boot loader for a board whose deploy root is `root` ("" = the working directory)."""
+    return (LOADER % {"root": root.rstrip("/") + "/" if root else ""}).encode()
+
+# The agent the host pastes into the raw REPL: a line protocol with base64 data (no control bytes,
+# so neither a tty nor a port's Ctrl-C handling can touch it), one reply line per request.
+# A line holding Ctrl-C (0x03) ends it, so a new deploy can always take over after a cut link.
+AGENT = """
+import os,sys,binascii,hashlib
+def _o(s):
+    sys.stdout.write(s+'\\n')
+def _h(p):
+    h=hashlib.sha256();b=bytearray(1024);m=memoryview(b)
+    with open(p,'rb') as f:
+        while 1:
+            n=f.readinto(b)
+            if not n:break
+            h.update(m[:n])
+    return binascii.hexlify(h.digest()).decode()
+def _walk(d,pre,out):
+    for e in os.ilistdir(d):
+        if e[1]==0x4000:_walk(d+'/'+e[0],pre+e[0]+'/',out)
+        else:out.append(pre+e[0])
+def _rm(p):
+    try:os.remove(p)
+    except OSError:
+        for e in os.ilistdir(p):_rm(p+'/'+e[0])
+        os.rmdir(p)
+def _md(p):
+    q=''
+    for s in p.split('/'):
+        q=q+'/'+s if q else s
+        try:os.mkdir(q)
+        except OSError:pass
+def _x(p):
+    try:os.stat(p)
+    except OSError:return 0
+    return 1
+_o('SBD %d %s'%(getattr(sys.implementation,'_mpy',0),sys.platform))
+while 1:
+    l=sys.stdin.readline()
+    if not l or '\\x03' in l:break
+    c=l[0];a=l[1:].strip().split(' ')
+    try:
+        if c=='Q':
+            _o('OK');break
+        elif c=='H':
+            out=[]
+            if _x(a[0]):_walk(a[0],'',out)
+            _o('OK %d'%len(out))
+            for p in out:_o('%s %s'%(_h(a[0]+'/'+p),p))
+        elif c=='G':
+            if not _x(a[0]):_o('OK -')
+            else:
+                with open(a[0],'rb') as f:_o('OK '+binascii.b2a_base64(f.read()).decode().strip())
+        elif c=='P':
+            i=a[0].rfind('/')
+            if i>0:_md(a[0][:i])
+            h=hashlib.sha256()
+            with open(a[0],'wb') as f:
+                _o('K')
+                while 1:
+                    l=sys.stdin.readline()
+                    if '\\x03' in l:raise KeyboardInterrupt
+                    if l[0]=='E':break
+                    d=binascii.a2b_base64(l[1:])
+                    f.write(d);h.update(d);_o('K')
+            _o('OK '+binascii.hexlify(h.digest()).decode())
+        elif c=='C':
+            i=a[1].rfind('/')
+            if i>0:_md(a[1][:i])
+            b=bytearray(1024);m=memoryview(b)
+            with open(a[0],'rb') as f,open(a[1],'wb') as g:
+                while 1:
+                    n=f.readinto(b)
+                    if not n:break
+                    g.write(m[:n])
+            _o('OK')
+        elif c=='L':
+            _o('OK '+' '.join(e[0] for e in os.ilistdir(a[0])) if _x(a[0]) else 'OK')
+        elif c=='X':
+            if _x(a[0]):_rm(a[0])
+            _o('OK')
+        elif c=='N':
+            os.rename(a[0],a[1]);_o('OK')
+        else:
+            _o('ER unknown request %s'%c)
+    except KeyboardInterrupt:
+        break
+    except Exception as e:
+        _o('ER %s %r'%(type(e).__name__,e.args))
+"""
+
+
+class DeployError(Exception):
+    """A deploy that could not be done; the message says what to do. The board still runs its old tree."""
+
+
+@dataclass
+class Build:
+    """The compiled tree: relative path -> bytes, its manifest, and the tree id (hash of the manifest)."""
+
+    files: dict[str, bytes]
+    manifest: bytes = b""
+    tree_id: str = ""
+    hashes: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.hashes = {p: hashlib.sha256(d).hexdigest() for p, d in self.files.items()}
+        lines = ["spoolbus-manifest 1"]
+        lines += [f"{self.hashes[p]} {len(self.files[p])} {p}" for p in sorted(self.files)]
+        self.manifest = ("\n".join(lines) + "\n").encode()
+        self.tree_id = hashlib.sha256(self.manifest).hexdigest()[:16]
+
+
+@dataclass
+class Report:
+    """What a deploy did, for people (summary line) and scripts (--json)."""
+
+    port: str
+    tree_id: str
+    previous_id: str | None
+    files: int
+    sent: int = 0
+    local_copies: int = 0
+    reused: int = 0
+    removed: int = 0
+    bytes_sent: int = 0
+    verified: int = 0
+    seconds: float = 0.0
+    up_to_date: bool = False
+
+    def summary(self) -> str:
+        if self.up_to_date:
+            return f"{self.port}: tree {self.tree_id} already running ({self.files} files); nothing copied"
+        return (
+            f"{self.port}: switched to tree {self.tree_id} ({self.files} files: {self.sent} sent, "
+            f"{self.local_copies} copied on the board, {self.reused} kept; {self.bytes_sent} bytes; "
+            f"{self.verified} hashes verified) in {self.seconds:.2f} s"
+        )
+
+
+def find_mpy_cross(explicit: str | None = None) -> str:
+    """The given one, then $SPOOLBUS_MPY_CROSS, the project's own (built from the firmware's source), PATH."""
+    env = os.environ.get("SPOOLBUS_MPY_CROSS")
+    for cand in (explicit, env, str(PROJECT_MPY_CROSS), shutil.which("mpy-cross")):
+        if cand and os.access(cand, os.X_OK):
+            return cand
+    raise DeployError("no mpy-cross found: run `make micropython` (builds it) or pass --mpy-cross PATH")
+
+
+def mpy_cross_version(mpy_cross: str) -> int:
+    """The .mpy major version a mpy-cross emits (MicroPython 1.25 emits 6)."""
+    out = subprocess.run([mpy_cross, "--version"], capture_output=True, text=True, timeout=30).stdout
+    m = re.search(r"mpy v(\d+)", out)
+    if not m:
+        raise DeployError(f"{mpy_cross} --version did not say which .mpy version it emits: {out.strip()!r}")
+    return int(m.group(1))
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "spoolbus" / "mpy"
+
+
+def _compile(mpy_cross: str, src: Path, name: str, tag: str) -> bytes:
+    """Compile one module; results are cached by (source bytes, source name, compiler) hash."""
+    data = src.read_bytes()
+    key = hashlib.sha256(tag.encode() + b"\0" + name.encode() + b"\0" + data).hexdigest()
+    cached = _cache_dir() / (key + ".mpy")
+    if cached.exists():
+        return cached.read_bytes()
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+    res = subprocess.run([mpy_cross, "-o", str(tmp), "-s", name, str(src)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise DeployError(f"mpy-cross could not compile {src}: {res.stderr.strip() or res.stdout.strip()}")
+    os.replace(tmp, cached)
+    return cached.read_bytes()
+
+
+def _collect(root: Path, prefix: str) -> list[tuple[Path, str]]:
+    out = []
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_dir() or "__pycache__" in rel.split("/") or rel.endswith((".pyc", ".mpy")):
+            continue
+        out.append((path, prefix + rel))
+    return out
+
+
+def build(
+    app: Path, mpy_cross: str | None = None, runtime: Path = RUNTIME, compile_mpy: bool = True
+) -> Build:
+    """Compile the application directory and the runtime (as `spoolbus/`) into one tree of .mpy files.
+
+    The application needs a `main.py` (the loader imports `main`). Non-Python files are copied as they are.
+    """
+    app = Path(app)
+    if not (app / "main.py").is_file():
+        raise DeployError(f"{app} has no main.py: the board's loader imports `main` from the application")
+    sources = _collect(app, "") + _collect(Path(runtime), "spoolbus/")
+    tool = find_mpy_cross(mpy_cross) if compile_mpy else ""
+    tag = f"{tool}:{os.stat(tool).st_mtime_ns}" if tool else ""
+    files: dict[str, bytes] = {}
+    for src, rel in sources:
+        if not _SAFE_PATH.match(rel) or rel == MANIFEST_NAME:
+            raise DeployError(f"cannot deploy {src}: use letters, digits, '_', '-', '.' in file names")
+        if compile_mpy and rel.endswith(".py"):
+            files[rel[:-3] + ".mpy"] = _compile(tool, src, rel, tag)
+        else:
+            files[rel] = src.read_bytes()
+    return Build(files)
+
+
+def parse_manifest(data: bytes) -> dict[str, str]:
+    """path -> sha256 hex of a manifest written by `Build`; an unreadable manifest is an empty one."""
+    lines = data.decode("utf-8", "replace").splitlines()
+    if not lines or lines[0] != "spoolbus-manifest 1":
+        return {}
+    out = {}
+    for line in lines[1:]:
+        parts = line.split(" ", 2)
+        if len(parts) == 3:
+            out[parts[2]] = parts[0]
+    return out
+
+
+class Agent:
+    """The deploy agent running in the board's raw REPL, reached through mpremote's serial transport."""
+
+    def __init__(self, port: str, baudrate: int = 115200, connect_timeout: float = 5.0):
+        from mpremote.transport_serial import SerialTransport
+
+        self.port = port
+        try:
+            # A read timeout: mpremote reads a pty byte by byte and would wait forever on a silent one.
+            self.transport = SerialTransport(port, baudrate=baudrate, timeout=0.25)
+        except (TransportError, serial.SerialException, OSError) as e:
+            raise DeployError(f"cannot open {port}: {e}; check the port name (`ls /dev/tty*`)") from None
+        self.serial = self.transport.serial
+        self.bytes_sent = 0
+        try:
+            self._start(connect_timeout)
+        except BaseException:
+            self.transport.close()
+            raise
+
+    def _start(self, timeout: float) -> None:
+        # A Ctrl-C line ends an agent left waiting by a cut link; on a REPL or an application it is
+        # an interrupt and an empty line, which is what the raw REPL entry below expects anyway.
+        self.serial.write(b"\x03\n")
+        time.sleep(0.05)
+        try:
+            self._enter_raw_repl(timeout)
+            self.transport.exec_raw_no_follow(AGENT)
+        except (TransportError, serial.SerialException, OSError) as e:
+            raise DeployError(
+                f"no MicroPython REPL answered on {self.port} ({e}): is the board on this port, powered, "
+                "and running MicroPython? (flash it with `spoolbus flash`)"
+            ) from None
+        self.serial.timeout = _LINE_TIMEOUT
+        hello = self._line()
+        while not hello.startswith("SBD "):
+            hello = self._line()
+        _, mpy, self.platform = hello.split(" ", 2)
+        self.mpy_version = int(mpy) & 0xFF
+
+    def _enter_raw_repl(self, timeout: float) -> None:
+        """mpremote's entry without its soft reset, repeated each second while the board may be booting."""
+        banner = b"raw REPL; CTRL-B to exit\r\n"
+        deadline = time.monotonic() + timeout
+        asked = 0.0
+        seen = b""
+        while not seen.endswith(banner):
+            now = time.monotonic()
+            if now > deadline:
+                raise TransportError(f"no raw REPL prompt within {timeout:.0f} s (got {seen[-60:]!r})")
+            if now > asked + 1.0:
+                self.serial.write(b"\r\x03\x03")
+                time.sleep(0.05)
+                self.serial.reset_input_buffer()
+                self.serial.write(b"\r\x01")
+                asked = time.monotonic()
+                seen = b""
+            seen += self.serial.read(1)  # byte by byte: the prompt after the banner is for mpremote
+        self.transport.in_raw_repl = True
+
+    def _line(self) -> str:
+        raw = self.serial.read_until(b"\n")
+        if not raw.endswith(b"\n"):
+            raise DeployError(
+                f"the board on {self.port} stopped answering (got {raw[-80:]!r}); the old code still runs: "
+                "check the cable and deploy again"
+            )
+        return raw.decode("utf-8", "replace").strip("\r\n")
+
+    def _send(self, line: str) -> None:
+        data = line.encode() + b"\n"
+        self.serial.write(data)
+        self.bytes_sent += len(data)
+
+    def request(self, line: str) -> str:
+        self._send(line)
+        reply = self._line()
+        while not (reply.startswith("OK") or reply.startswith("ER") or reply == "K"):
+            reply = self._line()  # console output of the board between requests
+        if reply.startswith("ER"):
+            raise DeployError(f"the board on {self.port} refused `{line[:60]}`: {reply[3:]}")
+        return reply[3:] if reply.startswith("OK ") else ""
+
+    def hashes(self, path: str) -> dict[str, str]:
+        n = int(self.request(f"H {path}"))
+        out = {}
+        for _ in range(n):
+            sha, rel = self._line().split(" ", 1)
+            out[rel] = sha
+        return out
+
+    def get(self, path: str) -> bytes | None:
+        data = self.request(f"G {path}")
+        return None if data == "-" else binascii.a2b_base64(data)
+
+    def put(self, path: str, data: bytes, progress: Callable[[int], None] | None = None) -> None:
+        if self.request(f"P {path}") != "":
+            raise DeployError(f"unexpected reply from {self.port} while opening {path}")
+        for i in range(0, len(data), _CHUNK):
+            chunk = data[i : i + _CHUNK]
+            self.request("D" + binascii.b2a_base64(chunk, newline=False).decode())
+            if progress:
+                progress(len(chunk))
+        sha = self.request("E")
+        if sha != hashlib.sha256(data).hexdigest():
+            raise DeployError(f"{path} arrived corrupted on {self.port} (hash {sha}); deploy again")
+
+    def close(self, reset: bool = True) -> None:
+        """Leave the agent and the raw REPL; with reset, soft-reset so the board boots its (new) tree."""
+        try:
+            self.request("Q")
+            self.transport.follow(timeout=5)
+            self.transport.exit_raw_repl()
+            if reset:
+                self.serial.write(b"\x04")  # friendly-REPL Ctrl-D: soft reboot, boot.py then main.py
+                self.serial.flush()
+        finally:
+            self.transport.close()
+
+
+def deploy(
+    port: str,
+    app: Path,
+    *,
+    mpy_cross: str | None = None,
+    root: str = "",
+    runtime: Path = RUNTIME,
+    reset: bool = True,
+    verify: bool = False,
+    progress: Progress | None = None,
+    baudrate: int = 115200,
+) -> Report:
+    """Deploy `app` (and the runtime) to the board on `port`; see the module docstring for the guarantees."""
+    started = time.monotonic()
+    tool = find_mpy_cross(mpy_cross)
+    b = build(Path(app), tool, runtime)
+    agent = Agent(port, baudrate=baudrate)
+    try:
+        expected = mpy_cross_version(tool)
+        if agent.mpy_version and agent.mpy_version != expected:
+            raise DeployError(
+                f"the board on {port} loads .mpy version {agent.mpy_version} but {tool} emits version "
+                f"{expected}: use the mpy-cross of the board's MicroPython release (--mpy-cross)"
+            )
+        report = _sync(agent, b, root.rstrip("/") + "/" if root else "", verify, progress)
+        report.bytes_sent = agent.bytes_sent
+        report.seconds = time.monotonic() - started
+        agent.close(reset=reset)
+    except BaseException:
+        agent.transport.close()
+        raise
+    return report
+
+
+def _sync(agent: Agent, b: Build, r: str, verify: bool, progress: Progress | None) -> Report:
+    """Bring the board's tree in line with `b`; every device path starts with the deploy root `r`.
+
+    `app/current` holds the running tree's directory name: the tree id, or the id with ".1" when a
+    tree is rebuilt over a damaged copy of itself (the running directory is never written to).
+    """
+    cur = agent.get(f"{r}app/current")
+    cur_dir = cur.decode().strip() if cur else None
+    cur_id = cur_dir.split(".")[0] if cur_dir else None
+    report = Report(agent.port, b.tree_id, cur_id, len(b.files))
+    loader_ok = agent.get(f"{r}main.py") == loader(r)
+    if cur_dir:
+        # What the running tree holds: its manifest, or (with --verify, or when it is this very tree
+        # and must be checked) the hashes of its files as they are now.
+        if verify or cur_id == b.tree_id:
+            cur_hashes = agent.hashes(f"{r}app/{cur_dir}")
+        else:
+            cur_hashes = parse_manifest(agent.get(f"{r}app/{cur_dir}/{MANIFEST_NAME}") or b"")
+    else:
+        cur_hashes = {}
+    if cur_id == b.tree_id and _intact(cur_hashes, b):
+        report.verified = len(cur_hashes)
+        if not loader_ok:
+            _write_loader(agent, r)
+        report.up_to_date = True
+        return report
+    stage_dir = b.tree_id + ".1" if cur_dir == b.tree_id else b.tree_id
+    stage = f"{r}app/{stage_dir}"
+    # An earlier deploy of the same tree that was cut short: keep the files that arrived intact.
+    present = agent.hashes(stage)
+    todo = [p for p in sorted(b.files) if present.get(p) != b.hashes[p]]
+    report.reused = len(b.files) - len(todo)
+    sends = [p for p in todo if cur_hashes.get(p) != b.hashes[p]]
+    # Copies on the board first, then the sends, smallest first: a cut link loses the least work.
+    todo.sort(key=lambda p: (p in sends, len(b.files[p]) if p in sends else 0, p))
+    if progress:
+        progress.start(len(todo), sum(len(b.files[p]) for p in sends))
+    for p in sorted(set(present) - set(b.files) - {MANIFEST_NAME}):
+        agent.request(f"X {stage}/{p}")
+        report.removed += 1
+    for p in todo:
+        if p in sends:
+            agent.put(f"{stage}/{p}", b.files[p], progress.advance_bytes if progress else None)
+            report.sent += 1
+        else:
+            agent.request(f"C {r}app/{cur_dir}/{p} {stage}/{p}")
+            report.local_copies += 1
+        if progress:
+            progress.advance_file(p)
+    agent.put(f"{stage}/{MANIFEST_NAME}", b.manifest)
+    got = agent.hashes(stage)
+    if not _intact(got, b):
+        bad = [p for p in sorted(b.files) if got.get(p) != b.hashes[p]] or [MANIFEST_NAME]
+        raise DeployError(
+            f"hash check failed on {agent.port} for {', '.join(bad[:5])}; "
+            "the old code still runs: deploy again"
+        )
+    report.verified = len(got)
+    if not loader_ok:
+        _write_loader(agent, r)
+    # The switch: one rename replaces the name the loader reads.
+    agent.put(f"{r}app/current.new", stage_dir.encode())
+    agent.request(f"N {r}app/current.new {r}app/current")
+    for name in agent.request(f"L {r}app").split():
+        if name not in (stage_dir, "current"):
+            agent.request(f"X {r}app/{name}")
+            report.removed += 1
+    if progress:
+        progress.finish()
+    return report
+
+
+def _intact(hashes: dict[str, str], b: Build) -> bool:
+    """True if a tree holds exactly the build's files and manifest (an extra file could shadow a module)."""
+    want = dict(b.hashes)
+    want[MANIFEST_NAME] = hashlib.sha256(b.manifest).hexdigest()
+    return hashes == want
+
+
+def _write_loader(agent: Agent, r: str) -> None:
+    agent.put(f"{r}main.py.new", loader(r))
+    agent.request(f"N {r}main.py.new {r}main.py")

@@ -1,0 +1,75 @@
+"""`spoolbus deploy APP`: put an application and the runtime on a board (see deploy.py, linux_service.py).
+
+MicroPython boards over their serial port (--port); a Raspberry Pi (Linux) as a systemd service, into a
+local root directory (--root) or over ssh (--ssh).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from spoolbus_host import board_profiles
+from spoolbus_host.deploy import DeployError, deploy
+from spoolbus_host.progress import Progress
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "deploy",
+        help="compile and copy an application and the runtime to a board, switching atomically",
+        description="Compile APP (a directory with main.py) and the spoolbus runtime, copy only what "
+        "changed, verify hashes, switch atomically, restart the application.",
+    )
+    p.add_argument("app", type=Path, help="application directory (must contain main.py)")
+    p.add_argument("--board", help="board profile from boards/ (default: a MicroPython board on --port)")
+    p.add_argument("--port", help="serial port of a MicroPython board, e.g. /dev/ttyUSB0 or /dev/pts/3")
+    p.add_argument("--baud", type=int, help="serial baud rate (default: the profile's, else 115200)")
+    p.add_argument("--board-dir", help="directory on the board that holds main.py and app/ "
+                   "(default: the profile's deploy.root, else the working directory)")
+    p.add_argument("--mpy-cross", help="mpy-cross to compile with (default: the project's own build)")
+    p.add_argument("--verify", action="store_true", help="re-hash the board's files even when unchanged")
+    p.add_argument("--no-reset", action="store_true", help="do not soft-reset the board afterwards")
+    p.add_argument("--root", type=Path, help="raspberry-pi: install into this directory as if it were /")
+    p.add_argument("--ssh", help="raspberry-pi: install on this host over ssh (user@host)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(run=run)
+
+
+def _fail(msg: str) -> int:
+    print(f"spoolbus deploy: {msg}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        profile = board_profiles.read(args.board) if args.board else {}
+    except board_profiles.ProfileError as e:
+        return _fail(str(e))
+    method = profile.get("deploy", {}).get("method", "micropython")
+    try:
+        if method == "linux-service":
+            from spoolbus_host import linux_service
+
+            if bool(args.root) == bool(args.ssh):
+                return _fail("--board raspberry-pi needs exactly one of --root DIR or --ssh HOST")
+            result = linux_service.install(args.app, profile, root=args.root, ssh=args.ssh)
+            summary = result.summary()
+            data = result.__dict__
+        else:
+            if not args.port:
+                return _fail("--port is required: the board's serial port (e.g. /dev/ttyUSB0)")
+            root = args.board_dir if args.board_dir is not None else profile.get("deploy", {}).get("root", "")
+            baud = args.baud or profile.get("serial", {}).get("baudrate", 115200)
+            report = deploy(
+                args.port, args.app, mpy_cross=args.mpy_cross, root=root, reset=not args.no_reset,
+                verify=args.verify, progress=None if args.json else Progress("deploy"), baudrate=baud,
+            )
+            summary = report.summary()
+            data = report.__dict__
+    except DeployError as e:
+        return _fail(str(e))
+    print(json.dumps(data, default=str) if args.json else summary)
+    return 0

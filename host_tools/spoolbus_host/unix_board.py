@@ -1,0 +1,135 @@
+"""A MicroPython unix board behind a serial port: the unix ROM on one pty, relayed to a pty the host opens.
+
+The host sees what a USB board gives it: a /dev/pts/N path that pyserial and mpremote open, close and
+reopen while the board keeps running; its working directory is the board's flash. Closing the host's
+side never kills the board; `kill()` is a power cut; `start()` again is a power-on with the same flash.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import subprocess
+import termios
+import threading
+import time
+import tty
+from pathlib import Path
+
+from spoolbus_host.deploy import REPO
+
+ROM = Path(__file__).with_name("unix_rom.py")
+MICROPYTHON = REPO / ".cache" / "micropython-1.25.0" / "bin" / "micropython"
+
+
+def _controlling_tty() -> None:
+    """In the child: its stdin pty becomes the controlling terminal, so Ctrl-C there is SIGINT."""
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+def _write_all(fd: int, data: bytes, timeout: float | None) -> None:
+    """Write every byte (a pty takes a few KB at a time); give up after `timeout` s without progress."""
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except BlockingIOError:
+            if not select.select([], [fd], [], timeout)[1]:
+                return
+        except OSError as e:
+            if e.errno == errno.EIO:  # the other side is gone
+                return
+            raise
+
+
+class UnixBoard:
+    """Start with `start()` (returns the host-side port path); `stop()` ends the board and its relay."""
+
+    def __init__(self, flash: Path, micropython: str | None = None, heap: str = "512k"):
+        self.flash = Path(flash)
+        self.micropython = micropython or os.environ.get("SPOOLBUS_MICROPYTHON") or str(MICROPYTHON)
+        self.heap = heap
+        self.proc: subprocess.Popen | None = None
+        self.console = bytearray()  # everything the board wrote, for test failure messages
+        self._host_master, self._host_slave = os.openpty()
+        tty.setraw(self._host_slave)  # raw before any host opens it: no echo back into the board
+        os.set_blocking(self._host_master, False)
+        self.port = os.ttyname(self._host_slave)
+        self._board_master = -1
+        self._relay: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    def start(self) -> str:
+        self.flash.mkdir(parents=True, exist_ok=True)
+        self._board_master, board_slave = os.openpty()
+        tty.setraw(board_slave)  # no Ctrl-C -> SIGINT before the ROM has its handler: it would kill the board
+        self.proc = subprocess.Popen(
+            [self.micropython, "-X", f"heapsize={self.heap}", str(ROM)],
+            cwd=self.flash, stdin=board_slave, stdout=board_slave, stderr=board_slave,
+            preexec_fn=_controlling_tty, close_fds=True,
+        )
+        os.close(board_slave)
+        self._stop.clear()
+        self._relay = threading.Thread(target=self._run_relay, args=(self._board_master,), daemon=True)
+        self._relay.start()
+        return self.port
+
+    def _run_relay(self, board: int) -> None:
+        poller = select.poll()
+        poller.register(board, select.POLLIN)
+        poller.register(self._host_master, select.POLLIN)
+        while not self._stop.is_set():
+            for fd, _ in poller.poll(50):
+                try:
+                    data = os.read(fd, 4096)
+                except BlockingIOError:
+                    continue
+                except OSError as e:  # EIO: the board is gone (its pty closed)
+                    if e.errno == errno.EIO and fd == board:
+                        return
+                    raise
+                if fd == board:
+                    self.console += data
+                    # Nobody reading the port for a second: the rest is lost, as on a UART.
+                    _write_all(self._host_master, data, timeout=1.0)
+                else:
+                    _write_all(board, data, timeout=None)
+
+    def wait_output(self, text: bytes, timeout: float = 10.0) -> bool:
+        """True once the board has written `text` to its console (since start)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if text in self.console:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def kill(self) -> None:
+        """A power cut: the board stops at once, whatever it was writing."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self._stop.set()
+        if self._relay:
+            self._relay.join(timeout=2)
+        if self._board_master >= 0:
+            os.close(self._board_master)
+            self._board_master = -1
+
+    def stop(self) -> None:
+        self.kill()
+        for fd in (self._host_master, self._host_slave):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __enter__(self) -> UnixBoard:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

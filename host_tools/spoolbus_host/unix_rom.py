@@ -1,0 +1,189 @@
+"""The boot ROM of a MicroPython unix board: boot.py, main.py and a raw REPL on its console, as on a board.
+
+Runs under the MicroPython unix port (whose own REPL has no raw mode), with the board's filesystem
+as the working directory and a pty as its controlling terminal, so mpremote and `spoolbus deploy`
+drive it exactly like an ESP32 or a QEMU board: Ctrl-C interrupts main.py (SIGINT from the tty),
+Ctrl-A enters the raw REPL (with raw-paste flow control), Ctrl-D soft-resets.
+"""
+
+import os
+import sys
+import termios
+
+# Linux lflag bits: the tty turns Ctrl-C into SIGINT while the application runs (ISIG) without
+# discarding the bytes queued behind it (NOFLSH), as a board's UART keeps them.
+_ISIG = 0x1
+_NOFLSH = 0x80
+_WINDOW = 128  # raw-paste flow-control window, as a bare-metal port with a 256-byte stdin buffer.
+_IN = sys.stdin.buffer
+_OUT = sys.stdout.buffer
+_BUILTIN_MODULES = set(sys.modules)
+_PATH = list(sys.path)
+
+
+_RAW = None
+_RUN = None
+
+
+def _tty(isig):
+    """Switch the console mode without flushing input (termios.setraw would: TCSAFLUSH)."""
+    global _RAW, _RUN
+    if _RAW is None:
+        termios.setraw(0)
+        _RAW = termios.tcgetattr(0)
+        _RUN = termios.tcgetattr(0)
+        _RUN[3] |= _ISIG | _NOFLSH
+    termios.tcsetattr(0, termios.TCSANOW, _RUN if isig else _RAW)
+
+
+def _w(data):
+    _OUT.write(data)
+
+
+def _run(path, g):
+    """Run a boot file the way pyexec_file_if_exists does; errors are printed, never fatal."""
+    try:
+        os.stat(path)
+    except OSError:
+        return
+    _tty(True)
+    try:
+        with open(path) as f:
+            src = f.read()
+        exec(src, g)
+    except KeyboardInterrupt:
+        _w(b"KeyboardInterrupt\r\n")
+    except BaseException as e:  # noqa: B036 - a board prints every error of main.py and goes on
+        if isinstance(e, SystemExit):
+            return
+        sys.print_exception(e)
+    finally:
+        _tty(False)
+
+
+def _soft_reset(raw):
+    for name in list(sys.modules):
+        if name not in _BUILTIN_MODULES:
+            del sys.modules[name]
+    sys.path[:] = _PATH
+    g = {"__name__": "__main__"}
+    _run("boot.py", g)
+    if not raw:
+        _run("main.py", g)
+    return {"__name__": "__main__"}
+
+
+def _exec(src, g):
+    """Execute one raw-REPL command; the host reads stdout, 0x04, the error text, 0x04."""
+    try:
+        exec(src, g)
+        _w(b"\x04")
+    except BaseException as e:  # noqa: B036 - the raw REPL reports every error to the host
+        _w(b"\x04")
+        sys.print_exception(e)
+    _w(b"\x04")
+
+
+def _raw_paste():
+    """Receive source under raw-paste flow control (window of _WINDOW bytes, 0x01 = one more window)."""
+    _w(b"R\x01" + bytes((_WINDOW & 0xFF, _WINDOW >> 8, 1)))
+    src = bytearray()
+    remain = _WINDOW
+    while True:
+        c = _IN.read(1)
+        if not c or c == b"\x04" or c == b"\x03":
+            _w(b"\x04")
+            return bytes(src) if c == b"\x04" else None
+        src += c
+        remain -= 1
+        if remain == 0:
+            _w(b"\x01")
+            remain = _WINDOW
+
+
+def _raw_repl(g):
+    _w(b"raw REPL; CTRL-B to exit\r\n")
+    while True:
+        _w(b">")
+        line = bytearray()
+        while True:
+            c = _IN.read(1)
+            if not c:
+                return None
+            if c == b"\x01":
+                if len(line) == 2 and line[0] == 5:
+                    if line[1] != 65:
+                        _w(b"R\x00")
+                    else:
+                        src = _raw_paste()
+                        if src is not None:
+                            _exec(src, g)
+                    line = bytearray()
+                    _w(b">")
+                    continue
+                _w(b"raw REPL; CTRL-B to exit\r\n")
+                line = bytearray()
+                _w(b">")
+            elif c == b"\x02":
+                _w(b"\r\n")
+                return "friendly"
+            elif c == b"\x03":
+                line = bytearray()
+            elif c == b"\x04":
+                break
+            else:
+                line += c
+        _w(b"OK")
+        if not line:
+            _w(b"\r\n")
+            return "reset"
+        _exec(bytes(line), g)
+
+
+def _friendly_repl(g):
+    _w(b"MicroPython on a unix board (spoolbus unix ROM)\r\n>>> ")
+    line = bytearray()
+    while True:
+        c = _IN.read(1)
+        if not c:
+            return None
+        if c == b"\x01":
+            _w(b"\r\n")
+            return "raw"
+        if c == b"\x04":
+            return "reset"
+        if c == b"\x03":
+            line = bytearray()
+            _w(b"\r\n>>> ")
+        elif c == b"\r" or c == b"\n":
+            _w(b"\r\n")
+            if line:
+                _tty(True)
+                try:
+                    exec(bytes(line), g)
+                except BaseException as e:  # noqa: B036 - a REPL prints every error
+                    sys.print_exception(e)
+                _tty(False)
+            line = bytearray()
+            _w(b">>> ")
+        else:
+            line += c
+            _w(c)
+
+
+def main():
+    _tty(False)
+    raw = False
+    g = _soft_reset(raw)
+    while True:
+        nxt = _raw_repl(g) if raw else _friendly_repl(g)
+        if nxt is None:
+            return
+        if nxt == "reset":
+            _w(b"soft reboot\r\n")
+            g = _soft_reset(raw)
+        else:
+            raw = nxt == "raw"
+
+
+main()

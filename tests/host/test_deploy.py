@@ -1,0 +1,236 @@
+"""`spoolbus deploy` against a real MicroPython unix board on a pty: copies, no-change redeploys, cut links.
+
+The board is the MicroPython unix port running the unix ROM (boot, main.py, raw REPL) behind a pty the
+host opens like a USB serial port; its flash is a directory the test can also read.
+"""
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from spoolbus_host import deploy as dp
+from spoolbus_host.unix_board import MICROPYTHON, UnixBoard
+
+pytestmark = pytest.mark.skipif(
+    not Path(os.environ.get("SPOOLBUS_MICROPYTHON", MICROPYTHON)).exists(), reason="MicroPython not built"
+)
+
+APP_MAIN = """import spoolbus, version
+print('app v%d running with spoolbus %s' % (version.V, spoolbus.__version__))
+import time
+while True:
+    time.sleep(0.05)
+"""
+
+
+def _app(root: Path, version: int, big: int = 0) -> Path:
+    app = root / "app"
+    app.mkdir(exist_ok=True)
+    (app / "main.py").write_text(APP_MAIN)
+    (app / "version.py").write_text(f"V = {version}\n")
+    if big:  # a data file large enough that a test can cut the link while it is on the wire
+        (app / "blob.bin").write_bytes(hashlib.sha256(str(version).encode()).digest() * (big // 32))
+    return app
+
+
+def _running(board: UnixBoard, version: int, times: int = 1, timeout: float = 10.0) -> bool:
+    needle = f"app v{version} running".encode()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if board.console.count(needle) >= times:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def _tree_on_flash(flash: Path) -> tuple[str, dict[str, str]]:
+    """The tree the board's loader will run, and the sha256 of each of its files, read from the flash."""
+    cur = (flash / "app" / "current").read_text().strip()
+    tree = flash / "app" / cur
+    files = {p.relative_to(tree).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in tree.rglob("*") if p.is_file()}
+    return cur, files
+
+
+def _manifest_hashes(build: dp.Build) -> dict[str, str]:
+    want = dict(build.hashes)
+    want[dp.MANIFEST_NAME] = hashlib.sha256(build.manifest).hexdigest()
+    return want
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory):
+    """A snapshot of the runtime: the tests compare builds, and the checkout may change under them."""
+    snap = tmp_path_factory.mktemp("runtime") / "spoolbus"
+    shutil.copytree(dp.RUNTIME, snap, ignore=shutil.ignore_patterns("__pycache__"))
+    return snap
+
+
+@pytest.fixture
+def board(tmp_path):
+    b = UnixBoard(tmp_path / "flash")
+    b.start()
+    yield b
+    b.stop()
+    print("board console (tail):", bytes(b.console[-1500:]))  # shown by pytest when a test fails
+
+
+def test_deploy_runs_the_new_code_and_a_no_change_redeploy_copies_nothing(tmp_path, board, runtime):
+    app = _app(tmp_path, 1)
+    first = dp.deploy(board.port, app, runtime=runtime)
+    build = dp.build(app, None, runtime)
+    assert first.tree_id == build.tree_id and first.previous_id is None
+    assert first.sent == len(build.files) and first.verified == len(build.files) + 1
+    assert _running(board, 1), bytes(board.console[-500:])
+    # What the board will boot is exactly the build: every file's hash, nothing more.
+    cur, files = _tree_on_flash(board.flash)
+    assert cur == build.tree_id and files == _manifest_hashes(build)
+    assert (board.flash / "main.py").read_bytes() == dp.loader()
+    assert all(p.endswith(".mpy") for p in files if p != dp.MANIFEST_NAME)
+
+    again = dp.deploy(board.port, app, runtime=runtime)
+    assert again.up_to_date and again.sent == 0 and again.local_copies == 0 and again.bytes_sent < 200
+    assert again.verified == len(build.files) + 1  # the running tree was re-hashed on the board
+    assert _running(board, 1, times=2)
+
+    (app / "version.py").write_text("V = 2\n")
+    second = dp.deploy(board.port, app, runtime=runtime)
+    assert second.sent == 1 and second.local_copies == len(build.files) - 1
+    assert second.previous_id == build.tree_id
+    assert _running(board, 2)
+    assert sorted(p.name for p in (board.flash / "app").iterdir()) == sorted(["current", second.tree_id])
+
+
+def test_a_damaged_running_tree_is_found_and_rebuilt_beside_it(tmp_path, board, runtime):
+    app = _app(tmp_path, 1)
+    dp.deploy(board.port, app, runtime=runtime)
+    assert _running(board, 1)
+    cur, _ = _tree_on_flash(board.flash)
+    (board.flash / "app" / cur / "version.mpy").write_bytes(b"garbage")
+    report = dp.deploy(board.port, app, runtime=runtime)
+    assert not report.up_to_date and report.sent == 1
+    new_cur, files = _tree_on_flash(board.flash)
+    assert new_cur == cur + ".1" and files == _manifest_hashes(dp.build(app, None, runtime))
+    assert _running(board, 1, times=2)
+
+
+def _deploy_process(port: str, app: Path, runtime: Path) -> subprocess.Popen:
+    """A deploy in its own process, so the test can kill it (and its end of the link) mid-file."""
+    code = (f"from spoolbus_host.deploy import deploy; "
+            f"print(deploy({port!r}, {str(app)!r}, runtime={str(runtime)!r}).tree_id)")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_partial(flash: Path, tree_id: str, timeout: float = 20.0) -> None:
+    """Until the new tree's big file exists on the board but is not complete yet."""
+    blob = flash / "app" / tree_id / "blob.bin"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if blob.exists() and blob.stat().st_size > 0:
+            return
+        time.sleep(0.002)
+    raise AssertionError("the deploy never started writing blob.bin")
+
+
+def test_link_cut_mid_file_leaves_the_old_code_running_and_the_next_deploy_resumes(tmp_path, board, runtime):
+    app = _app(tmp_path, 1)
+    dp.deploy(board.port, app, runtime=runtime)
+    old_id, old_files = _tree_on_flash(board.flash)
+    _app(tmp_path, 2, big=256 * 1024)
+    new = dp.build(app, None, runtime)
+    proc = _deploy_process(board.port, app, runtime)
+    _wait_partial(board.flash, new.tree_id)
+    proc.send_signal(signal.SIGKILL)  # the host and its end of the link vanish mid-file
+    proc.wait()
+    blob = board.flash / "app" / new.tree_id / "blob.bin"
+    assert blob.stat().st_size < len(new.files["blob.bin"]), "the cut came too late to test anything"
+    assert _tree_on_flash(board.flash) == (old_id, old_files)
+    # Power-cycle: the board boots the old tree.
+    board.kill()
+    board.console.clear()
+    board.start()
+    assert _running(board, 1), bytes(board.console[-500:])
+    # The next deploy takes over and keeps what had arrived intact.
+    report = dp.deploy(board.port, app, runtime=runtime)
+    assert report.reused >= 1 and report.previous_id == old_id
+    assert _tree_on_flash(board.flash) == (new.tree_id, _manifest_hashes(new))
+    assert _running(board, 2)
+
+
+def test_a_new_deploy_takes_over_from_an_agent_left_waiting_by_a_cut_link(tmp_path, board, runtime):
+    app = _app(tmp_path, 1)
+    dp.deploy(board.port, app, runtime=runtime)
+    _app(tmp_path, 2, big=256 * 1024)
+    new = dp.build(app, None, runtime)
+    proc = _deploy_process(board.port, app, runtime)
+    _wait_partial(board.flash, new.tree_id)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    # No power cycle: the board's agent is still waiting for the rest of the file.
+    proc = _deploy_process(board.port, app, runtime)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err.decode()
+    assert out.decode().strip() == new.tree_id
+    assert _running(board, 2), bytes(board.console[-500:])
+
+
+def test_power_cut_mid_file_leaves_a_bootable_board_with_the_old_code(tmp_path, board, runtime):
+    app = _app(tmp_path, 1)
+    dp.deploy(board.port, app, runtime=runtime)
+    old = _tree_on_flash(board.flash)
+    _app(tmp_path, 2, big=256 * 1024)
+    new = dp.build(app, None, runtime)
+    proc = _deploy_process(board.port, app, runtime)
+    _wait_partial(board.flash, new.tree_id)
+    board.kill()
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0 and b"stopped answering" in err and b"the old code still runs" in err
+    assert _tree_on_flash(board.flash) == old
+    board.console.clear()
+    board.start()
+    assert _running(board, 1), bytes(board.console[-500:])
+
+
+def test_deploy_rejects_a_compiler_whose_bytecode_the_board_cannot_load(tmp_path, board, runtime):
+    fake = tmp_path / "mpy-cross-v5"
+    fake.write_text(f"#!/bin/sh\n[ \"$1\" = --version ] && echo 'mpy-cross emitting mpy v5.1' && exit 0\n"
+                    f"exec {dp.find_mpy_cross()} \"$@\"\n")
+    fake.chmod(0o755)
+    with pytest.raises(dp.DeployError, match="loads .mpy version 6 but .* emits version 5"):
+        dp.deploy(board.port, _app(tmp_path, 1), mpy_cross=str(fake), runtime=runtime)
+    assert not (board.flash / "app").exists()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "spoolbus_host.cli", "deploy", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_deploy_errors_name_the_problem(tmp_path):
+    app = _app(tmp_path, 1)
+    out = _cli(str(app), "--port", "/dev/no-such-port")
+    assert out.returncode == 2 and "cannot open /dev/no-such-port" in out.stderr
+    out = _cli(str(app))
+    assert out.returncode == 2 and "--port is required" in out.stderr
+    out = _cli(str(tmp_path), "--port", "/dev/null")
+    assert out.returncode == 2 and "has no main.py" in out.stderr
+    out = _cli(str(app), "--board", "no-such-board")
+    assert out.returncode == 2 and "no board profile 'no-such-board'" in out.stderr
+    out = _cli(str(app), "--board", "raspberry-pi")
+    assert out.returncode == 2 and "exactly one of --root DIR or --ssh HOST" in out.stderr
+
+
+def test_deploy_to_a_port_where_no_board_answers_is_a_clear_error(tmp_path):
+    master, slave = os.openpty()  # a serial line with nothing on the other end
+    try:
+        out = _cli(str(_app(tmp_path, 1)), "--port", os.ttyname(slave))
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert out.returncode == 2 and "no MicroPython REPL answered" in out.stderr
