@@ -535,6 +535,10 @@ class Spool:
             for owner in _names(self._cur):
                 _remove(self._cur + owner + "/" + name)
         else:
-            _remove(other)
+            try:
+                os.remove(other)
+            except OSError:  # not a FAT pair: another process returned this claim to new/ meanwhile
+                _remove(path)
+                return
         _remove(target)
         os.rename(path, target)

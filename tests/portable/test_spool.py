@@ -331,3 +331,16 @@ def test_spool_directory_is_created_with_its_subdirectories():
         assert _files(d + "/inner") == ["cur", "new", "quarantine", "tmp"]
     finally:
         remove_tree(d)
+
+
+def test_recovery_racing_another_process_that_returned_the_claim_first_keeps_one_copy():
+    d = tmpdir()
+    try:
+        s = spool.Spool(d)
+        mid = s.put(b"raced")
+        # This process listed cur/<dead>/mid, then another process moved it to new/ before our rename.
+        assert s._return_claim(d + "/cur/" + _DEAD + "/" + mid, mid) == 0
+        assert _files(d + "/new") == [mid] and _files(d + "/tmp") == []
+        assert _drain(s) == [b"raced"]
+    finally:
+        remove_tree(d)
