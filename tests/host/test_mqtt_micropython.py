@@ -137,7 +137,7 @@ print("done")
     "bad, why",
     [
         (b"\x30\xff\xff\xff\xff\x01", "remaining length longer than 4 bytes"),
-        (b"\x30\x80\x80\x04", "exceeds max_packet"),
+        (b"\x90\x80\x80\x04", "exceeds max_packet"),
         (b"\x34\x06\x00\x01a\x00\x01x", "QoS 2"),
         (b"\x30\x05\x00\x09abc", "beyond the packet"),
         (b"\x90\x03\x00\x01\x00", "unexpected packet"),
@@ -238,6 +238,7 @@ def _feed(client: m.MQTTClient, data: bytes) -> None:
     """Hand `data` to the client as its socket reads would: at most the free room of its buffer at once."""
     while data:
         room = len(client._buf) - client._fill
+        assert room, "the client stalled with a full receive buffer"
         piece, data = data[:room], data[room:]
         client._buf[client._fill:client._fill + len(piece)] = piece
         client._fill += len(piece)

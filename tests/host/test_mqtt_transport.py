@@ -378,3 +378,27 @@ def test_example_acl_confines_a_bridge_to_its_own_topics(tmp_path):
         gw2.close()
         watcher.loop_stop()
         broker.stop()
+
+
+def test_oversized_inbox_message_is_skipped_counted_and_not_redelivered(tmp_path, mosquitto):
+    script = PRELUDE.replace("keepalive=5,", "keepalive=5, max_packet=1024,") + """
+t = node("gw", "small")
+print("ready")
+print("got", recv(t).decode(), t.client.oversized)
+t.client.disconnect()
+"""
+    sender = PahoTransport("127.0.0.1", mosquitto.port, "gw", "sender")
+    try:
+        mp = MicroPython(tmp_path, script, mosquitto.port)
+        mp.expect("ready")
+        sender.send("small", bytes(5000))
+        sender.send("small", b"fits")
+        assert mp.expect("got") == "fits 1"
+        assert mp.wait() == 0
+        again = MicroPython(tmp_path, script, mosquitto.port)
+        again.expect("ready")
+        sender.send("small", b"next")
+        assert again.expect("got") == "next 0"  # the big one was acknowledged: it does not come back
+        assert again.wait() == 0
+    finally:
+        sender.close()

@@ -10,11 +10,14 @@ def _client(**kw):
 
 
 def _feed(client, data):
-    """Put `data` in the client's receive buffer as if read from the socket and handle it."""
-    n = len(data)
-    client._buf[client._fill:client._fill + n] = data
-    client._fill += n
-    client._process()
+    """Hand `data` to the client as its socket reads would: at most the free room of its buffer at once."""
+    while data:
+        room = len(client._buf) - client._fill
+        assert room, "the client stalled with a full receive buffer"
+        piece, data = data[:room], data[room:]
+        client._buf[client._fill:client._fill + len(piece)] = piece
+        client._fill += len(piece)
+        client._process()
 
 
 def test_connect_packet_bytes():
@@ -58,8 +61,9 @@ def test_split_packet_rejects_five_byte_length_and_oversize():
     with raises(errors.MQTTProtocolError):
         m.split_packet(b"\x30\xff\xff\xff\xff\x01", 0, 6, 1 << 30)
     with raises(errors.MQTTProtocolError) as e:
-        m.split_packet(b"\x30\x80\x08", 0, 3, 1000)
+        m.split_packet(b"\x90\x80\x08", 0, 3, 1000)
     assert "max_packet" in str(e.value)
+    assert m.split_packet(b"\x30\x80\x08", 0, 3, 1000) == (0x30, 3, 3 + 1024)  # PUBLISH: to be skipped
 
 
 def test_decode_publish_rejects_malformed():
@@ -141,3 +145,22 @@ def test_fuzzed_broker_bytes_raise_only_protocol_errors():
         except errors.MQTTProtocolError:
             pass
         assert c._fill <= len(data)
+
+
+def test_oversized_publish_is_skipped_in_pieces_counted_and_acknowledged_in_order():
+    c = _client(max_packet=64)
+    big = m.encode_publish("in", bytes(500), 1, pid=7)
+    stream = m.encode_publish("in", b"before", 1, pid=6) + big + m.encode_publish("in", b"after", 1, pid=8)
+    for i in range(0, len(stream), 13):  # arrives 13 bytes at a time
+        _feed(c, stream[i:i + 13])
+    assert c.oversized == 1 and c._fill == 0
+    assert [(pid, t) for t, _, _, pid in c._queue] == [(6, "in"), (7, None), (8, "in")]
+    assert c.message()[1] == b"before"
+    assert c.message()[1] == b"after"  # the oversized one between them is acknowledged, not returned
+    assert c.message() is None
+
+
+def test_oversized_qos0_publish_is_skipped():
+    c = _client(max_packet=32)
+    _feed(c, m.encode_publish("t", bytes(100)) + m.encode_publish("t", b"small"))
+    assert c.oversized == 1 and c.message()[1] == b"small"

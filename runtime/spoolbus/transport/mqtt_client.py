@@ -128,7 +128,8 @@ def encode_subscribe(pid, topic, qos):
 def split_packet(buf, start, end, max_packet):
     """The packet at buf[start:end]: (first byte, body start, body end), or None if incomplete.
 
-    Raises MQTTProtocolError for a remaining length over 4 bytes or over max_packet.
+    A PUBLISH over max_packet comes back at once, its body end beyond max_packet, for the caller to
+    skip; any other packet over max_packet, or a remaining length over 4 bytes, raises MQTTProtocolError.
     """
     i = start + 1
     rl = 0
@@ -145,8 +146,10 @@ def split_packet(buf, start, end, max_packet):
         if shift > 21:
             raise errors.MQTTProtocolError("remaining length longer than 4 bytes", i - start)
     if rl > max_packet:
-        raise errors.MQTTProtocolError("packet of %d bytes exceeds max_packet %d" % (rl, max_packet), start)
-    if end - i < rl:
+        if buf[start] & 0xF0 != _PUBLISH:
+            raise errors.MQTTProtocolError("packet of %d bytes exceeds max_packet %d" % (rl, max_packet),
+                                           start)
+    elif end - i < rl:
         return None
     return buf[start], i, i + rl
 
@@ -183,7 +186,8 @@ class MQTTClient:
 
     Received messages queue until message() takes them; a QoS 1 message is acknowledged when taken,
     so the broker's in-flight window bounds the queue. QoS 0 messages beyond max_queued are dropped
-    and counted in `dropped`.
+    and counted in `dropped`; a message over max_packet is skipped without buffering it, acknowledged
+    (it would only come back) and counted in `oversized`.
     """
 
     def __init__(self, client_id, host, port=1883, user=None, password=None, keepalive=60,
@@ -214,7 +218,9 @@ class MQTTClient:
         self._got = None
         self._last_tx = 0
         self._ping_at = None
+        self._skip = 0  # bytes of an oversized PUBLISH still to discard
         self.dropped = 0
+        self.oversized = 0
 
     @property
     def connected(self):
@@ -246,8 +252,10 @@ class MQTTClient:
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
         self._fill = 0
+        self._skip = 0
         self._ping_at = None
-        self._queue = [(t, p, r, 0) for t, p, r, _ in self._queue]  # their acks died with the old link
+        # Acknowledgements die with the old link; the broker sends what it had not had acknowledged again.
+        self._queue = [(t, p, r, 0) for t, p, r, _ in self._queue if t is not None]
         user, password = self._auth
         self._send(encode_connect(self.client_id, self.keepalive, self.clean_session, user, password,
                                   self.will))
@@ -328,15 +336,16 @@ class MQTTClient:
 
     def message(self):
         """The next received (topic, payload, retain), or None; acknowledges it if it came with QoS 1."""
-        if not self._queue:
-            return None
-        topic, payload, retain, pid = self._queue.pop(0)
-        if pid and self._sock is not None:
-            try:
-                self._send(bytes((_PUBACK, 2, pid >> 8, pid & 0xFF)))
-            except errors.MQTTConnectionError:
-                pass  # unacknowledged: the broker sends it again (at least once); the next poll() reports
-        return topic, payload, retain
+        while self._queue:
+            topic, payload, retain, pid = self._queue.pop(0)
+            if pid and self._sock is not None:
+                try:
+                    self._send(bytes((_PUBACK, 2, pid >> 8, pid & 0xFF)))
+                except errors.MQTTConnectionError:
+                    pass  # unacknowledged: the broker sends it again (at least once); poll() reports
+            if topic is not None:  # None: an oversized message, acknowledged in its turn
+                return topic, payload, retain
+        return None
 
     def poll(self, timeout_ms=0):
         """Read and handle what the broker sent, waiting up to timeout_ms; keeps the connection alive.
@@ -364,10 +373,20 @@ class MQTTClient:
         start = 0
         try:
             while start < end:
+                if self._skip:
+                    n = min(self._skip, end - start)
+                    self._skip -= n
+                    start += n
+                    continue
                 got = split_packet(self._buf, start, end, self.max_packet)
                 if got is None:
                     break
                 first, a, b = got
+                if b - a > self.max_packet:
+                    if not self._oversize(first, start, a, end):
+                        break
+                    self._skip = b - start
+                    continue
                 self._handle(first, self._mv[a:b])
                 start = b
         except errors.MQTTProtocolError:
@@ -376,6 +395,23 @@ class MQTTClient:
         if start:
             self._buf[0:end - start] = self._mv[start:end]
             self._fill = end - start
+
+    def _oversize(self, first, start, a, end):
+        """Count a PUBLISH over max_packet and queue its acknowledgement; False until its packet id is in."""
+        qos = (first >> 1) & 3
+        if qos:
+            if qos > 1:
+                raise errors.MQTTProtocolError("PUBLISH with QoS %d" % qos)
+            p = a + 2
+            if p <= end:
+                p += (self._buf[a] << 8) | self._buf[a + 1]
+            if p + 2 > end:
+                if p + 2 - start > len(self._buf):
+                    raise errors.MQTTProtocolError("oversized PUBLISH with a topic longer than max_packet")
+                return False
+            self._queue.append((None, None, False, (self._buf[p] << 8) | self._buf[p + 1]))
+        self.oversized += 1
+        return True
 
     def _need_connection(self):
         if self._sock is None:
