@@ -14,14 +14,27 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MICROPYTHON = os.environ.get("SPOOLBUS_MICROPYTHON", str(ROOT / ".cache/micropython-1.25.0/bin/micropython"))
+MPY_CROSS = os.environ.get("SPOOLBUS_MPY_CROSS", str(pathlib.Path(MICROPYTHON).with_name("mpy-cross")))
+
+
+def compile_mpy(dest: pathlib.Path, *modules: str) -> str:
+    """mpy-cross the given runtime modules ("errors", "transport/mqtt", ...) into dest; returns dest."""
+    for rel in ("__init__", *modules):
+        out = dest / "spoolbus" / f"{rel}.mpy"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([MPY_CROSS, "-o", str(out), str(ROOT / "runtime" / "spoolbus" / f"{rel}.py")],
+                       check=True)
+    return str(dest)
 
 
 class MicroPython:
-    def __init__(self, tmp_path: pathlib.Path, script: str, *args: object, heap: str | None = None):
-        path = tmp_path / f"mp_{id(self)}.py"
-        path.write_text(textwrap.dedent(script))
-        cmd = [MICROPYTHON] + (["-X", f"heapsize={heap}"] if heap else []) + [str(path)]
-        env = dict(os.environ, MICROPYPATH=f"{ROOT}/runtime:.frozen")
+    def __init__(self, tmp_path: pathlib.Path, script: str, *args: object, heap: str | None = None,
+                 path: str | None = None):
+        """`heap`: -X heapsize (e.g. "48k"); `path`: MICROPYPATH (default: the runtime sources)."""
+        script_file = tmp_path / f"mp_{id(self)}.py"
+        script_file.write_text(textwrap.dedent(script))
+        cmd = [MICROPYTHON] + (["-X", f"heapsize={heap}"] if heap else []) + [str(script_file)]
+        env = dict(os.environ, MICROPYPATH=path or f"{ROOT}/runtime:.frozen")
         self.proc = subprocess.Popen(cmd + [str(a) for a in args], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
         self._sel = selectors.DefaultSelector()

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from mosquitto import Broker, ScriptedBroker
-from mpproc import MicroPython
+from mpproc import MicroPython, compile_mpy
 from spoolbus import errors
 from spoolbus.transport import mqtt_client as m
 
@@ -267,3 +267,24 @@ def test_publish_encoding_round_trips_through_the_parser(topic, payload, qos, re
     assert b == len(pkt)
     got = m.decode_publish(first, memoryview(pkt)[a:b])
     assert got == (topic, payload, qos, pid if qos else 0, retain, False)
+
+
+def test_compiled_transport_connects_and_round_trips_in_a_48k_heap(tmp_path, mosquitto):
+    path = compile_mpy(tmp_path / "mpy", "errors", "transport/__init__", "transport/mqtt_client",
+                       "transport/mqtt")
+    mp = MicroPython(tmp_path, PRELUDE + """
+import gc
+from spoolbus.transport.mqtt import MQTTTransport
+t = MQTTTransport(MQTTClient("gw/tiny", "127.0.0.1", PORT, max_packet=1024), "gw", "tiny")
+t.send("tiny", b"to myself")
+while True:
+    data = t.recv(100)
+    if data is not None:
+        break
+gc.collect()
+print("got", data.decode(), gc.mem_free())
+t.close()
+""", mosquitto.port, heap="48k", path=path)
+    got = mp.expect("got").rsplit(" ", 1)
+    assert got[0] == "to myself" and int(got[1]) > 8 * 1024
+    assert mp.wait() == 0
