@@ -17,6 +17,7 @@ except ImportError:  # a port without random: back off without jitter
     _random = None
 
 _ENOENT = 2  # the errno of a rename whose source is gone, on every VFS we run on
+_EEXIST = 17
 _BACKOFF_MIN = 0.0005
 _BACKOFF_MAX = 0.02
 _me = None  # this process: (node, boot, pid namespace, pid, start time, the five joined by ".")
@@ -108,7 +109,7 @@ else:
 def _parse(name):
     """Rank of a state entry name (newer states rank higher), or None for a name that is not one.
 
-    Free `f<token>`; held `h<token>.<node>.<boot>.<pid namespace>.<pid>.<start>.<lease expiry ms or 0>`.
+    Free `f<token>`; held `h<token>.<node>.<boot>.<pid namespace>.<pid>.<start>.<since ms>.<expiry ms>`.
     At one token a free entry is newer than a held one (release), a later expiry newer than an earlier.
     """
     try:
@@ -116,8 +117,8 @@ def _parse(name):
             return (int(name[1:]), 1, 0)
         if name[0] == "h":
             f = name[1:].split(".")
-            if len(f) == 7:
-                return (int(f[0]), 0, int(f[6]))
+            if len(f) == 8:
+                return (int(f[0]), 0, int(f[7]))
     except (ValueError, IndexError):
         pass
     return None
@@ -125,7 +126,7 @@ def _parse(name):
 
 def _why_stale(name, now):
     """Why the holder named by a held entry is gone, or None while it may be alive."""
-    _, node, boot, ns, pid, start, expiry = name[1:].split(".")
+    _, node, boot, ns, pid, start, _, expiry = name[1:].split(".")
     if expiry != "0" and now > int(expiry):
         return "its lease expired"
     me = _whoami()
@@ -143,7 +144,8 @@ def _why_stale(name, now):
 
 def _describe(name):
     f = name[1:].split(".")
-    return "pid %s on node %s (boot %s, token %s)" % (f[4], f[1], f[2], f[0])
+    held = (_now_ms() - int(f[6])) / 1000
+    return "pid %s on node %s (boot %s, token %s, held for %.1f s)" % (f[4], f[1], f[2], f[0], held)
 
 
 class Lock:
@@ -162,6 +164,7 @@ class Lock:
         self.token = None
         self._held = None  # the state entry's name while held
         self._expiry = 0
+        self._since = 0  # when this holder acquired it, wall-clock ms
         self._free = None  # the free entry's name, as last seen or foreseen: the one-rename fast path
         self._holder = None  # the other holder seen last, for the timeout message
 
@@ -186,15 +189,16 @@ class Lock:
             if self._try():
                 return self
 
-    def _held_name(self, token):
+    def _held_name(self, token, since, now):
         lease = self.lease
         # a renewed name must outrank the old one even if the clock stepped back (see _parse)
-        self._expiry = max(_now_ms() + int(lease * 1000), self._expiry + 1) if lease is not None else 0
-        return "h%d.%s.%d" % (token, (_me or _whoami())[5], self._expiry)
+        self._expiry = max(now + int(lease * 1000), self._expiry + 1) if lease is not None else 0
+        return "h%d.%s.%d.%d" % (token, (_me or _whoami())[5], since, self._expiry)
 
     def _take(self, old, token):
         """Rename the state entry `old` into ours with `token`: True if we won it."""
-        new = self._held_name(token)
+        self._since = now = _now_ms()
+        new = self._held_name(token, now, now)
         try:
             os.rename(self._dir + old, self._dir + new)
         except OSError as e:
@@ -261,16 +265,19 @@ class Lock:
     def _create(self):
         """Create the lock directory with its first state entry in place, by renaming a prepared one."""
         me = _whoami()
-        _created[0] += 1
-        prep = "%s.new-%s-%s-%d-%d" % (self.path, me[1], me[3], _now_ms(), _created[0])
-        try:
-            os.mkdir(prep)
-            open(prep + "/f0", "w").close()
-        except OSError as e:
-            raise errors.LockError(
-                "cannot create lock directory %s (%s): does its parent exist, is it writable?"
-                % (self.path, e)
-            ) from None
+        while True:
+            _created[0] += 1
+            prep = "%s.new-%s-%s-%d-%d" % (self.path, me[1], me[3], _now_ms(), _created[0])
+            try:
+                os.mkdir(prep)
+                open(prep + "/f0", "w").close()
+                break
+            except OSError as e:
+                if e.args[0] != _EEXIST:  # EEXIST: another thread of this process took the same name
+                    raise errors.LockError(
+                        "cannot create lock directory %s (%s): does its parent exist, is it writable?"
+                        % (self.path, e)
+                    ) from None
         try:
             os.rename(prep, self.path)
             return
@@ -288,8 +295,9 @@ class Lock:
         if held is None:
             raise errors.LockLost("lock %s is not held by this Lock object" % self.path)
         expiry = self._expiry
-        if self.lease is not None and _now_ms() > expiry - int(self.lease * 500):
-            new = self._held_name(self.token)
+        now = _now_ms()
+        if self.lease is not None and now > expiry - int(self.lease * 500):
+            new = self._held_name(self.token, self._since, now)
             try:
                 os.rename(self._dir + held, self._dir + new)
                 self._held = new

@@ -91,7 +91,7 @@ def test_of_processes_racing_to_break_one_dead_holder_exactly_one_wins(tmp_path,
         Lock(lk, timeout=0).acquire().release()
         (entry,) = os.listdir(lk)
         token = int(entry[1:])
-        dead = f"h{token}.{'.'.join(_whoami()[:3])}.4194305.1.0"  # this machine, a pid that cannot exist
+        dead = f"h{token}.{'.'.join(_whoami()[:3])}.4194305.1.0.0"  # this machine, a pid that cannot exist
         os.rename(f"{lk}/{entry}", f"{lk}/{dead}")
         go = tmp_path / f"go{round_}"
         procs = [workers(i, "grab", lk, go) for i in ["cp", "mp", "cp", "mp", "cp", "mp"]]

@@ -31,7 +31,7 @@ def _plant(path, name):
 def _held_by(path, node=None, boot=None, ns=None, pid=None, start=None, expiry=0, token=7):
     me = lock._whoami()
     fields = (node or me[0], boot or me[1], ns or me[2], pid or me[3], start or me[4])
-    return "h%d.%s.%s.%s.%s.%s.%d" % ((token,) + fields + (expiry,))
+    return "h%d.%s.%s.%s.%s.%s.%d.%d" % ((token,) + fields + (lock._now_ms() - 5000, expiry))
 
 
 def _fresh(root):
@@ -69,7 +69,7 @@ def test_second_holder_times_out_naming_the_first():
             Lock(d + "/lk", timeout=0.05).acquire()
         assert time.time() - t >= 0.05
         assert ("pid %s" % lock._whoami()[3]) in str(e.value)
-        assert "token 1" in str(e.value)
+        assert "token 1, held for 0." in str(e.value)
         a.release()
         with Lock(d + "/lk", timeout=0) as b:
             assert b.token == 2
