@@ -215,6 +215,8 @@ class Node:
 
         Each peer answers with its own hello; returns how many hellos were sent.
         """
+        if dst is None and not hasattr(self.transport, "peers"):
+            raise errors.SpoolbusError("this transport cannot list its peers: name one, hello(dst)")
         dsts = [dst] if dst is not None else [p for p in self.transport.peers() if p != self.name]
         n = 0
         for d in dsts:

@@ -361,3 +361,27 @@ def test_acall_and_arun_work_under_asyncio():
             serving.cancel()
 
     assert asyncio.run(main())["sensor"] == "a"
+
+
+class PointToPoint:
+    """A link with one peer at the other end (like a serial line): it cannot list peers."""
+
+    def __init__(self, hub, name):
+        self._link = Loopback(hub, name)
+
+    def send(self, dst, data):
+        self._link.send(dst, data)
+
+    def recv(self, timeout_ms=0):
+        return self._link.recv(timeout_ms)
+
+    def close(self):
+        pass
+
+
+def test_hello_needs_a_destination_on_a_transport_that_cannot_list_peers():
+    hub = Hub()
+    n = node.Node("a", PointToPoint(hub, "a"))
+    with raises(errors.SpoolbusError):
+        n.hello()
+    assert n.hello("b") == 1
