@@ -1,0 +1,75 @@
+"""`spoolbus flash --board NAME`: write MicroPython firmware to a board (see flash.py).
+
+ESP32 family: --image firmware.bin --port PORT (esptool). Raspberry Pi Pico: --image firmware.uf2
+(copied to the RPI-RP2 drive, or --drive DIR). QEMU: builds the firmware, boots it, prints its port and
+runs until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+from spoolbus_host import board_profiles
+from spoolbus_host.flash import FlashError, boot_qemu, flash
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("flash", help="write MicroPython firmware to a board (esptool, UF2, QEMU)")
+    p.add_argument("--board", required=True, help="board profile: esp32, rp2-pico, qemu-mps2-an385")
+    p.add_argument("--image", help="firmware image: firmware.bin (ESP32) or firmware.uf2 (Pico)")
+    p.add_argument("--port", help="ESP32: the board's serial port, e.g. /dev/ttyUSB0")
+    p.add_argument("--drive", help="Pico: the mounted RPI-RP2 drive (default: found by its INFO_UF2.TXT)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(run=run)
+
+
+def _fail(msg: str) -> int:
+    print(f"spoolbus flash: {msg}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        profile = board_profiles.read(args.board)
+        if profile["flash"]["method"] == "qemu":
+            return _run_qemu(args)
+        result = flash(profile, image=args.image, port=args.port, drive=args.drive)
+    except (FlashError, board_profiles.ProfileError) as e:
+        return _fail(str(e))
+    print(json.dumps(result.__dict__) if args.json else result.summary())
+    return 0
+
+
+def _run_qemu(args: argparse.Namespace) -> int:
+    """Boot the QEMU board and keep it running until Ctrl-C or SIGTERM; then stop it."""
+    from spoolbus_host.firmware import FirmwareBuildError
+
+    def progress(fraction: float | None, step: str) -> None:
+        if not args.json:
+            print(f"  {'' if fraction is None else f'{fraction:4.0%} '}{step}", file=sys.stderr)
+
+    try:
+        board = boot_qemu(args.board, log=progress)
+    except FirmwareBuildError as e:
+        return _fail(f"firmware build failed: {e}")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    info = {"board": args.board, "port": board.port, "firmware": board.firmware, "pid": board.proc.pid,
+            "seconds": round(board.seconds, 2)}
+    if args.json:
+        print(json.dumps(info), flush=True)
+    else:
+        print(f"{args.board}: booted {board.firmware} in {board.seconds:.1f} s; its UART is {board.port} "
+              "(spoolbus deploy --port ...); Ctrl-C stops it", flush=True)
+    try:
+        while not stop.is_set() and board.proc.poll() is None:
+            stop.wait(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        board.stop()
+    return 0
