@@ -409,6 +409,20 @@ if vfs is not None:
     def test_interleaved_holders_count_exactly_on_fat():
         _on_ram_disk("fat", _interleave)
 
+    def test_read_only_filesystem_is_a_lock_error_naming_the_cause_not_a_timeout():
+        bdev = RAMBlockDevice(512, 128)
+        point = _mount("lfs", bdev)
+        Lock(point + "/lk").acquire().release()
+        vfs.umount(point)
+        vfs.mount(vfs.VfsLfs2(bdev), point, readonly=True)
+        try:
+            with raises(errors.LockError) as e:
+                Lock(point + "/lk", timeout=5).acquire()
+            assert not isinstance(e.value, errors.LockTimeout)
+            assert "read-only" in str(e.value)
+        finally:
+            vfs.umount(point)
+
     def _lease_break(root):
         a = Lock(root + "/lk", lease=0.03).acquire()
         time.sleep(0.06)
