@@ -5,6 +5,7 @@ host opens like a USB serial port; its flash is a directory the test can also re
 """
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -234,3 +235,38 @@ def test_deploy_to_a_port_where_no_board_answers_is_a_clear_error(tmp_path):
         os.close(master)
         os.close(slave)
     assert out.returncode == 2 and "no MicroPython REPL answered" in out.stderr
+
+
+def test_raspberry_pi_install_writes_a_tree_a_one_rename_switch_and_a_systemd_unit(tmp_path):
+    app = tmp_path / "pi-app"
+    app.mkdir()
+    (app / "main.py").write_text(
+        "import os, spoolbus\n"
+        "print('pi app on', os.path.dirname(spoolbus.__file__), os.environ['SPOOLBUS_SPOOL'])\n"
+    )
+    root = tmp_path / "root"
+    out = _cli(str(app), "--board", "raspberry-pi", "--root", str(root), "--json")
+    assert out.returncode == 0, out.stderr
+    first = json.loads(out.stdout)
+    current = root / "opt" / "spoolbus" / "current"
+    assert os.readlink(current) == f"trees/{first['tree_id']}"
+    assert (root / "var" / "lib" / "spoolbus").is_dir()
+    unit = (root / "etc" / "systemd" / "system" / "spoolbus-app.service").read_text()
+    assert "ExecStart=/usr/bin/python3 /opt/spoolbus/current/main.py" in unit
+    assert "StateDirectory=spoolbus" in unit and "Environment=SPOOLBUS_SPOOL=/var/lib/spoolbus" in unit
+    # The installed tree runs on CPython with the runtime it carries (plain .py, not .mpy).
+    run = subprocess.run([sys.executable, str(current / "main.py")], capture_output=True, text=True,
+                         env={**os.environ, "SPOOLBUS_SPOOL": "/var/lib/spoolbus", "PYTHONPATH": ""})
+    assert run.returncode == 0, run.stderr
+    where = run.stdout.split()[3]  # the tree's own spoolbus, through the symlink or resolved
+    assert where in (str(current / "spoolbus"), str(current.resolve() / "spoolbus")), run.stdout
+    if shutil.which("systemd-analyze"):
+        unit_path = root / "etc/systemd/system/spoolbus-app.service"
+        check = subprocess.run(["systemd-analyze", "verify", str(unit_path)], capture_output=True, text=True)
+        assert "Unknown key" not in check.stderr and "Invalid" not in check.stderr, check.stderr
+    # A changed application: a new tree, the symlink switched, the old tree gone.
+    (app / "extra.py").write_text("X = 1\n")
+    out = _cli(str(app), "--board", "raspberry-pi", "--root", str(root), "--json")
+    second = json.loads(out.stdout)
+    assert second["previous_id"] == first["tree_id"] != second["tree_id"]
+    assert os.listdir(root / "opt" / "spoolbus" / "trees") == [second["tree_id"]]
