@@ -1,0 +1,107 @@
+"""`spoolbus monitor [FILTER]`: live, decoded view of the spoolbus traffic on the MQTT broker.
+
+Reads only (subscribes, never publishes). A payload that is not a valid envelope is shown as such,
+with the decoder's reason: the monitor is how one finds a misbehaving node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import queue
+import sys
+import time
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from spoolbus import errors, wire
+
+from spoolbus_host import mqtt_cli
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("monitor", help="show the live spoolbus traffic on the MQTT broker, decoded")
+    p.add_argument("filter", nargs="?", default="+/+",
+                   help="nodes to watch as bridge/device, MQTT wildcards allowed (default +/+: all)")
+    p.add_argument("--count", type=int, default=0, help="stop after this many messages")
+    p.add_argument("--seconds", type=float, default=0, help="stop after this many seconds")
+    mqtt_cli.add_broker_options(p)
+    p.set_defaults(run=run)
+
+
+_KINDS = {wire.CALL: "call", wire.CAST: "cast", wire.REPLY: "reply", wire.ERROR: "error",
+          wire.NOTIFY: "notify", wire.HELLO: "hello"}
+
+
+def describe(prefix: str, topic: str, payload: bytes) -> dict:
+    """One message as the monitor shows it: node, what (inbox/status/events), and the decoded envelope."""
+    rest = topic[len(prefix) + 1:].split("/")
+    out: dict = {"topic": topic, "node": "/".join(rest[:2]), "what": "/".join(rest[2:])}
+    if rest[2:3] == ["status"]:
+        out["status"] = payload.decode(errors="replace")
+        return out
+    try:
+        env = wire.decode(payload)
+    except errors.DecodeError as e:
+        out["error"] = f"{type(e).__name__}: {e}"
+        out["bytes"] = len(payload)
+        return out
+    out["envelope"] = {"kind": _KINDS.get(env.kind, env.kind),
+                       "id": env.id, "src": env.src, "dst": env.dst, "method": env.method,
+                       "version": env.version, "body": mqtt_cli.jsonable(env.body),
+                       "reply_to": env.reply_to, "deadline": env.deadline, "signed": env.sig is not None}
+    return out
+
+
+def _line(d: dict) -> str:
+    stamp = time.strftime("%H:%M:%S")
+    if "status" in d:
+        return f"{stamp} {d['node']} status {d['status']}"
+    if "error" in d:
+        return f"{stamp} {d['topic']} BAD ({d['bytes']} bytes): {d['error']}"
+    e = d["envelope"]
+    extra = f" reply_to={e['reply_to']}" if e["reply_to"] is not None else ""
+    return (f"{stamp} {e['kind']} #{e['id']} {e['src']} -> {e['dst']} {e['method'] or ''}"
+            f"{' v' + e['version'] if e['version'] else ''}{extra} {json.dumps(e['body'])}")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        host, port = mqtt_cli.broker_address(args.broker)
+        if args.filter.count("/") != 1:
+            raise ValueError(f"filter {args.filter!r}: expected bridge/device (wildcards + allowed)")
+    except ValueError as e:
+        print(f"spoolbus monitor: {e}", file=sys.stderr)
+        return 2
+    got: queue.Queue = queue.Queue()
+    c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    if args.user:
+        c.username_pw_set(args.user, args.password)
+    if args.ca:
+        c.tls_set(ca_certs=args.ca)
+    c.on_message = lambda client, userdata, msg: got.put((msg.topic, msg.payload))
+    c.on_subscribe = lambda *a: print("watching", file=sys.stderr, flush=True)
+    try:
+        c.connect(host, port)
+    except OSError as e:
+        print(f"spoolbus monitor: cannot connect to MQTT broker {host}:{port}: {e}", file=sys.stderr)
+        return 3
+    c.subscribe(f"{args.prefix}/{args.filter}/#", 0)
+    c.loop_start()
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    seen = 0
+    try:
+        while (not args.count or seen < args.count) and (deadline is None or time.monotonic() < deadline):
+            try:
+                topic, payload = got.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            d = describe(args.prefix, topic, payload)
+            print(json.dumps(d) if args.json else _line(d), flush=True)
+            seen += 1
+    except KeyboardInterrupt:
+        pass
+    finally:
+        c.loop_stop()
+        c.disconnect()
+    return 0
