@@ -288,3 +288,19 @@ t.close()
     got = mp.expect("got").rsplit(" ", 1)
     assert got[0] == "to myself" and int(got[1]) > 8 * 1024
     assert mp.wait() == 0
+
+
+def test_failed_connects_do_not_leak_sockets(tmp_path):
+    from mosquitto import free_port
+
+    mp = MicroPython(tmp_path, PRELUDE + """
+import socket
+c = MQTTClient("x", "127.0.0.1", PORT)
+for i in range(200):
+    try:
+        c.connect()
+    except errors.MQTTConnectionError:
+        pass
+print("fd", socket.socket().fileno())
+""", free_port())
+    assert int(mp.expect("fd")) < 10  # a board retrying every second would otherwise run out

@@ -234,12 +234,15 @@ class MQTTClient:
     def connect(self):
         """Open the connection; re-send unacknowledged QoS 1 with DUP. Returns the session-present flag."""
         self.close()
+        sock = None
         try:
             addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
             sock = socket.socket()
             sock.settimeout(self.timeout_ms / 1000)
             sock.connect(addr)
         except OSError as e:
+            if sock is not None:
+                sock.close()  # a board that retries every second must not run out of sockets
             raise errors.MQTTConnectionError(
                 "cannot connect to MQTT broker %s:%d: %s" % (self.host, self.port, e)) from None
         try:
@@ -310,9 +313,9 @@ class MQTTClient:
         self._need_connection()
         pid = 0
         if qos:
-            deadline = ticks_ms()
+            start = ticks_ms()
             while len(self._inflight) >= self.max_inflight:
-                if ticks_diff(ticks_ms(), deadline) > self.timeout_ms:
+                if ticks_diff(ticks_ms(), start) > self.timeout_ms:
                     self.close()
                     raise errors.MQTTConnectionError("MQTT broker stopped acknowledging publishes")
                 self._pump(self.timeout_ms // 10)
