@@ -1,0 +1,212 @@
+"""The bridge: federates the devices on one host's links into an MQTT broker (first slice, issue 7).
+
+Each device on a link is the node <bridge>/<device>: what it sends must carry that name as src (a
+device speaks only as itself), goes straight to another local device when the destination is on this
+bridge (broker up or down), else to the destination's inbox on the broker, through a spool outbox in
+order while the uplink is down. Inbox messages are acknowledged to the broker only once written to the
+device's link. Presence: retained status per device, and the bridge's own with the broker's last will.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from typing import Protocol
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from spoolbus import cbor, errors, wire
+from spoolbus.spool import Spool
+from spoolbus.transport.mqtt import OFFLINE, ONLINE, base_topic, inbox_topic
+
+log = logging.getLogger("spoolbus.bridge")
+
+BRIDGE_NODE = "_bridge"  # the device name under which the bridge publishes its own status
+
+
+class Link(Protocol):
+    """A device's link: one peer (SerialTransport, or anything with the transport interface)."""
+
+    def send(self, dst: str, data: bytes) -> None: ...
+    def recv(self, timeout_ms: int = 0) -> bytes | None: ...
+    def close(self) -> None: ...
+
+
+class Bridge:
+    """Bridge `name` on the broker at host:port; attach() links, then step() from a loop or run()."""
+
+    def __init__(self, name: str, host: str, port: int, outbox: str, prefix: str = "spoolbus",
+                 user: str | None = None, password: str | None = None, tls: dict | None = None,
+                 max_message: int = 4096, outbox_messages: int = 10000):
+        self.name = name
+        self.prefix = prefix
+        self.max_message = max_message
+        self.links: dict[str, Link] = {}
+        self.online: set[str] = set()
+        self.stats: Counter[str] = Counter()
+        self.outbox = Spool(outbox, max_messages=outbox_messages)
+        self._incoming: queue.Queue[paho.MQTTMessage] = queue.Queue()
+        self._up = threading.Event()
+        self._status = base_topic(prefix, name, BRIDGE_NODE) + "/status"
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{name}/{BRIDGE_NODE}", clean_session=False,
+                        protocol=paho.MQTTv311, manual_ack=True)
+        if user is not None:
+            c.username_pw_set(user, password)
+        if tls is not None:
+            c.tls_set(**tls)
+        c.will_set(self._status, OFFLINE, qos=1, retain=True)
+        c.reconnect_delay_set(0.1, 2)
+        c.on_connect = self._on_connect
+        c.on_disconnect = lambda *a: self._up.clear()
+        c.on_message = lambda client, userdata, msg: self._incoming.put(msg)
+        self.client = c
+        c.connect_async(host, port, 30)
+        c.loop_start()
+
+    # ------------------------------------------------------------------ links
+
+    def attach(self, device: str, link: Link) -> None:
+        """Serve `device` (its node name is <bridge>/<device>) on `link`."""
+        base_topic(self.prefix, self.name, device)  # checks the name
+        self.links[device] = link
+
+    def step(self, timeout_ms: int = 10) -> int:
+        """One pass: every link, the broker's inbox messages, the outbox. Returns messages moved."""
+        moved = 0
+        for device, link in list(self.links.items()):
+            moved += self._from_link(device, link)
+        moved += self._from_broker()
+        moved += self._flush_outbox()
+        if not moved:
+            time.sleep(timeout_ms / 1000)
+        return moved
+
+    def run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            self.step()
+
+    def close(self) -> None:
+        if self._up.is_set():
+            for device in list(self.online):
+                self._presence(device, False)
+            self.client.publish(self._status, OFFLINE, qos=1, retain=True).wait_for_publish(5)
+        self.client.disconnect()
+        self.client.loop_stop()
+        for link in self.links.values():
+            link.close()
+        self.outbox.close()
+
+    # --------------------------------------------------------------- internals
+
+    def _from_link(self, device: str, link: Link) -> int:
+        moved = 0
+        for _ in range(16):  # a flooding device cannot starve the others
+            try:
+                data = link.recv(0)
+            except errors.LinkError as e:  # reset or down: the device comes back by itself
+                log.info("%s/%s: link %s", self.name, device, type(e).__name__)
+                self._presence(device, False)
+                return moved
+            if data is None:
+                return moved
+            self._presence(device, True)
+            self._route(device, bytes(data))
+            moved += 1
+        return moved
+
+    def _route(self, device: str, data: bytes) -> None:
+        me = f"{self.name}/{device}"
+        try:
+            env = wire.decode(data, max_size=self.max_message)
+        except errors.DecodeError as e:
+            self.stats["malformed"] += 1
+            log.warning("%s: malformed message dropped: %s", me, e)
+            return
+        if env.src != me:
+            self.stats["spoofed"] += 1
+            log.warning("%s: dropped a message that claims to come from %r", me, env.src)
+            return
+        dst = env.dst if isinstance(env.dst, str) else ""
+        bridge, _, dev = dst.rpartition("/")
+        if bridge == self.name and dev in self.links:
+            self.links[dev].send(dst, data)  # local first: the broker is not needed
+            self.stats["local"] += 1
+            return
+        try:
+            topic = inbox_topic(self.prefix, bridge or self.name, dev)
+        except ValueError:
+            self.stats["bad_destination"] += 1
+            log.warning("%s: dropped a message to %r (not a node name)", me, dst)
+            return
+        if self._up.is_set() and not len(self.outbox):
+            self.client.publish(topic, data, qos=1)
+            self.stats["uplink"] += 1
+        else:
+            try:
+                self.outbox.put(cbor.dumps([topic, data]))
+                self.stats["spooled"] += 1
+            except errors.SpoolFull:
+                self.stats["outbox_full"] += 1
+                log.warning("%s: outbox full, message to %s dropped", me, dst)
+
+    def _from_broker(self) -> int:
+        moved = 0
+        while True:
+            try:
+                msg = self._incoming.get_nowait()
+            except queue.Empty:
+                return moved
+            device = msg.topic.split("/")[-2]
+            link = self.links.get(device)
+            if link is None or len(msg.payload) > self.max_message:
+                self.stats["unroutable_in"] += 1
+                log.warning("%s: message on %s dropped (no such device or too large)", self.name, msg.topic)
+            else:
+                link.send(f"{self.name}/{device}", msg.payload)
+                moved += 1
+            self.client.ack(msg.mid, msg.qos)
+
+    def _flush_outbox(self, batch: int = 64) -> int:
+        if not self._up.is_set():
+            return 0
+        moved = 0
+        for _ in range(batch):
+            got = self.outbox.claim()
+            if got is None:
+                break
+            msg_id, record = got
+            topic, data = cbor.loads(record)
+            env = wire.decode(data, max_size=self.max_message)
+            if env.deadline is not None and env.deadline < time.time() * 1000:
+                self.stats["expired"] += 1
+                self.outbox.ack(msg_id)
+                continue
+            info = self.client.publish(topic, data, qos=1)
+            info.wait_for_publish(5)
+            if not info.is_published():
+                self.outbox.nack(msg_id)  # the uplink went away again: keep it, in order
+                break
+            self.outbox.ack(msg_id)  # only after the broker's PUBACK
+            self.stats["forwarded"] += 1
+            moved += 1
+        return moved
+
+    def _presence(self, device: str, up: bool) -> None:
+        if up == (device in self.online):
+            return
+        (self.online.add if up else self.online.discard)(device)
+        status = base_topic(self.prefix, self.name, device) + "/status"
+        self.client.publish(status, ONLINE if up else OFFLINE, qos=1, retain=True)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            log.error("%s: broker refused the bridge: %s", self.name, reason_code)
+            return
+        client.subscribe(f"{self.prefix}/{self.name}/+/inbox", 1)
+        client.publish(self._status, ONLINE, qos=1, retain=True)
+        for device in self.online:
+            client.publish(base_topic(self.prefix, self.name, device) + "/status", ONLINE, qos=1, retain=True)
+        self._up.set()

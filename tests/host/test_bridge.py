@@ -1,0 +1,214 @@
+"""Two bridges on one mosquitto, each with a MicroPython device on a serial link (pipes): calls cross."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import textwrap
+import threading
+import time
+
+import pytest
+from mpproc import MICROPYTHON, ROOT
+from spoolbus import wire
+from spoolbus.transport.serial import SerialTransport
+from spoolbus_host.bridge import Bridge
+
+DEVICE = """
+import sys, time
+from spoolbus import contract, errors
+from spoolbus.node import Node
+from spoolbus.transport.serial import SerialTransport, StreamPort
+NAME = sys.argv[1]
+THERMO = contract.Service("thermo", "1.0")
+THERMO.method("read", ("sensor", str))
+
+class Thermo:
+    def read(self, sensor):
+        return {"sensor": sensor, "at": NAME}
+
+link = SerialTransport(StreamPort(sys.stdin.buffer, sys.stdout.buffer, sys.stdin), name=NAME)
+node = Node(NAME, link)
+node.serve(THERMO, Thermo())
+link.open()
+targets = sys.argv[2:]
+while True:
+    try:
+        node.poll(50)
+        while targets:
+            got = node.call(targets[0], "thermo.read", {"sensor": NAME}, timeout=2)
+            sys.stderr.write("CALLED %s %s %s\\n" % (targets[0], got["at"], got["sensor"]))
+            targets.pop(0)
+    except errors.LinkError:
+        pass
+    except errors.Timeout:
+        sys.stderr.write("TIMEOUT %s\\n" % targets[0])
+"""
+
+
+class PipePort:
+    """The host end of a device's serial line: the device process's stdin and stdout."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+        self.fd = proc.stdout.fileno()
+
+    def read_into(self, buf: bytearray, timeout_ms: int) -> int:
+        if not select.select([self.fd], [], [], timeout_ms / 1000)[0]:
+            return 0
+        data = os.read(self.fd, len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+
+
+def device(tmp_path, bridge: str, name: str, *targets: str) -> tuple[subprocess.Popen, SerialTransport]:
+    script = tmp_path / "device.py"
+    script.write_text(textwrap.dedent(DEVICE))
+    proc = subprocess.Popen([MICROPYTHON, str(script), f"{bridge}/{name}", *targets], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, MICROPYPATH=f"{ROOT}/runtime:.frozen"))
+    link = SerialTransport(PipePort(proc), name=bridge)
+    link.open()
+    return proc, link
+
+
+def reports(proc: subprocess.Popen, want: int, timeout: float = 20) -> list[str]:
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    fd = proc.stderr.fileno()
+    buf = b""
+    while len(lines) < want and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            buf += chunk
+            *done, buf = buf.split(b"\n")
+            lines += [d.decode() for d in done if d.startswith((b"CALLED", b"TIMEOUT", b"Traceback"))
+                      or b"Error" in d]
+    return lines
+
+
+@pytest.fixture
+def running(tmp_path):
+    bridges: list[Bridge] = []
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def start(b: Bridge) -> Bridge:
+        bridges.append(b)
+        t = threading.Thread(target=b.run, args=(stop,), daemon=True)
+        t.start()
+        threads.append(t)
+        return b
+
+    yield start
+    stop.set()
+    for t in threads:
+        t.join(5)
+    for b in bridges:
+        b.close()
+
+
+def test_a_device_on_bridge_a_calls_a_device_on_bridge_b_through_the_broker(tmp_path, mosquitto, running):
+    a = Bridge("A", "127.0.0.1", mosquitto.port, str(tmp_path / "outbox-a"))
+    b = Bridge("B", "127.0.0.1", mosquitto.port, str(tmp_path / "outbox-b"))
+    thermo, thermo_link = device(tmp_path, "B", "thermo")
+    b.attach("thermo", thermo_link)
+    running(b)
+    time.sleep(0.5)
+    sensor, sensor_link = device(tmp_path, "A", "sensor", "B/thermo", "A/sensor")
+    a.attach("sensor", sensor_link)
+    running(a)
+    got = reports(sensor, 2)
+    assert got == ["CALLED B/thermo B/thermo A/sensor", "CALLED A/sensor A/sensor A/sensor"], got
+    assert a.stats["uplink"] >= 1 and a.stats["local"] >= 2  # the self-call never left bridge A
+    assert b.online == {"thermo"} and a.online == {"sensor"}
+
+
+def test_devices_on_one_bridge_reach_each_other_with_the_broker_down(tmp_path, mosquitto, running):
+    a = Bridge("A", "127.0.0.1", mosquitto.port, str(tmp_path / "outbox"))
+    mosquitto.stop()
+    thermo, thermo_link = device(tmp_path, "A", "thermo")
+    a.attach("thermo", thermo_link)
+    sensor, sensor_link = device(tmp_path, "A", "sensor", "A/thermo")
+    a.attach("sensor", sensor_link)
+    running(a)
+    assert reports(sensor, 1) == ["CALLED A/thermo A/thermo A/sensor"]
+    assert a.stats["local"] == 2 and a.stats["uplink"] == 0 and a.stats["spooled"] == 0
+
+
+def test_a_device_cannot_speak_as_another(tmp_path, mosquitto, running):
+    a = Bridge("A", "127.0.0.1", mosquitto.port, str(tmp_path / "outbox"))
+    link = _Fake()
+    a.attach("honest", link)
+    forged = wire.encode(wire.Envelope(kind=wire.CAST, id=1, src="A/other", dst="B/x", method="s.m",
+                                       version="1.0", body={}))
+    link.inbox += [forged, b"\xffgarbage"]
+    a.step(0)
+    assert a.stats["spoofed"] == 1 and a.stats["malformed"] == 1 and a.stats["uplink"] == 0
+    a.close()
+
+
+def test_messages_wait_in_the_outbox_while_the_broker_is_down_and_go_in_order(tmp_path, mosquitto):
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    a = Bridge("A", "127.0.0.1", mosquitto.port, str(tmp_path / "outbox"))
+    link = _Fake()
+    a.attach("dev", link)
+    deadline = time.monotonic() + 5
+    while not a._up.is_set() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    mosquitto.stop()
+    while a._up.is_set() and time.monotonic() < deadline + 5:
+        time.sleep(0.02)
+    for i in range(20):
+        link.inbox.append(wire.encode(wire.Envelope(kind=wire.CAST, id=i + 1, src="A/dev", dst="B/sink",
+                                                    method="s.m", version="1.0", body={"i": i})))
+    a.step(0)
+    a.step(0)
+    assert a.stats["spooled"] == 20 and len(a.outbox) == 20
+    mosquitto.start()
+    got: list[int] = []
+    sub = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    sub.on_message = lambda c, u, m: got.append(wire.decode(m.payload).body["i"])
+    sub.connect("127.0.0.1", mosquitto.port)
+    sub.subscribe("spoolbus/B/sink/inbox", 1)
+    sub.loop_start()
+    time.sleep(0.3)
+    deadline = time.monotonic() + 15
+    while len(got) < 20 and time.monotonic() < deadline:
+        a.step(10)
+    sub.loop_stop()
+    a.close()
+    assert got == list(range(20)) and a.stats["forwarded"] == 20 and len(a.outbox) == 0
+
+
+class _Fake:
+    """A link whose device is the test: `inbox` is what the device sends, `sent` what it received."""
+
+    def __init__(self):
+        self.inbox: list[bytes] = []
+        self.sent: list[bytes] = []
+
+    def send(self, dst, data):
+        self.sent.append(data)
+
+    def recv(self, timeout_ms=0):
+        return self.inbox.pop(0) if self.inbox else None
+
+    def close(self):
+        pass
