@@ -32,6 +32,11 @@ class Link(Protocol):
 
     def send(self, dst: str, data: bytes) -> None: ...
     def recv(self, timeout_ms: int = 0) -> bytes | None: ...
+    @property
+    def uplink(self) -> bool:
+        """Connected to the broker and subscribed to the devices' inboxes."""
+        return self._up.is_set()
+
     def close(self) -> None: ...
 
 
@@ -60,6 +65,7 @@ class Bridge:
         c.will_set(self._status, OFFLINE, qos=1, retain=True)
         c.reconnect_delay_set(0.1, 2)
         c.on_connect = self._on_connect
+        c.on_subscribe = self._on_subscribe
         c.on_disconnect = lambda *a: self._up.clear()
         c.on_message = lambda client, userdata, msg: self._incoming.put(msg)
         self.client = c
@@ -87,6 +93,11 @@ class Bridge:
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set():
             self.step()
+
+    @property
+    def uplink(self) -> bool:
+        """Connected to the broker and subscribed to the devices' inboxes."""
+        return self._up.is_set()
 
     def close(self) -> None:
         if self._up.is_set():
@@ -131,7 +142,7 @@ class Bridge:
             return
         dst = env.dst if isinstance(env.dst, str) else ""
         bridge, _, dev = dst.rpartition("/")
-        if bridge == self.name and dev in self.links:
+        if bridge in ("", self.name) and dev in self.links:
             self.links[dev].send(dst, data)  # local first: the broker is not needed
             self.stats["local"] += 1
             return
@@ -206,7 +217,9 @@ class Bridge:
             log.error("%s: broker refused the bridge: %s", self.name, reason_code)
             return
         client.subscribe(f"{self.prefix}/{self.name}/+/inbox", 1)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         client.publish(self._status, ONLINE, qos=1, retain=True)
         for device in self.online:
             client.publish(base_topic(self.prefix, self.name, device) + "/status", ONLINE, qos=1, retain=True)
-        self._up.set()
+        self._up.set()  # only now can messages to our devices reach us

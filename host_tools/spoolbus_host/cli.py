@@ -13,7 +13,8 @@ import sys
 import spoolbus
 
 # Modules of spoolbus_host that contribute a subcommand, in the order `--help` lists them.
-COMMAND_MODULES = ("demo", "firmware_cmd", "deploy_cmd", "flash_cmd", "spool_cmd", "call_cmd", "monitor_cmd")
+COMMAND_MODULES = ("demo", "firmware_cmd", "deploy_cmd", "flash_cmd", "spool_cmd", "call_cmd", "monitor_cmd",
+                   "bridge_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

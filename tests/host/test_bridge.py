@@ -128,7 +128,9 @@ def test_a_device_on_bridge_a_calls_a_device_on_bridge_b_through_the_broker(tmp_
     thermo, thermo_link = device(tmp_path, "B", "thermo")
     b.attach("thermo", thermo_link)
     running(b)
-    time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while not (a.uplink and b.uplink) and time.monotonic() < deadline:
+        time.sleep(0.02)
     sensor, sensor_link = device(tmp_path, "A", "sensor", "B/thermo", "A/sensor")
     a.attach("sensor", sensor_link)
     running(a)
@@ -170,10 +172,10 @@ def test_messages_wait_in_the_outbox_while_the_broker_is_down_and_go_in_order(tm
     link = _Fake()
     a.attach("dev", link)
     deadline = time.monotonic() + 5
-    while not a._up.is_set() and time.monotonic() < deadline:
+    while not a.uplink and time.monotonic() < deadline:
         time.sleep(0.02)
     mosquitto.stop()
-    while a._up.is_set() and time.monotonic() < deadline + 5:
+    while a.uplink and time.monotonic() < deadline + 5:
         time.sleep(0.02)
     for i in range(20):
         link.inbox.append(wire.encode(wire.Envelope(kind=wire.CAST, id=i + 1, src="A/dev", dst="B/sink",
@@ -212,3 +214,46 @@ class _Fake:
 
     def close(self):
         pass
+
+
+def test_spoolbus_bridge_command_serves_a_device_on_a_pty(tmp_path, mosquitto):
+    import json
+    import signal
+    import sys
+    import tty
+
+    master, slave = os.openpty()
+    tty.setraw(slave)  # no echo: the device must not read its own frames back
+    script = tmp_path / "device.py"
+    script.write_text(textwrap.dedent(DEVICE))
+    env = dict(os.environ, MICROPYPATH=f"{ROOT}/runtime:.frozen")
+    dev = subprocess.Popen([MICROPYTHON, str(script), "G/thermo"], stdin=master, stdout=master,
+                           stderr=subprocess.PIPE, env=env)
+    broker = f"127.0.0.1:{mosquitto.port}"
+    bridge = subprocess.Popen([sys.executable, "-m", "spoolbus_host.cli", "bridge", "G", "--serial",
+                               f"thermo={os.ttyname(slave)}", "--outbox", str(tmp_path / "outbox"),
+                               "--broker", broker, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+    try:
+        reply = None
+        deadline = time.monotonic() + 20
+        while reply is None and time.monotonic() < deadline:
+            r = subprocess.run([sys.executable, "-m", "spoolbus_host.cli", "call", "G/thermo", "thermo.read",
+                                "sensor=cli", "--broker", broker, "--json", "--timeout", "2"],
+                               capture_output=True, text=True, timeout=30)
+            if r.returncode == 0:
+                reply = json.loads(r.stdout)["reply"]
+        assert reply == {"sensor": "cli", "at": "G/thermo"}
+        bridge.send_signal(signal.SIGTERM)
+        out, err = bridge.communicate(timeout=10)
+        assert bridge.returncode == 0, err
+        assert json.loads(out.splitlines()[-1])["uplink"] >= 1
+        r = subprocess.run([sys.executable, "-m", "spoolbus_host.cli", "bridge", "G", "--outbox",
+                            str(tmp_path / "o2"), "--broker", broker], capture_output=True, text=True)
+        assert r.returncode == 2 and "--serial DEVICE=PORT" in r.stderr
+    finally:
+        bridge.kill()
+        dev.kill()
+        dev.wait()
+        os.close(master)
+        os.close(slave)
