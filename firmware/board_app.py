@@ -47,7 +47,7 @@ class _EchoTap:
         self.link.send(dst, data)
 
     def peers(self):
-        return [self.link.peer[1]] if self.link.peer else []
+        return self.link.peers()
 
     def close(self):
         self.link.close()

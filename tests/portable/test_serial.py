@@ -53,6 +53,7 @@ def test_hello_brings_both_ends_up_and_names_the_peer():
     assert a.state == serial.UP and b.state == serial.UP
     assert a.peer[1] == "board" and b.peer[1] == "host"
     assert a.peer[0] == b.nonce and b.peer[0] == a.nonce
+    assert a.peers() == ["board"] and b.peers() == ["host"]
 
 
 def test_messages_cross_in_order_and_console_text_between_frames_is_skipped():

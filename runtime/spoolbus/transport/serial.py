@@ -206,6 +206,10 @@ class SerialTransport:
         self._seg_n = k
         return got
 
+    def peers(self):
+        """The peer's node name once its hello came (a serial line has one peer)."""
+        return [self.peer[1]] if self.peer is not None and self.peer[1] else []
+
     def close(self):
         self._closed = True
         self.port.close()
