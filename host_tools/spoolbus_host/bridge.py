@@ -91,8 +91,14 @@ class Bridge:
         return moved
 
     def run(self, stop: threading.Event) -> None:
+        """step() until `stop` is set; an unexpected error is logged and counted, never fatal."""
         while not stop.is_set():
-            self.step()
+            try:
+                self.step()
+            except Exception:  # noqa: BLE001 - the bridge must keep serving the other devices
+                self.stats["internal_errors"] += 1
+                log.exception("%s: internal error (the bridge goes on)", self.name)
+                time.sleep(0.1)
 
     @property
     def uplink(self) -> bool:
@@ -143,8 +149,8 @@ class Bridge:
         dst = env.dst if isinstance(env.dst, str) else ""
         bridge, _, dev = dst.rpartition("/")
         if bridge in ("", self.name) and dev in self.links:
-            self.links[dev].send(dst, data)  # local first: the broker is not needed
-            self.stats["local"] += 1
+            if self._deliver(dev, data):  # local first: the broker is not needed
+                self.stats["local"] += 1
             return
         try:
             topic = inbox_topic(self.prefix, bridge or self.name, dev)
@@ -175,10 +181,18 @@ class Bridge:
             if link is None or len(msg.payload) > self.max_message:
                 self.stats["unroutable_in"] += 1
                 log.warning("%s: message on %s dropped (no such device or too large)", self.name, msg.topic)
-            else:
-                link.send(f"{self.name}/{device}", msg.payload)
+            elif self._deliver(device, msg.payload):
                 moved += 1
             self.client.ack(msg.mid, msg.qos)
+
+    def _deliver(self, device: str, data: bytes) -> bool:
+        try:
+            self.links[device].send(f"{self.name}/{device}", data)
+            return True
+        except errors.SpoolbusError as e:
+            self.stats["link_send_failed"] += 1
+            log.warning("%s/%s: cannot write to the link: %s", self.name, device, e)
+            return False
 
     def _flush_outbox(self, batch: int = 64) -> int:
         if not self._up.is_set():
@@ -189,8 +203,13 @@ class Bridge:
             if got is None:
                 break
             msg_id, record = got
-            topic, data = cbor.loads(record)
-            env = wire.decode(data, max_size=self.max_message)
+            try:
+                topic, data = cbor.loads(record)
+                env = wire.decode(data, max_size=self.max_message)
+            except (errors.DecodeError, ValueError, TypeError):
+                self.stats["outbox_corrupt"] += 1  # the spool checks records; this is belt and braces
+                self.outbox.ack(msg_id)
+                continue
             if env.deadline is not None and env.deadline < time.time() * 1000:
                 self.stats["expired"] += 1
                 self.outbox.ack(msg_id)

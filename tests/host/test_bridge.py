@@ -164,6 +164,22 @@ def test_a_device_cannot_speak_as_another(tmp_path, mosquitto, running):
     a.close()
 
 
+def test_a_flooding_device_does_not_starve_the_others(tmp_path, mosquitto):
+    a = Bridge("A", "127.0.0.1", mosquitto.port, str(tmp_path / "outbox"))
+    flood, quiet, sink = _Fake(), _Fake(), _Fake()
+    a.attach("flood", flood)
+    a.attach("quiet", quiet)
+    a.attach("sink", sink)
+    junk = wire.encode(wire.Envelope(kind=wire.CAST, id=1, src="A/flood", dst="A/nowhere", method="s.m",
+                                     version="1.0", body={}))
+    flood.inbox += [junk] * 5000
+    quiet.inbox.append(wire.encode(wire.Envelope(kind=wire.CAST, id=1, src="A/quiet", dst="A/sink",
+                                                 method="s.m", version="1.0", body={"hi": 1})))
+    a.step(0)
+    assert len(sink.sent) == 1 and len(flood.inbox) == 5000 - 16
+    a.close()
+
+
 def test_messages_wait_in_the_outbox_while_the_broker_is_down_and_go_in_order(tmp_path, mosquitto):
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
