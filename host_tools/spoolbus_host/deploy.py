@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import time
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,6 +56,23 @@ def loader(root: str = "") -> bytes:
 # A line holding Ctrl-C (0x03) ends it, so a new deploy can always take over after a cut link.
 AGENT = """
 import os,sys,binascii,hashlib
+try:
+    import io,deflate
+    class _R(io.IOBase):
+        def __init__(s):s.b=b'';s.e=0
+        def readinto(s,m):
+            while not s.b:
+                if s.e:return 0
+                l=sys.stdin.readline()
+                if '\\x03' in l:raise KeyboardInterrupt
+                if l[0]=='E':
+                    s.e=1;return 0
+                s.b=binascii.a2b_base64(l[1:]);_o('K')
+            n=min(len(m),len(s.b));m[:n]=s.b[:n];s.b=s.b[n:]
+            return n
+    _z=1
+except ImportError:
+    _z=0
 def _o(s):
     sys.stdout.write(s+'\\n')
 def _h(p):
@@ -84,7 +102,7 @@ def _x(p):
     try:os.stat(p)
     except OSError:return 0
     return 1
-_o('SBD %d %s'%(getattr(sys.implementation,'_mpy',0),sys.platform))
+_o('SBD %d %d %s'%(getattr(sys.implementation,'_mpy',0),_z,sys.platform))
 while 1:
     l=sys.stdin.readline()
     if not l or '\\x03' in l:break
@@ -97,6 +115,13 @@ while 1:
             if _x(a[0]):_walk(a[0],'',out)
             _o('OK %d'%len(out))
             for p in out:_o('%s %s'%(_h(a[0]+'/'+p),p))
+        elif c=='T':
+            out=[]
+            if _x(a[0]):_walk(a[0],'',out)
+            out.sort();h=hashlib.sha256(b'spoolbus-manifest 1\\n')
+            for p in out:
+                if p!='.manifest':h.update('%s %d %s\\n'%(_h(a[0]+'/'+p),os.stat(a[0]+'/'+p)[6],p))
+            _o('OK '+binascii.hexlify(h.digest()).decode())
         elif c=='G':
             if not _x(a[0]):_o('OK -')
             else:
@@ -107,12 +132,20 @@ while 1:
             h=hashlib.sha256()
             with open(a[0],'wb') as f:
                 _o('K')
-                while 1:
-                    l=sys.stdin.readline()
-                    if '\\x03' in l:raise KeyboardInterrupt
-                    if l[0]=='E':break
-                    d=binascii.a2b_base64(l[1:])
-                    f.write(d);h.update(d);_o('K')
+                if len(a)>1:
+                    r=_R();d=deflate.DeflateIO(r,deflate.RAW,10);b=bytearray(512);m=memoryview(b)
+                    while 1:
+                        n=d.readinto(b)
+                        if not n:break
+                        f.write(m[:n]);h.update(m[:n])
+                    while not r.e:r.readinto(m)
+                else:
+                    while 1:
+                        l=sys.stdin.readline()
+                        if '\\x03' in l:raise KeyboardInterrupt
+                        if l[0]=='E':break
+                        d=binascii.a2b_base64(l[1:])
+                        f.write(d);h.update(d);_o('K')
             _o('OK '+binascii.hexlify(h.digest()).decode())
         elif c=='C':
             i=a[1].rfind('/')
@@ -283,7 +316,7 @@ class Agent:
         self.port = port
         try:
             # A read timeout: mpremote reads a pty byte by byte and would wait forever on a silent one.
-            self.transport = SerialTransport(port, baudrate=baudrate, timeout=0.25)
+            self.transport = SerialTransport(port, baudrate=baudrate, timeout=1)
         except (TransportError, serial.SerialException, OSError) as e:
             raise DeployError(f"cannot open {port}: {e}; check the port name (`ls /dev/tty*`)") from None
         self.serial = self.transport.serial
@@ -295,10 +328,6 @@ class Agent:
             raise
 
     def _start(self, timeout: float) -> None:
-        # A Ctrl-C line ends an agent left waiting by a cut link; on a REPL or an application it is
-        # an interrupt and an empty line, which is what the raw REPL entry below expects anyway.
-        self.serial.write(b"\x03\n")
-        time.sleep(0.05)
         try:
             self._enter_raw_repl(timeout)
             self.transport.exec_raw_no_follow(AGENT)
@@ -311,27 +340,37 @@ class Agent:
         hello = self._line()
         while not hello.startswith("SBD "):
             hello = self._line()
-        _, mpy, self.platform = hello.split(" ", 2)
+        _, mpy, deflate, self.platform = hello.split(" ", 3)
         self.mpy_version = int(mpy) & 0xFF
+        self.deflate = deflate == "1"  # the board can inflate: files travel compressed
 
     def _enter_raw_repl(self, timeout: float) -> None:
-        """mpremote's entry without its soft reset, repeated each second while the board may be booting."""
+        """mpremote's raw REPL entry without its soft reset, asked again each second while a board boots.
+
+        The Ctrl-C line first ends an agent left waiting by a cut link; on a REPL or an application it is
+        an interrupt and an empty line. Ctrl-A then gives the raw REPL banner; the prompt after it is left
+        for mpremote's exec.
+        """
         banner = b"raw REPL; CTRL-B to exit\r\n"
         deadline = time.monotonic() + timeout
         asked = 0.0
+        tries = 0
         seen = b""
         while not seen.endswith(banner):
             now = time.monotonic()
             if now > deadline:
                 raise TransportError(f"no raw REPL prompt within {timeout:.0f} s (got {seen[-60:]!r})")
             if now > asked + 1.0:
-                self.serial.write(b"\r\x03\x03")
-                time.sleep(0.05)
-                self.serial.reset_input_buffer()
-                self.serial.write(b"\r\x01")
-                asked = time.monotonic()
-                seen = b""
-            seen += self.serial.read(1)  # byte by byte: the prompt after the banner is for mpremote
+                self.serial.write(b"\x03\n\r\x03\x03\r\x01")
+                asked, tries, seen = now, tries + 1, b""
+            seen += self.serial.read(1)
+        if tries > 1:
+            # Several requests may each still be answered: let them finish, then ask once more.
+            time.sleep(0.2)
+            self.serial.reset_input_buffer()
+            self.serial.write(b"\x01")
+            if not self.serial.read_until(banner).endswith(banner):
+                raise TransportError("the raw REPL banner did not come again")
         self.transport.in_raw_repl = True
 
     def _line(self) -> str:
@@ -365,18 +404,26 @@ class Agent:
             out[rel] = sha
         return out
 
+    def tree_digest(self, path: str) -> str:
+        """sha256 of the manifest the board computes from the files of a tree as they are now."""
+        return self.request(f"T {path}")
+
     def get(self, path: str) -> bytes | None:
         data = self.request(f"G {path}")
         return None if data == "-" else binascii.a2b_base64(data)
 
     def put(self, path: str, data: bytes, progress: Callable[[int], None] | None = None) -> None:
-        if self.request(f"P {path}") != "":
+        if self.request(f"P {path} z" if self.deflate else f"P {path}") != "":
             raise DeployError(f"unexpected reply from {self.port} while opening {path}")
-        for i in range(0, len(data), _CHUNK):
-            chunk = data[i : i + _CHUNK]
+        wire = data
+        if self.deflate:  # raw deflate with a 1 KB window: what a board with a small heap can inflate
+            z = zlib.compressobj(9, zlib.DEFLATED, -10)
+            wire = z.compress(data) + z.flush()
+        for i in range(0, len(wire), _CHUNK):
+            chunk = wire[i : i + _CHUNK]
             self.request("D" + binascii.b2a_base64(chunk, newline=False).decode())
             if progress:
-                progress(len(chunk))
+                progress(len(chunk) * len(data) // max(1, len(wire)))
         sha = self.request("E")
         if sha != hashlib.sha256(data).hexdigest():
             raise DeployError(f"{path} arrived corrupted on {self.port} (hash {sha}); deploy again")
@@ -402,7 +449,6 @@ def deploy(
     root: str = "",
     runtime: Path = RUNTIME,
     reset: bool = True,
-    verify: bool = False,
     progress: Progress | None = None,
     baudrate: int = 115200,
 ) -> Report:
@@ -418,7 +464,7 @@ def deploy(
                 f"the board on {port} loads .mpy version {agent.mpy_version} but {tool} emits version "
                 f"{expected}: use the mpy-cross of the board's MicroPython release (--mpy-cross)"
             )
-        report = _sync(agent, b, root.rstrip("/") + "/" if root else "", verify, progress)
+        report = _sync(agent, b, root.rstrip("/") + "/" if root else "", progress)
         report.bytes_sent = agent.bytes_sent
         report.seconds = time.monotonic() - started
         agent.close(reset=reset)
@@ -428,7 +474,7 @@ def deploy(
     return report
 
 
-def _sync(agent: Agent, b: Build, r: str, verify: bool, progress: Progress | None) -> Report:
+def _sync(agent: Agent, b: Build, r: str, progress: Progress | None) -> Report:
     """Bring the board's tree in line with `b`; every device path starts with the deploy root `r`.
 
     `app/current` holds the running tree's directory name: the tree id, or the id with ".1" when a
@@ -439,21 +485,17 @@ def _sync(agent: Agent, b: Build, r: str, verify: bool, progress: Progress | Non
     cur_id = cur_dir.split(".")[0] if cur_dir else None
     report = Report(agent.port, b.tree_id, cur_id, len(b.files))
     loader_ok = agent.get(f"{r}main.py") == loader(r)
-    if cur_dir:
-        # What the running tree holds: its manifest, or (with --verify, or when it is this very tree
-        # and must be checked) the hashes of its files as they are now.
-        if verify or cur_id == b.tree_id:
-            cur_hashes = agent.hashes(f"{r}app/{cur_dir}")
-        else:
-            cur_hashes = parse_manifest(agent.get(f"{r}app/{cur_dir}/{MANIFEST_NAME}") or b"")
-    else:
-        cur_hashes = {}
-    if cur_id == b.tree_id and _intact(cur_hashes, b):
-        report.verified = len(cur_hashes)
+    want = hashlib.sha256(b.manifest).hexdigest()
+    if cur_id == b.tree_id and agent.tree_digest(f"{r}app/{cur_dir}") == want:
+        # The running tree is this build, every file re-hashed on the board (one line comes back).
+        report.verified = len(b.files)
         if not loader_ok:
             _write_loader(agent, r)
         report.up_to_date = True
         return report
+    # What the running tree holds, by its manifest; a damaged file copied from it is caught by the
+    # check of the new tree below and sent again.
+    cur_hashes = parse_manifest(agent.get(f"{r}app/{cur_dir}/{MANIFEST_NAME}") or b"") if cur_dir else {}
     stage_dir = b.tree_id + ".1" if cur_dir == b.tree_id else b.tree_id
     stage = f"{r}app/{stage_dir}"
     # An earlier deploy of the same tree that was cut short: keep the files that arrived intact.
@@ -479,6 +521,10 @@ def _sync(agent: Agent, b: Build, r: str, verify: bool, progress: Progress | Non
             progress.advance_file(p)
     agent.put(f"{stage}/{MANIFEST_NAME}", b.manifest)
     got = agent.hashes(stage)
+    for p in [p for p in sorted(b.files) if got.get(p) != b.hashes[p]]:
+        agent.put(f"{stage}/{p}", b.files[p])
+        got[p] = agent.hashes(stage).get(p, "")
+        report.sent += 1
     if not _intact(got, b):
         bad = [p for p in sorted(b.files) if got.get(p) != b.hashes[p]] or [MANIFEST_NAME]
         raise DeployError(

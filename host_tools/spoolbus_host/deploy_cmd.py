@@ -30,7 +30,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--board-dir", help="directory on the board that holds main.py and app/ "
                    "(default: the profile's deploy.root, else the working directory)")
     p.add_argument("--mpy-cross", help="mpy-cross to compile with (default: the project's own build)")
-    p.add_argument("--verify", action="store_true", help="re-hash the board's files even when unchanged")
     p.add_argument("--no-reset", action="store_true", help="do not soft-reset the board afterwards")
     p.add_argument("--root", type=Path, help="raspberry-pi: install into this directory as if it were /")
     p.add_argument("--ssh", help="raspberry-pi: install on this host over ssh (user@host)")
@@ -65,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             baud = args.baud or profile.get("serial", {}).get("baudrate", 115200)
             report = deploy(
                 args.port, args.app, mpy_cross=args.mpy_cross, root=root, reset=not args.no_reset,
-                verify=args.verify, progress=None if args.json else Progress("deploy"), baudrate=baud,
+                progress=None if args.json else Progress("deploy"), baudrate=baud,
             )
             summary = report.summary()
             data = report.__dict__

@@ -48,8 +48,12 @@ def _write_all(fd: int, data: bytes, timeout: float | None) -> None:
 class UnixBoard:
     """Start with `start()` (returns the host-side port path); `stop()` ends the board and its relay."""
 
-    def __init__(self, flash: Path, micropython: str | None = None, heap: str = "512k"):
+    def __init__(
+        self, flash: Path, micropython: str | None = None, heap: str = "512k", baud: int | None = None
+    ):
+        """`baud`: pace the link like a UART (10 bits a byte, each way); None: as fast as a pty goes."""
         self.flash = Path(flash)
+        self.baud = baud
         self.micropython = micropython or os.environ.get("SPOOLBUS_MICROPYTHON") or str(MICROPYTHON)
         self.heap = heap
         self.proc: subprocess.Popen | None = None
@@ -59,7 +63,7 @@ class UnixBoard:
         os.set_blocking(self._host_master, False)
         self.port = os.ttyname(self._host_slave)
         self._board_master = -1
-        self._relay: threading.Thread | None = None
+        self._relays: list[threading.Thread] = []
         self._stop = threading.Event()
 
     def start(self) -> str:
@@ -73,30 +77,41 @@ class UnixBoard:
         )
         os.close(board_slave)
         self._stop.clear()
-        self._relay = threading.Thread(target=self._run_relay, args=(self._board_master,), daemon=True)
-        self._relay.start()
+        board, host = self._board_master, self._host_master
+        self._relays = [
+            threading.Thread(target=self._relay, args=(board, host, True), daemon=True),
+            threading.Thread(target=self._relay, args=(host, board, False), daemon=True),
+        ]
+        for t in self._relays:
+            t.start()
         return self.port
 
-    def _run_relay(self, board: int) -> None:
+    def _relay(self, src: int, dst: int, from_board: bool) -> None:
+        """One direction of the link; with a baud rate, no faster than a UART sends."""
         poller = select.poll()
-        poller.register(board, select.POLLIN)
-        poller.register(self._host_master, select.POLLIN)
+        poller.register(src, select.POLLIN)
+        free_at = 0.0
+        chunk = 4096 if self.baud is None else max(1, self.baud // 1000)  # about 10 ms of line time
         while not self._stop.is_set():
-            for fd, _ in poller.poll(50):
-                try:
-                    data = os.read(fd, 4096)
-                except BlockingIOError:
-                    continue
-                except OSError as e:  # EIO: the board is gone (its pty closed)
-                    if e.errno == errno.EIO and fd == board:
-                        return
-                    raise
-                if fd == board:
-                    self.console += data
-                    # Nobody reading the port for a second: the rest is lost, as on a UART.
-                    _write_all(self._host_master, data, timeout=1.0)
-                else:
-                    _write_all(board, data, timeout=None)
+            if not poller.poll(50):
+                continue
+            try:
+                data = os.read(src, chunk)
+            except BlockingIOError:
+                continue
+            except OSError as e:  # EIO: the board is gone (its pty closed)
+                if e.errno == errno.EIO and from_board:
+                    return
+                raise
+            if self.baud:
+                free_at = max(free_at, time.monotonic()) + len(data) * 10 / self.baud
+                time.sleep(max(0.0, free_at - time.monotonic()))
+            if from_board:
+                self.console += data
+                # Nobody reading the port for a second: the rest is lost, as on a UART.
+                _write_all(dst, data, timeout=1.0)
+            else:
+                _write_all(dst, data, timeout=None)
 
     def wait_output(self, text: bytes, timeout: float = 10.0) -> bool:
         """True once the board has written `text` to its console (since start)."""
@@ -113,8 +128,8 @@ class UnixBoard:
             self.proc.kill()
             self.proc.wait()
         self._stop.set()
-        if self._relay:
-            self._relay.join(timeout=2)
+        for t in self._relays:
+            t.join(timeout=2)
         if self._board_master >= 0:
             os.close(self._board_master)
             self._board_master = -1
