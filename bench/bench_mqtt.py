@@ -149,13 +149,15 @@ def memory(broker: Broker, tmp: str) -> None:
             print(f"| {heap} | {max_packet} | " + " | ".join(cells) + " |", flush=True)
 
 
-def run(broker: Broker, publisher: list[str], qos: int, n: int, size: int) -> tuple[float, int, float]:
+def run(broker: Broker, publisher: list[str], qos: int, n: int, size: int,
+        extra: list[str] | tuple = ()) -> tuple[float, int, float]:
     """(publisher's seconds, messages the subscriber got, subscriber's seconds first to last)."""
     sub = subprocess.Popen([PY, "-c", SUBSCRIBER, str(broker.port), str(qos), str(n), TOPIC],
                            stdout=subprocess.PIPE, text=True)
     assert sub.stdout.readline().strip() == "ready"
     env = dict(os.environ, MICROPYPATH=f"{ROOT}/runtime:.frozen")
-    pub = subprocess.run(publisher + [str(broker.port), str(qos), str(n), str(size), TOPIC], check=True,
+    args = [str(broker.port), str(qos), str(n), str(size), TOPIC, *extra]
+    pub = subprocess.run(publisher + args, check=True,
                          env=env, stdout=subprocess.PIPE, text=True)
     got, seconds = sub.communicate(timeout=180)[0].split()
     return float(pub.stdout.split()[-1]), int(got), float(seconds)

@@ -53,6 +53,7 @@ class Bridge:
         self.online: set[str] = set()
         self.stats: Counter[str] = Counter()
         self.outbox = Spool(outbox, max_messages=outbox_messages)
+        self.backlog = len(self.outbox)  # messages in the outbox, kept here: len(Spool) lists directories
         self._incoming: queue.Queue[paho.MQTTMessage] = queue.Queue()
         self._up = threading.Event()
         self._status = base_topic(prefix, name, BRIDGE_NODE) + "/status"
@@ -158,12 +159,13 @@ class Bridge:
             self.stats["bad_destination"] += 1
             log.warning("%s: dropped a message to %r (not a node name)", me, dst)
             return
-        if self._up.is_set() and not len(self.outbox):
+        if self._up.is_set() and not self.backlog:
             self.client.publish(topic, data, qos=1)
             self.stats["uplink"] += 1
         else:
             try:
                 self.outbox.put(cbor.dumps([topic, data]))
+                self.backlog += 1
                 self.stats["spooled"] += 1
             except errors.SpoolFull:
                 self.stats["outbox_full"] += 1
@@ -195,12 +197,13 @@ class Bridge:
             return False
 
     def _flush_outbox(self, batch: int = 64) -> int:
-        if not self._up.is_set():
+        if not self._up.is_set() or not self.backlog:
             return 0
         moved = 0
         for _ in range(batch):
             got = self.outbox.claim()
             if got is None:
+                self.backlog = 0
                 break
             msg_id, record = got
             try:
@@ -209,10 +212,12 @@ class Bridge:
             except (errors.DecodeError, ValueError, TypeError):
                 self.stats["outbox_corrupt"] += 1  # the spool checks records; this is belt and braces
                 self.outbox.ack(msg_id)
+                self.backlog -= 1
                 continue
             if env.deadline is not None and env.deadline < time.time() * 1000:
                 self.stats["expired"] += 1
                 self.outbox.ack(msg_id)
+                self.backlog -= 1
                 continue
             info = self.client.publish(topic, data, qos=1)
             info.wait_for_publish(5)
@@ -220,6 +225,7 @@ class Bridge:
                 self.outbox.nack(msg_id)  # the uplink went away again: keep it, in order
                 break
             self.outbox.ack(msg_id)  # only after the broker's PUBACK
+            self.backlog -= 1
             self.stats["forwarded"] += 1
             moved += 1
         return moved

@@ -198,7 +198,7 @@ def test_messages_wait_in_the_outbox_while_the_broker_is_down_and_go_in_order(tm
                                                     method="s.m", version="1.0", body={"i": i})))
     a.step(0)
     a.step(0)
-    assert a.stats["spooled"] == 20 and len(a.outbox) == 20
+    assert a.stats["spooled"] == 20 and len(a.outbox) == 20 == a.backlog
     mosquitto.start()
     got: list[int] = []
     sub = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
@@ -212,7 +212,7 @@ def test_messages_wait_in_the_outbox_while_the_broker_is_down_and_go_in_order(tm
         a.step(10)
     sub.loop_stop()
     a.close()
-    assert got == list(range(20)) and a.stats["forwarded"] == 20 and len(a.outbox) == 0
+    assert got == list(range(20)) and a.stats["forwarded"] == 20 and len(a.outbox) == 0 == a.backlog
 
 
 class _Fake:
