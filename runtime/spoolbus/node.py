@@ -101,7 +101,7 @@ class Node:
         self._depth = 0
         self._nonce = _nonce()
         self._counter = 0
-        self._id = 0
+        self._id = _nonce()  # ids start anywhere: a stale reply to an earlier run's call matches nothing
         self._wall = clock and _wall_ms() is not None
         self._clock_ref = None  # (ticks, epoch ms) learned from a peer's hello
 

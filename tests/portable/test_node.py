@@ -385,3 +385,15 @@ def test_hello_needs_a_destination_on_a_transport_that_cannot_list_peers():
     with raises(errors.SpoolbusError):
         n.hello()
     assert n.hello("b") == 1
+
+
+def test_stale_replies_left_for_an_earlier_run_do_not_answer_new_calls():
+    hub, srv, cli, impl = _pair()
+    for i in range(1, 101):  # replies to calls 1..100 of a run of "cli" that was killed
+        hub.inboxes["cli"].append(wire.encode(wire.Envelope(kind=wire.REPLY, id=i, src="srv", dst="cli",
+                                                            reply_to=i, body="stale")))
+    assert cli.call("srv", "thermo.read", {"sensor": "a"})["sensor"] == "a"
+    cli.poll(0)
+    while hub.inboxes["cli"]:
+        cli.poll(0)
+    assert cli.stats["late_replies"] == 100
