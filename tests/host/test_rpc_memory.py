@@ -17,7 +17,7 @@ import re
 import subprocess
 import time
 
-from spoolbus import contract, node
+from spoolbus import contract, errors, node
 from spoolbus.transport.spool import SpoolTransport
 from spoolbus_host import boards, firmware
 
@@ -49,7 +49,7 @@ def _romfs_image(tmp: pathlib.Path) -> pathlib.Path:
 
 def _run(tmp: pathlib.Path, micropython: str, heap: str, image: str) -> dict[str, int]:
     root = tmp / "spool"
-    host = node.Node("host", SpoolTransport(str(root), "host"), keys=KEYS, require=True, timeout=10)
+    host = node.Node("host", SpoolTransport(str(root), "host"), keys=KEYS, require=True, timeout=5)
     host.serve(ECHO, {"echo": lambda x: x})
     out = tmp / f"board-{heap}.out"
     with open(out, "w") as f:
@@ -62,6 +62,8 @@ def _run(tmp: pathlib.Path, micropython: str, heap: str, image: str) -> dict[str
         deadline = time.monotonic() + 60
         while proc.poll() is None and time.monotonic() < deadline:
             host.poll(20)
+    except errors.Timeout as e:
+        raise AssertionError(f"{e}; the board said: {out.read_text()[-2000:]}") from None
     finally:
         proc.kill()
         proc.wait()
