@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from mosquitto import Broker, free_port
 from mpproc import MICROPYTHON, ROOT
 from spoolbus import wire
 from spoolbus.transport.serial import SerialTransport
@@ -138,6 +139,67 @@ def test_a_device_on_bridge_a_calls_a_device_on_bridge_b_through_the_broker(tmp_
     assert got == ["CALLED B/thermo B/thermo A/sensor", "CALLED A/sensor A/sensor A/sensor"], got
     assert a.stats["uplink"] >= 1 and a.stats["local"] >= 2  # the self-call never left bridge A
     assert b.online == {"thermo"} and a.online == {"sensor"}
+
+
+def test_calls_cross_two_mosquitto_brokers_joined_by_a_mosquitto_bridge(tmp_path, running):
+    east = Broker(tmp_path / "east").start()
+    west = Broker(tmp_path / "west", extra="\n".join([
+        "connection east", f"address 127.0.0.1:{east.port}", "topic spoolbus/# both 1",
+        "cleansession false", "restart_timeout 1"])).start()
+    try:
+        deadline = time.monotonic() + 10
+        while "Connecting bridge" not in west.log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        a = Bridge("A", "127.0.0.1", west.port, str(tmp_path / "outbox-a"))
+        b = Bridge("B", "127.0.0.1", east.port, str(tmp_path / "outbox-b"))
+        thermo, thermo_link = device(tmp_path, "B", "thermo")
+        b.attach("thermo", thermo_link)
+        running(b)
+        while not (a.uplink and b.uplink) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.5)  # the brokers' bridge carries B's subscription over
+        sensor, sensor_link = device(tmp_path, "A", "sensor", "B/thermo")
+        a.attach("sensor", sensor_link)
+        running(a)
+        assert reports(sensor, 1) == ["CALLED B/thermo B/thermo A/sensor"]
+        assert a.stats["uplink"] >= 1 and b.stats["uplink"] >= 1
+    finally:
+        west.stop()
+        east.stop()
+
+
+def test_a_restarted_bridge_forwards_what_its_predecessor_left_in_the_outbox(tmp_path):
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    port = free_port()
+    first = Bridge("A", "127.0.0.1", port, str(tmp_path / "outbox"))  # no broker yet: all goes to the outbox
+    link = _Fake()
+    first.attach("dev", link)
+    for i in range(10):
+        link.inbox.append(wire.encode(wire.Envelope(kind=wire.CAST, id=i + 1, src="A/dev", dst="B/sink",
+                                                    method="s.m", version="1.0", body={"i": i})))
+    first.step(0)
+    assert first.backlog == 10
+    first.client.loop_stop()  # the process dies here: nothing is closed or flushed
+    broker = Broker(tmp_path / "broker", port=port).start()
+    got: list[int] = []
+    sub = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    sub.on_message = lambda c, u, m: got.append(wire.decode(m.payload).body["i"])
+    sub.connect("127.0.0.1", port)
+    sub.subscribe("spoolbus/B/sink/inbox", 1)
+    sub.loop_start()
+    second = Bridge("A", "127.0.0.1", port, str(tmp_path / "outbox"))
+    try:
+        assert second.backlog == 10
+        deadline = time.monotonic() + 10
+        while len(got) < 10 and time.monotonic() < deadline:
+            second.step(10)
+        assert got == list(range(10)) and second.backlog == 0
+    finally:
+        sub.loop_stop()
+        second.close()
+        broker.stop()
 
 
 def test_devices_on_one_bridge_reach_each_other_with_the_broker_down(tmp_path, mosquitto, running):
