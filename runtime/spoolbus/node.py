@@ -33,8 +33,8 @@ _MAX_ID = 0x3FFFFFFF  # ids and counters stay small ints on 32-bit ports
 STATS = (
     "received", "oversized", "malformed", "bad_wire_version", "misrouted", "expired",
     auth.FORGED, auth.UNSIGNED, auth.UNKNOWN_KEY, auth.REPLAYED,
-    "duplicate", "busy", "late_replies", "handler_errors", "send_failed", "internal_errors",
-    "calls_served", "casts_served", "notified", "hellos", "dedup_evicted", "peers_evicted",
+    "duplicate", "busy", "late_replies", "calls_served", "casts_served", "notified", "hellos",
+    "contract_errors", "handler_errors", "send_failed", "internal_errors", "dedup_evicted", "peers_evicted",
 )
 
 # A call's ticket: [done, reply kind, reply body, envelope, start ticks, timeout ms, retries left, next retry]
@@ -337,6 +337,7 @@ class Node:
             args = svc[0].check_call(name, env.body, env.version)
             fn = self._handler(svc[1], name)
         except errors.ContractError as e:
+            self.stats["contract_errors"] += 1
             return wire.ERROR, self._error_body(type(e).__name__, str(e), None, None)
         self._depth += 1
         try:

@@ -109,6 +109,7 @@ def test_contract_breaks_come_back_as_typed_remote_errors():
             cli.call("srv", method, args, version=version)
         assert r.value.type == want, (method, r.value)
     assert impl.reads == 0
+    assert srv.stats["contract_errors"] == len(cases) - 1  # InvalidReply is the handler's reply
     assert cli.call("srv", "thermo.read", {"sensor": "a"})["sensor"] == "a"
 
 
