@@ -22,6 +22,8 @@ from spoolbus import cbor, errors, wire
 from spoolbus.spool import Spool
 from spoolbus.transport.mqtt import OFFLINE, ONLINE, base_topic, inbox_topic
 
+from spoolbus_host.registry import Registry
+
 log = logging.getLogger("spoolbus.bridge")
 
 BRIDGE_NODE = "_bridge"  # the device name under which the bridge publishes its own status
@@ -45,11 +47,12 @@ class Bridge:
 
     def __init__(self, name: str, host: str, port: int, outbox: str, prefix: str = "spoolbus",
                  user: str | None = None, password: str | None = None, tls: dict | None = None,
-                 max_message: int = 4096, outbox_messages: int = 10000):
+                 max_message: int = 4096, outbox_messages: int = 10000, registry: Registry | None = None):
         self.name = name
         self.prefix = prefix
         self.max_message = max_message
         self.links: dict[str, Link] = {}
+        self.registry = registry
         self.online: set[str] = set()
         self.stats: Counter[str] = Counter()
         self.outbox = Spool(outbox, max_messages=outbox_messages)
@@ -75,10 +78,12 @@ class Bridge:
 
     # ------------------------------------------------------------------ links
 
-    def attach(self, device: str, link: Link) -> None:
-        """Serve `device` (its node name is <bridge>/<device>) on `link`."""
+    def attach(self, device: str, link: Link, where: str = "") -> None:
+        """Serve `device` (node <bridge>/<device>) on `link`; `where` (its port) goes to the registry."""
         base_topic(self.prefix, self.name, device)  # checks the name
         self.links[device] = link
+        if self.registry:
+            self.registry.attach(f"{self.name}/{device}", self.name, where)
 
     def step(self, timeout_ms: int = 10) -> int:
         """One pass: every link, the broker's inbox messages, the outbox. Returns messages moved."""
@@ -131,6 +136,8 @@ class Bridge:
             if data is None:
                 return moved
             self._presence(device, True)
+            if self.registry:
+                self.registry.seen(f"{self.name}/{device}")
             self._route(device, bytes(data))
             moved += 1
         return moved
@@ -148,6 +155,12 @@ class Bridge:
             log.warning("%s: dropped a message that claims to come from %r", me, env.src)
             return
         dst = env.dst if isinstance(env.dst, str) else ""
+        if env.kind == wire.HELLO:
+            if self.registry:
+                self.registry.hello(me, env.body)
+            if dst in (self.name, f"{self.name}/{BRIDGE_NODE}"):
+                self.stats["hellos"] += 1  # to the bridge itself (the link's peer): recorded, not forwarded
+                return
         bridge, _, dev = dst.rpartition("/")
         if bridge in ("", self.name) and dev in self.links:
             if self._deliver(dev, data):  # local first: the broker is not needed
@@ -234,6 +247,8 @@ class Bridge:
         if up == (device in self.online):
             return
         (self.online.add if up else self.online.discard)(device)
+        if self.registry:
+            self.registry.seen(f"{self.name}/{device}", up)
         status = base_topic(self.prefix, self.name, device) + "/status"
         self.client.publish(status, ONLINE if up else OFFLINE, qos=1, retain=True)
 

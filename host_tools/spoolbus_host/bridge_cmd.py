@@ -18,6 +18,7 @@ from spoolbus import errors
 
 from spoolbus_host import mqtt_cli
 from spoolbus_host.bridge import Bridge
+from spoolbus_host.registry import Registry
 from spoolbus_host.serialport import connect
 
 
@@ -29,6 +30,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--outbox", required=True,
                    help="spool directory for messages held while the uplink is down")
     p.add_argument("--baudrate", type=int, default=115200)
+    p.add_argument("--registry", help="SQLite file of the devices seen (read it with `spoolbus devices`)")
     mqtt_cli.add_broker_options(p)
     p.set_defaults(run=run)
 
@@ -42,13 +44,14 @@ def run(args: argparse.Namespace) -> int:
         if bad or not devices:
             raise ValueError(f"expected --serial DEVICE=PORT at least once, got {bad or 'none'}")
         bridge = Bridge(args.name, host, port, args.outbox, prefix=args.prefix, user=args.user,
-                        password=args.password, tls={"ca_certs": args.ca} if args.ca else None)
+                        password=args.password, tls={"ca_certs": args.ca} if args.ca else None,
+                        registry=Registry(args.registry) if args.registry else None)
     except (ValueError, errors.SpoolbusError) as e:
         print(f"spoolbus bridge: {e}", file=sys.stderr)
         return 2
     try:
         for device, url in devices:
-            bridge.attach(device, connect(url, name=args.name, baudrate=args.baudrate))
+            bridge.attach(device, connect(url, name=args.name, baudrate=args.baudrate), where=url)
     except (ValueError, serial.SerialException) as e:
         print(f"spoolbus bridge: {e}", file=sys.stderr)
         bridge.close()

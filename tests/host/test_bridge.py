@@ -20,7 +20,7 @@ DEVICE = """
 import sys, time
 from spoolbus import contract, errors
 from spoolbus.node import Node
-from spoolbus.transport.serial import SerialTransport, StreamPort
+from spoolbus.transport.serial import UP, SerialTransport, StreamPort
 NAME = sys.argv[1]
 THERMO = contract.Service("thermo", "1.0")
 THERMO.method("read", ("sensor", str))
@@ -33,10 +33,14 @@ link = SerialTransport(StreamPort(sys.stdin.buffer, sys.stdout.buffer, sys.stdin
 node = Node(NAME, link)
 node.serve(THERMO, Thermo())
 link.open()
+greeted = False
 targets = sys.argv[2:]
 while True:
     try:
         node.poll(50)
+        if not greeted and link.state == UP:
+            node.hello(NAME.split("/")[0])  # to the bridge: it records the services in its registry
+            greeted = True
         while targets:
             got = node.call(targets[0], "thermo.read", {"sensor": NAME}, timeout=2)
             sys.stderr.write("CALLED %s %s %s\\n" % (targets[0], got["at"], got["sensor"]))
@@ -310,8 +314,9 @@ def test_spoolbus_bridge_command_serves_a_device_on_a_pty(tmp_path, mosquitto):
     broker = f"127.0.0.1:{mosquitto.port}"
     bridge = subprocess.Popen([sys.executable, "-m", "spoolbus_host.cli", "bridge", "G", "--serial",
                                f"thermo={os.ttyname(slave)}", "--outbox", str(tmp_path / "outbox"),
-                               "--broker", broker, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True)
+                               "--broker", broker, "--json",
+                               "--registry", str(tmp_path / "reg.db")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         reply = None
         deadline = time.monotonic() + 20
@@ -325,7 +330,15 @@ def test_spoolbus_bridge_command_serves_a_device_on_a_pty(tmp_path, mosquitto):
         bridge.send_signal(signal.SIGTERM)
         out, err = bridge.communicate(timeout=10)
         assert bridge.returncode == 0, err
-        assert json.loads(out.splitlines()[-1])["uplink"] >= 1
+        counters = json.loads(out.splitlines()[-1])
+        assert counters["uplink"] >= 1 and counters["hellos"] == 1
+        devices = [sys.executable, "-m", "spoolbus_host.cli", "devices", "--db"]
+        r = subprocess.run([*devices, str(tmp_path / "reg.db"), "--json"], capture_output=True, text=True)
+        [row] = json.loads(r.stdout)
+        assert (row["node"], row["bridge"], row["link"]) == ("G/thermo", "G", os.ttyname(slave))
+        assert row["services"] == {"thermo": "1.0"} and row["online"] is False  # the bridge has stopped
+        r = subprocess.run([*devices, str(tmp_path / "no.db")], capture_output=True, text=True)
+        assert r.returncode == 2 and "cannot open registry" in r.stderr
         r = subprocess.run([sys.executable, "-m", "spoolbus_host.cli", "bridge", "G", "--outbox",
                             str(tmp_path / "o2"), "--broker", broker], capture_output=True, text=True)
         assert r.returncode == 2 and "--serial DEVICE=PORT" in r.stderr

@@ -1,0 +1,106 @@
+"""The device registry: one SQLite row per device a bridge has seen (issue 7), and `spoolbus devices`.
+
+Who (node name), where (bridge and link), what (firmware, services and API versions from its hello),
+when (last seen) and whether it is online. Written by the bridge at most once a second per device.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import time
+
+_SCHEMA = """
+create table if not exists devices (
+    node text primary key,      -- bridge/device
+    bridge text not null,
+    link text not null,         -- the port or URL the device is attached on
+    online integer not null default 0,
+    firmware text,
+    services text not null default '{}',  -- JSON {service: "major.minor"} from the device's hello
+    events text not null default '[]',    -- JSON [event names] it subscribes to
+    first_seen real not null,
+    last_seen real not null
+)
+"""
+
+
+class Registry:
+    def __init__(self, path: str):
+        self.db = sqlite3.connect(path, check_same_thread=False)
+        self.db.execute("pragma journal_mode=wal")
+        self.db.execute(_SCHEMA)
+        self.db.commit()
+        self._written: dict[str, float] = {}
+
+    def attach(self, node: str, bridge: str, link: str) -> None:
+        now = time.time()
+        self.db.execute("insert into devices (node, bridge, link, first_seen, last_seen)"
+                        " values (?, ?, ?, ?, ?)"
+                        " on conflict(node) do update set bridge=excluded.bridge, link=excluded.link",
+                        (node, bridge, link, now, now))
+        self.db.commit()
+
+    def seen(self, node: str, online: bool | None = None) -> None:
+        """The device sent something, or went on/offline; plain sightings: one write a second."""
+        now = time.time()
+        if online is None and now - self._written.get(node, 0) < 1:
+            return
+        self._written[node] = now
+        if online is None:
+            self.db.execute("update devices set last_seen=? where node=?", (now, node))
+        else:
+            self.db.execute("update devices set last_seen=?, online=? where node=?", (now, int(online), node))
+        self.db.commit()
+
+    def hello(self, node: str, body: object) -> None:
+        """Record what the device's hello says (services, events, firmware if it tells)."""
+        if not isinstance(body, dict):
+            return
+        services = body.get("services") if isinstance(body.get("services"), dict) else {}
+        events = body.get("events") if isinstance(body.get("events"), list) else []
+        firmware = body.get("firmware") if isinstance(body.get("firmware"), str) else None
+        self.db.execute("update devices set services=?, events=?, firmware=coalesce(?, firmware), last_seen=?"
+                        " where node=?", (json.dumps(services, sort_keys=True), json.dumps(events), firmware,
+                                          time.time(), node))
+        self.db.commit()
+
+    def devices(self) -> list[dict]:
+        rows = self.db.execute("select node, bridge, link, online, firmware, services, events, first_seen,"
+                               " last_seen from devices order by node").fetchall()
+        return [{"node": r[0], "bridge": r[1], "link": r[2], "online": bool(r[3]), "firmware": r[4],
+                 "services": json.loads(r[5]), "events": json.loads(r[6]), "first_seen": r[7],
+                 "last_seen": r[8]} for r in rows]
+
+    def close(self) -> None:
+        self.db.close()
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("devices", help="list the devices a bridge has seen (its SQLite registry)")
+    p.add_argument("--db", required=True, help="the bridge's registry file (spoolbus bridge --registry)")
+    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        uri = f"file:{args.db}?mode=ro"
+        sqlite3.connect(uri, uri=True).close()
+    except sqlite3.Error as e:
+        print(f"spoolbus devices: cannot open registry {args.db}: {e}", file=sys.stderr)
+        return 2
+    reg = Registry(args.db)
+    rows = reg.devices()
+    reg.close()
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    for d in rows:
+        seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["last_seen"]))
+        services = " ".join(f"{k}@{v}" for k, v in sorted(d["services"].items())) or "-"
+        print(f"{d['node']:<24} {'online ' if d['online'] else 'offline'} {d['link']:<20} "
+              f"{d['firmware'] or '-':<10} {services}  last seen {seen}")
+    return 0
