@@ -18,7 +18,7 @@ from typing import Protocol
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from spoolbus import cbor, errors, wire
+from spoolbus import auth, cbor, errors, wire
 from spoolbus.spool import Spool
 from spoolbus.transport.mqtt import OFFLINE, ONLINE, base_topic, inbox_topic
 
@@ -47,12 +47,15 @@ class Bridge:
 
     def __init__(self, name: str, host: str, port: int, outbox: str, prefix: str = "spoolbus",
                  user: str | None = None, password: str | None = None, tls: dict | None = None,
-                 max_message: int = 4096, outbox_messages: int = 10000, registry: Registry | None = None):
+                 max_message: int = 4096, outbox_messages: int = 10000, registry: Registry | None = None,
+                 keys: dict[str, bytes] | None = None):
         self.name = name
         self.prefix = prefix
         self.max_message = max_message
         self.links: dict[str, Link] = {}
         self.registry = registry
+        # Devices with a key in `keys` ({"bridge/device": key}) must sign what they send; checked here too.
+        self.auth = auth.Auth(f"{name}/{BRIDGE_NODE}", keys, max_sources=max(16, len(keys))) if keys else None
         self.online: set[str] = set()
         self.stats: Counter[str] = Counter()
         self.outbox = Spool(outbox, max_messages=outbox_messages)
@@ -154,6 +157,12 @@ class Bridge:
             self.stats["spoofed"] += 1
             log.warning("%s: dropped a message that claims to come from %r", me, env.src)
             return
+        if self.auth is not None:
+            reason = self.auth.check(env)
+            if reason is not None:
+                self.stats[reason] += 1
+                log.warning("%s: dropped a message that failed the signature check (%s)", me, reason)
+                return
         dst = env.dst if isinstance(env.dst, str) else ""
         if env.kind == wire.HELLO:
             if self.registry:

@@ -246,6 +246,28 @@ def test_a_flooding_device_does_not_starve_the_others(tmp_path, mosquitto):
     a.close()
 
 
+def test_a_device_with_a_key_must_sign_what_it_sends(tmp_path, mosquitto):
+    from spoolbus import auth
+
+    a = Bridge("A", "127.0.0.1", mosquitto.port, str(tmp_path / "outbox"), keys={"A/keyed": b"k1"})
+    keyed, sink = _Fake(), _Fake()
+    a.attach("keyed", keyed)
+    a.attach("sink", sink)
+
+    def env(counter: int, key: bytes | None) -> bytes:
+        e = wire.Envelope(kind=wire.CAST, id=counter, src="A/keyed", dst="A/sink", method="s.m",
+                          version="1.0", body={}, seq=[7, counter])
+        if key:
+            auth.Auth("A/keyed", {"A/keyed": key}).sign(e)
+        return wire.encode(e)
+
+    keyed.inbox += [env(1, None), env(2, b"wrong"), env(3, b"k1"), env(3, b"k1")]
+    a.step(0)
+    assert (a.stats["unsigned"], a.stats["forged"], a.stats["replayed"], a.stats["local"]) == (1, 1, 1, 1)
+    assert len(sink.sent) == 1
+    a.close()
+
+
 def test_messages_wait_in_the_outbox_while_the_broker_is_down_and_go_in_order(tmp_path, mosquitto):
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
