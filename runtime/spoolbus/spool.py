@@ -13,7 +13,6 @@ from spoolbus import crc, errors
 _MAGIC = b"SPL1"
 _HEAD = 12  # magic, payload length (u32 LE), CRC-32 of the payload (u32 LE)
 _ENOENT = 2
-_EEXIST = 17
 _ENOSPC = 28
 _DIRS = ("tmp", "new", "cur", "quarantine")
 _MICROPYTHON = sys.implementation.name == "micropython"
@@ -160,17 +159,47 @@ def _size(path):
         return -1
 
 
-def _read(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return b""  # a directory or an unreadable entry: not a record
+if _MICROPYTHON:
 
+    def _read(path):
+        try:
+            with open(path, "rb") as f:
+                return f.read()
+        except OSError:
+            return b""  # a directory or an unreadable entry: not a record
 
-def _write(path, data):
-    with open(path, "wb") as f:
-        f.write(data)
+    def _write(path, data):
+        with open(path, "wb") as f:
+            f.write(data)
+
+else:  # CPython: plain descriptors skip io.open's fstat, ioctl and buffer objects (a third of a claim)
+
+    def _read(path):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            return b""
+        try:
+            data = os.read(fd, 65536)
+            while len(data) % 65536 == 0 and data:  # a short read of a regular file is its end
+                more = os.read(fd, 65536)
+                if not more:
+                    break
+                data += more
+            return data
+        except OSError:
+            return b""  # a directory: not a record
+        finally:
+            os.close(fd)
+
+    def _write(path, data):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
 
 
 def _remove(path):
