@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import subprocess
 import sys
 import tempfile
 
@@ -48,10 +49,89 @@ print(time.perf_counter() - start)
 b.close()
 """
 
+FLEET_BRIDGE = """
+import resource, sys, time
+from spoolbus import wire
+from spoolbus_host.bridge import Bridge
+port, devices, rate, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+outbox = sys.argv[5]
+gap = devices / rate  # each device sends every `gap` seconds
+
+class Device:
+    def __init__(self, i, t0):
+        self.src = "A/d%d" % i
+        self.next = t0 + gap * i / devices
+    def recv(self, timeout_ms=0):
+        now = time.time()
+        if now < self.next or now > end:
+            return None
+        self.next += gap
+        return wire.encode(wire.Envelope(kind=wire.CAST, id=int(now * 1e6), src=self.src, dst="Z/sink",
+                                         method="s.m", version="1.0", body={}))
+    def send(self, dst, data):
+        pass
+    def close(self):
+        pass
+
+b = Bridge("A", "127.0.0.1", port, outbox)
+while not b.uplink:
+    time.sleep(0.01)
+t0 = time.time()
+end = t0 + seconds
+for i in range(devices):
+    b.attach("d%d" % i, Device(i, t0))
+while time.time() < end + 1:
+    b.step(1)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, flush=True)
+b.close()
+"""
+
+FLEET_SINK = """
+import sys, time
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from spoolbus import wire
+lat, t = [], []
+def on_message(c, u, msg):
+    now = time.time()
+    lat.append(now - wire.decode(msg.payload).id / 1e6)
+    t.append(now)
+c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+c.on_message = on_message
+c.on_subscribe = lambda *a: print("ready", flush=True)
+c.connect("127.0.0.1", int(sys.argv[1]))
+c.subscribe("spoolbus/Z/sink/inbox", 1)
+c.loop_start()
+sys.stdin.readline()
+c.loop_stop()
+lat.sort()
+n = len(lat)
+print(n, (t[-1] - t[0]) if n > 1 else 0, lat[n // 2] if n else 0, lat[int(n * 0.99)] if n else 0)
+"""
+
+
+def fleet(broker: Broker, tmp: str, rate: float, seconds: float) -> None:
+    print(f"\nFleet: devices simulated in the bridge process, {rate:.0f} msg/s in total, {seconds:.0f} s")
+    print("| devices | offered msg/s | delivered msg/s | delivered | p50 latency ms | p99 latency ms "
+          "| bridge max RSS MB |")
+    print("|---|---|---|---|---|---|---|")
+    for devices in (10, 100, 500):
+        sink = subprocess.Popen([PY, "-c", FLEET_SINK, str(broker.port)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, text=True)
+        assert sink.stdout.readline().strip() == "ready"
+        out = pathlib.Path(tmp) / f"fleet-{devices}"
+        r = subprocess.run([PY, "-c", FLEET_BRIDGE, str(broker.port), str(devices), str(rate), str(seconds),
+                            str(out)], check=True, stdout=subprocess.PIPE, text=True)
+        got, span, p50, p99 = sink.communicate("stop\n", timeout=60)[0].split()
+        print(f"| {devices} | {rate:,.0f} | {int(got) / float(span):,.0f} | {got} | {float(p50) * 1000:.1f} "
+              f"| {float(p99) * 1000:.1f} | {float(r.stdout.split()[-1]):.0f} |", flush=True)
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=20000)
+    ap.add_argument("--rate", type=float, default=2000, help="fleet: messages/s offered by all devices")
+    ap.add_argument("--seconds", type=float, default=5, help="fleet: seconds of load per fleet size")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         broker = Broker(pathlib.Path(tmp) / "broker", extra="max_queued_messages 0").start()
@@ -69,6 +149,7 @@ def main() -> int:
                 peer = peer or (pub, e2e)
                 print(f"| {name} | {pub:,.0f} | {pub / peer[0]:.2f}x | {got} | {e2e:,.0f} "
                       f"| {e2e / peer[1]:.2f}x |", flush=True)
+            fleet(broker, tmp, args.rate, args.seconds)
         finally:
             broker.stop()
     return 0
