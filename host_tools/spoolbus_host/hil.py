@@ -180,10 +180,15 @@ class Board:
             raw = bytes(self._console)
         parts = []
         for seg in raw.split(b"\x00"):
-            if frame.Decoder(self.profile.max_frame).feed(seg + b"\x00"):
-                parts.append(f"[frame {len(seg)} bytes]")
-            elif seg:
-                parts.append(seg.decode("utf-8", "replace"))
+            text, tail = seg, b""
+            starts = [0] + [i + 1 for i, b in enumerate(seg) if b == 10]  # text may run into a frame
+            for start in starts:
+                if frame.Decoder(self.profile.max_frame).feed(seg[start:] + b"\x00"):
+                    text, tail = seg[:start], seg[start:]
+                    break
+            parts.append(text.decode("utf-8", "replace"))
+            if tail:
+                parts.append(f"[frame {len(tail)} bytes]")
         return "".join(parts)
 
 

@@ -63,11 +63,14 @@ def test_messages_cross_in_order_and_console_text_between_frames_is_skipped():
     a.send("board", b"\x82\x01\x02")
     pa.tx.append(b"print() output right before a frame, no delimiter\r\n")
     a.send("board", b"\x82\x01\x03")
+    pa.tx.append(b"more text\r\n")
+    a.send("board", b"\x82\x0a\x0a")  # newline bytes inside the frame too
     assert b.recv(0) == b"\xa1\x01\x02"
     assert b.recv(0) == b"\x82\x01\x02"
     assert b.recv(0) == b"\x82\x01\x03"
+    assert b.recv(0) == b"\x82\x0a\x0a"
     assert b.recv(0) is None
-    assert b.decoder.corrupt == 2
+    assert b.decoder.corrupt == 3
 
 
 def test_a_corrupted_frame_is_dropped_and_the_next_one_delivered():

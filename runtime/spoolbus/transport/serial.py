@@ -164,8 +164,8 @@ class SerialTransport:
     def _feed(self, n):
         """Cut the n received bytes in _rxbuf at delimiters, decode each frame; True if a message came.
 
-        Segments gather in one preallocated buffer. A frame that fails is retried from just after its
-        last newline: console text printed right before a frame costs only the text, not the frame.
+        Segments gather in one preallocated buffer. A frame that fails is retried from just after each
+        newline in it: console text printed right before a frame costs only the text, not the frame.
         """
         buf = self._rxbuf
         src = self._rxmv
@@ -192,12 +192,13 @@ class SerialTransport:
                 seg[k] = 0
                 out = dec.feed(seg[: k + 1])
                 if not out:
-                    nl = self._seg.rfind(b"\n", 0, k)
-                    if nl >= 0:
-                        counted = dec.corrupt, dec.oversize
+                    counted = dec.corrupt, dec.oversize
+                    nl = self._seg.find(b"\n", 0, k)
+                    while nl >= 0 and not out:  # the frame may hold 0x0A bytes too: try each newline
                         out = dec.feed(seg[nl + 1 : k + 1])
-                        if not out:  # one bad segment counts once
-                            dec.corrupt, dec.oversize = counted
+                        nl = self._seg.find(b"\n", nl + 1, k)
+                    if not out:  # one bad segment counts once
+                        dec.corrupt, dec.oversize = counted
                 if out:
                     self._queue.extend(out)
                     got = True
