@@ -67,12 +67,26 @@ try:
                 if '\\x03' in l:raise KeyboardInterrupt
                 if l[0]=='E':
                     s.e=1;return 0
-                s.b=binascii.a2b_base64(l[1:]);_o('K')
+                s.b=_d(l);_o('K')
             n=min(len(m),len(s.b));m[:n]=s.b[:n];s.b=s.b[n:]
             return n
     _z=1
 except ImportError:
     _z=0
+try:
+    import select,micropython
+    _p=select.poll();_p.register(sys.stdin,select.POLLIN);_i=sys.stdin.buffer;_b=1
+except (ImportError,AttributeError):
+    _b=0
+def _rd(n):
+    b=bytearray(n);m=memoryview(b);i=0
+    while i<n:
+        if not _p.poll(1500):raise OSError('link quiet mid-chunk')
+        i+=_i.readinto(m[i:min(n,i+64)])
+    return b
+def _d(l):
+    if l[0]=='B':return _rd(int(l[1:]))
+    return binascii.a2b_base64(l[1:])
 def _o(s):
     sys.stdout.write(s+'\\n')
 def _h(p):
@@ -102,7 +116,8 @@ def _x(p):
     try:os.stat(p)
     except OSError:return 0
     return 1
-_o('SBD %d %d %s'%(getattr(sys.implementation,'_mpy',0),_z,sys.platform))
+_o('SBD %d %d %d %s'%(getattr(sys.implementation,'_mpy',0),_z,_b,sys.platform))
+if _b:micropython.kbd_intr(-1)
 while 1:
     l=sys.stdin.readline()
     if not l or '\\x03' in l:break
@@ -144,7 +159,7 @@ while 1:
                         l=sys.stdin.readline()
                         if '\\x03' in l:raise KeyboardInterrupt
                         if l[0]=='E':break
-                        d=binascii.a2b_base64(l[1:])
+                        d=_d(l)
                         f.write(d);h.update(d);_o('K')
             _o('OK '+binascii.hexlify(h.digest()).decode())
         elif c=='C':
@@ -170,6 +185,7 @@ while 1:
         break
     except Exception as e:
         _o('ER %s %r'%(type(e).__name__,e.args))
+if _b:micropython.kbd_intr(3)
 """
 
 
@@ -340,9 +356,10 @@ class Agent:
         hello = self._line()
         while not hello.startswith("SBD "):
             hello = self._line()
-        _, mpy, deflate, self.platform = hello.split(" ", 3)
+        _, mpy, deflate, binary, self.platform = hello.split(" ", 4)
         self.mpy_version = int(mpy) & 0xFF
         self.deflate = deflate == "1"  # the board can inflate: files travel compressed
+        self.binary = binary == "1"  # binary stdin with a poll timeout: data lines need no base64
 
     def _enter_raw_repl(self, timeout: float) -> None:
         """mpremote's raw REPL entry without its soft reset, asked again each second while a board boots.
@@ -361,7 +378,8 @@ class Agent:
             if now > deadline:
                 raise TransportError(f"no raw REPL prompt within {timeout:.0f} s (got {seen[-60:]!r})")
             if now > asked + 1.0:
-                self.serial.write(b"\x03\n\r\x03\x03\r\x01")
+                # 64 Ctrl-C first: they complete a binary chunk an agent cut off mid-way was waiting for.
+                self.serial.write(b"\x03" * 64 + b"\n\r\x03\x03\r\x01")
                 asked, tries, seen = now, tries + 1, b""
             seen += self.serial.read(1)
         if tries > 1:
@@ -389,6 +407,9 @@ class Agent:
 
     def request(self, line: str) -> str:
         self._send(line)
+        return self._reply(line)
+
+    def _reply(self, line: str = "data") -> str:
         reply = self._line()
         while not (reply.startswith("OK") or reply.startswith("ER") or reply == "K"):
             reply = self._line()  # console output of the board between requests
@@ -421,7 +442,13 @@ class Agent:
             wire = z.compress(data) + z.flush()
         for i in range(0, len(wire), _CHUNK):
             chunk = wire[i : i + _CHUNK]
-            self.request("D" + binascii.b2a_base64(chunk, newline=False).decode())
+            if self.binary:
+                self.serial.write(b"B%d\n" % len(chunk) + chunk)
+                self.bytes_sent += len(chunk) + 6
+                if self._reply() != "":
+                    raise DeployError(f"unexpected reply from {self.port} while writing {path}")
+            else:
+                self.request("D" + binascii.b2a_base64(chunk, newline=False).decode())
             if progress:
                 progress(len(chunk) * len(data) // max(1, len(wire)))
         sha = self.request("E")

@@ -69,6 +69,7 @@ class UnixBoard:
     def start(self) -> str:
         self.flash.mkdir(parents=True, exist_ok=True)
         self._board_master, board_slave = os.openpty()
+        os.set_blocking(self._board_master, False)
         tty.setraw(board_slave)  # no Ctrl-C -> SIGINT before the ROM has its handler: it would kill the board
         self.proc = subprocess.Popen(
             [self.micropython, "-X", f"heapsize={self.heap}", str(ROM)],
@@ -76,23 +77,24 @@ class UnixBoard:
             preexec_fn=_controlling_tty, close_fds=True,
         )
         os.close(board_slave)
-        self._stop.clear()
+        # A new event per power-on: a relay of the previous one must never run on reused descriptors.
+        self._stop = stop = threading.Event()
         board, host = self._board_master, self._host_master
         self._relays = [
-            threading.Thread(target=self._relay, args=(board, host, True), daemon=True),
-            threading.Thread(target=self._relay, args=(host, board, False), daemon=True),
+            threading.Thread(target=self._relay, args=(board, host, True, stop), daemon=True),
+            threading.Thread(target=self._relay, args=(host, board, False, stop), daemon=True),
         ]
         for t in self._relays:
             t.start()
         return self.port
 
-    def _relay(self, src: int, dst: int, from_board: bool) -> None:
+    def _relay(self, src: int, dst: int, from_board: bool, stop: threading.Event) -> None:
         """One direction of the link; with a baud rate, no faster than a UART sends."""
         poller = select.poll()
         poller.register(src, select.POLLIN)
         free_at = 0.0
         chunk = 4096 if self.baud is None else max(1, self.baud // 1000)  # about 10 ms of line time
-        while not self._stop.is_set():
+        while not stop.is_set():
             if not poller.poll(50):
                 continue
             try:
@@ -108,10 +110,9 @@ class UnixBoard:
                 time.sleep(max(0.0, free_at - time.monotonic()))
             if from_board:
                 self.console += data
-                # Nobody reading the port for a second: the rest is lost, as on a UART.
-                _write_all(dst, data, timeout=1.0)
-            else:
-                _write_all(dst, data, timeout=None)
+            # Nobody reading for a while (the host's port closed, a board stuck): the rest is lost, as on
+            # a UART, and the relay can always stop.
+            _write_all(dst, data, timeout=1.0 if from_board else 5.0)
 
     def wait_output(self, text: bytes, timeout: float = 10.0) -> bool:
         """True once the board has written `text` to its console (since start)."""
@@ -129,7 +130,8 @@ class UnixBoard:
             self.proc.wait()
         self._stop.set()
         for t in self._relays:
-            t.join(timeout=2)
+            t.join()  # every wait in a relay is bounded (poll 50 ms, a stalled write 5 s)
+        self._relays = []
         if self._board_master >= 0:
             os.close(self._board_master)
             self._board_master = -1

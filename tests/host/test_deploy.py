@@ -7,6 +7,7 @@ host opens like a USB serial port; its flash is a directory the test can also re
 import hashlib
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -36,7 +37,7 @@ def _app(root: Path, version: int, big: int = 0) -> Path:
     (app / "main.py").write_text(APP_MAIN)
     (app / "version.py").write_text(f"V = {version}\n")
     if big:  # a data file large enough that a test can cut the link while it is on the wire
-        (app / "blob.bin").write_bytes(hashlib.sha256(str(version).encode()).digest() * (big // 32))
+        (app / "blob.bin").write_bytes(random.Random(version).randbytes(big))  # incompressible
     return app
 
 
