@@ -370,3 +370,95 @@ def test_spoolbus_bridge_command_serves_a_device_on_a_pty(tmp_path, mosquitto):
         dev.wait()
         os.close(master)
         os.close(slave)
+
+
+# Issue 7 asks for 30 s; the suite uses 3 s to stay fast: SPOOLBUS_OUTAGE_S=30 runs the long one.
+OUTAGE_S = float(os.environ.get("SPOOLBUS_OUTAGE_S", "3"))
+
+COUNTER = """
+import sys, time
+from spoolbus import contract, errors
+from spoolbus.node import Node
+from spoolbus.transport.serial import SerialTransport, StreamPort
+NAME = sys.argv[1]
+LOG = contract.Service("log", "1.0")
+LOG.method("add", ("seq", int))
+
+class Log:
+    seen = []
+    def add(self, seq):
+        self.seen.append(seq)
+        return len(self.seen)
+
+link = SerialTransport(StreamPort(sys.stdin.buffer, sys.stdout.buffer, sys.stdin), name=NAME)
+node = Node(NAME, link, retries=200, retry_s=0.5)
+impl = Log()
+node.serve(LOG, impl)
+link.open()
+target = sys.argv[2] if len(sys.argv) > 2 else None
+seq = 0
+while True:
+    try:
+        node.poll(20)
+        if target and seq < 40:
+            node.call(target, "log.add", {"seq": seq}, timeout=120)
+            seq += 1
+            sys.stderr.write("DONE %d\\n" % seq)
+        elif not target and len(impl.seen) >= 40:
+            sys.stderr.write("SEEN %s\\n" % ",".join(str(s) for s in impl.seen))
+            impl.seen = []
+    except errors.LinkError:
+        pass
+    except errors.Timeout:
+        sys.stderr.write("TIMEOUT %d\\n" % seq)
+"""
+
+
+def test_calls_through_a_broker_outage_complete_once_each_and_in_order(tmp_path, mosquitto, running):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = Bridge("A", "127.0.0.1", mosquitto.port, str(tmp_path / "outbox-a"))
+    b = Bridge("B", "127.0.0.1", mosquitto.port, str(tmp_path / "outbox-b"))
+    env = dict(os.environ, MICROPYPATH=f"{ROOT}/runtime:.frozen")
+    plan = ((tmp_path / "b", b, "log", ()), (tmp_path / "a", a, "caller", ("B/log",)))
+    for tmp, bridge, name, args in plan:
+        script = tmp / "device.py"
+        script.write_text(textwrap.dedent(COUNTER))
+        proc = subprocess.Popen([MICROPYTHON, str(script), f"{bridge.name}/{name}", *args], env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        link = SerialTransport(PipePort(proc), name=bridge.name)
+        link.open()
+        bridge.attach(name, link)
+        if name == "log":
+            log_proc = proc
+            running(bridge)
+            deadline = time.monotonic() + 10
+            while not bridge.uplink and time.monotonic() < deadline:
+                time.sleep(0.02)
+        else:
+            caller = proc
+            running(bridge)
+    fd = caller.stderr.fileno()
+    buf = b""
+    deadline = time.monotonic() + 10
+    while b"DONE 10\n" not in buf and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            buf += os.read(fd, 4096)
+    assert b"DONE 10\n" in buf, buf
+    mosquitto.stop()  # mid-traffic: both bridges spool, the caller's node retries
+    time.sleep(OUTAGE_S)
+    mosquitto.start()
+    seen = reports_seen(log_proc, 60 + OUTAGE_S)
+    assert seen == list(range(40)), seen  # each call executed once, in order
+    assert a.stats["spooled"] + b.stats["spooled"] >= 1
+
+
+def reports_seen(proc: subprocess.Popen, timeout: float) -> list[int]:
+    fd = proc.stderr.fileno()
+    buf = b""
+    deadline = time.monotonic() + timeout
+    while b"SEEN" not in buf and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.1)[0]:
+            buf += os.read(fd, 65536)
+    line = next((ln for ln in buf.split(b"\n") if ln.startswith(b"SEEN ")), b"")
+    return [int(x) for x in line[5:].split(b",")] if line else [buf.decode(errors="replace")[-500:]]
