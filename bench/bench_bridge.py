@@ -126,12 +126,142 @@ def fleet(broker: Broker, tmp: str, rate: float, seconds: float) -> None:
         print(f"| {devices} | {rate:,.0f} | {int(got) / float(span):,.0f} | {got} | {float(p50) * 1000:.1f} "
               f"| {float(p99) * 1000:.1f} | {float(r.stdout.split()[-1]):.0f} |", flush=True)
 
+ECHO_DEVICE = """
+import sys
+from spoolbus import contract, errors
+from spoolbus.node import Node
+from spoolbus.transport.serial import SerialTransport, StreamPort
+ECHO = contract.Service("echo", "1.0")
+ECHO.method("echo", ("x", None))
+
+class Echo:
+    def echo(self, x):
+        return x
+
+link = SerialTransport(StreamPort(sys.stdin.buffer, sys.stdout.buffer, sys.stdin), name="B/echo")
+node = Node("B/echo", link)
+node.serve(ECHO, Echo())
+link.open()
+while True:
+    try:
+        node.poll(1000)
+    except errors.LinkError:
+        pass
+"""
+
+NODE_CALLER = """
+import sys, time
+from spoolbus.node import Node
+from spoolbus_host.mqtt_paho import PahoTransport
+port, n = int(sys.argv[1]), int(sys.argv[2])
+t = PahoTransport("127.0.0.1", port, "host", "bench", clean_session=True)
+node = Node("host/bench", t)
+payload = bytes(64)
+for _ in range(20):  # warm up, and wait for the bridge and the device
+    try:
+        node.call("B/echo", "echo.echo", {"x": payload}, timeout=2)
+    except Exception:
+        time.sleep(0.2)
+rtt = []
+for _ in range(n):
+    start = time.perf_counter()
+    node.call("B/echo", "echo.echo", {"x": payload}, timeout=5)
+    rtt.append(time.perf_counter() - start)
+rtt.sort()
+print(len(rtt), rtt[len(rtt) // 2], rtt[int(len(rtt) * 0.99)])
+t.close()
+"""
+
+PAHO_RESPONDER = """
+import sys
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+c.on_message = lambda cl, u, m: cl.publish("rt/resp", m.payload, 1)
+c.on_subscribe = lambda *a: print("ready", flush=True)
+c.connect("127.0.0.1", int(sys.argv[1]))
+c.subscribe("rt/req", 1)
+c.loop_forever()
+"""
+
+PAHO_CALLER = """
+import sys, threading, time
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+port, n = int(sys.argv[1]), int(sys.argv[2])
+got = threading.Event()
+c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+c.on_message = lambda cl, u, m: got.set()
+c.connect("127.0.0.1", port)
+c.subscribe("rt/resp", 1)
+c.loop_start()
+time.sleep(0.3)
+rtt = []
+payload = bytes(100)
+for _ in range(n):
+    got.clear()
+    start = time.perf_counter()
+    c.publish("rt/req", payload, 1)
+    got.wait(5)
+    rtt.append(time.perf_counter() - start)
+rtt.sort()
+print(len(rtt), rtt[len(rtt) // 2], rtt[int(len(rtt) * 0.99)])
+"""
+
+
+def roundtrip(broker: Broker, tmp: str, n: int) -> None:
+    """Call round trip: host node -> broker -> bridge -> serial (pty) -> MicroPython node, and back."""
+    import os
+    import signal
+    import textwrap
+    import tty
+
+    from bench_mqtt import MICROPYTHON, ROOT
+
+    print(f"\nCall round trip, {n} sequential calls, QoS 1 (every process separate)")
+    print("| path | calls | p50 ms | p99 ms | p50 vs paho pair |")
+    print("|---|---|---|---|---|")
+    responder = subprocess.Popen([PY, "-c", PAHO_RESPONDER, str(broker.port)], stdout=subprocess.PIPE,
+                                 text=True)
+    assert responder.stdout.readline().strip() == "ready"
+    r = subprocess.run([PY, "-c", PAHO_CALLER, str(broker.port), str(n)], capture_output=True, text=True,
+                       check=True)
+    responder.kill()
+    calls, p50, p99 = r.stdout.split()
+    peer = float(p50)
+    print(f"| paho request/reply pair (peer) | {calls} | {peer * 1000:.2f} | {float(p99) * 1000:.2f} "
+          "| 1.00x |")
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    script = pathlib.Path(tmp) / "echo.py"
+    script.write_text(textwrap.dedent(ECHO_DEVICE))
+    env = dict(os.environ, MICROPYPATH=f"{ROOT}/runtime:.frozen")
+    dev = subprocess.Popen([MICROPYTHON, str(script)], stdin=master, stdout=master, env=env)
+    bridge = subprocess.Popen([PY, "-m", "spoolbus_host.cli", "bridge", "B", "--serial",
+                               f"echo={os.ttyname(slave)}", "--outbox", str(pathlib.Path(tmp) / "rt-outbox"),
+                               "--broker", f"127.0.0.1:{broker.port}"], stderr=subprocess.DEVNULL,
+                              stdout=subprocess.DEVNULL)
+    try:
+        r = subprocess.run([PY, "-c", NODE_CALLER, str(broker.port), str(n)], capture_output=True, text=True,
+                           check=True)
+        calls, p50, p99 = r.stdout.split()
+        print(f"| spoolbus call: host node -> broker -> bridge -> pty -> MicroPython node | {calls} "
+              f"| {float(p50) * 1000:.2f} | {float(p99) * 1000:.2f} | {float(p50) / peer:.1f}x |", flush=True)
+    finally:
+        bridge.send_signal(signal.SIGTERM)
+        bridge.wait(10)
+        dev.kill()
+        dev.wait()
+        os.close(master)
+        os.close(slave)
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--rate", type=float, default=2000, help="fleet: messages/s offered by all devices")
     ap.add_argument("--seconds", type=float, default=5, help="fleet: seconds of load per fleet size")
+    ap.add_argument("--calls", type=int, default=500, help="round trip: sequential calls")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         broker = Broker(pathlib.Path(tmp) / "broker", extra="max_queued_messages 0").start()
@@ -150,6 +280,7 @@ def main() -> int:
                 print(f"| {name} | {pub:,.0f} | {pub / peer[0]:.2f}x | {got} | {e2e:,.0f} "
                       f"| {e2e / peer[1]:.2f}x |", flush=True)
             fleet(broker, tmp, args.rate, args.seconds)
+            roundtrip(broker, tmp, args.calls)
         finally:
             broker.stop()
     return 0
