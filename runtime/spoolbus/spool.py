@@ -288,6 +288,10 @@ class Spool:
         self.quarantined = []  # their names, the last _QUARANTINE_LOG of them
         self._open_dirs(path)
         self.recover()
+        try:  # now, while there is room: on a full littlefs a consumer could not make it later
+            self._open_claim_dir()
+        except errors.SpoolError:
+            pass  # read-only or full: claim() tries again and says why
         self._rescan()
         self._sync = None
         if durable and not _MICROPYTHON:

@@ -234,7 +234,7 @@ def test_claims_of_a_dead_consumer_return_to_new_in_order():
         for mid in ids[:2]:
             os.rename(d + "/new/" + mid, d + "/cur/" + _DEAD + "/" + mid)
         assert s.recover() == (2, 0)
-        assert _files(d + "/cur") == []
+        assert _files(d + "/cur") == [spool._OWNER]  # the dead one is gone; ours is made on open
         assert _drain(spool.Spool(d)) == [b"0", b"1", b"2", b"3"]
     finally:
         remove_tree(d)
@@ -263,7 +263,8 @@ def test_claim_left_in_two_places_by_a_cut_rename_is_kept_once():
         os.mkdir(d + "/cur/" + _DEAD)
         _write(d + "/cur/" + _DEAD + "/" + mid, spool.record(b"once"))
         assert spool.Spool(d).recover() == (0, 0)
-        assert _files(d + "/new") == [mid] and _files(d + "/tmp") == [] and _files(d + "/cur") == []
+        assert _files(d + "/new") == [mid] and _files(d + "/tmp") == []
+        assert _files(d + "/cur") == [spool._OWNER]
         assert _drain(s) == [b"once"]
     finally:
         remove_tree(d)

@@ -1,5 +1,6 @@
-"""Power cuts under the spool on littlefs and FAT: the block device stops persisting after the Nth write.
+"""Power cuts and full disks under the spool on littlefs and FAT (RAM block devices, MicroPython's vfs).
 
+Power cuts: the block device stops persisting after the Nth write.
 For every N: remount what survived, open the spool (recovery), and check that every put that returned
 before the cut is delivered, nothing corrupt is, and the filesystem stays sound for later messages.
 MicroPython only: CPython has no vfs module to mount littlefs or FAT.
@@ -8,8 +9,8 @@ MicroPython only: CPython has no vfs module to mount littlefs or FAT.
 import os
 
 from blockdev import RAMBlockDevice
-from mpcompat import micropython_only
-from spoolbus import spool
+from mpcompat import micropython_only, raises
+from spoolbus import errors, spool
 
 _MOUNT = "/spool-powercut"
 
@@ -159,3 +160,45 @@ def test_power_cut_after_every_write_on_fat_loses_no_returned_put():
     import vfs
 
     _every_cut(vfs.VfsFat)
+
+
+def _fill_and_drain(fs):
+    bdev = RAMBlockDevice(512, 128)
+    fs.mkfs(bdev)
+    _mount(fs, bdev)
+    try:
+        s = spool.Spool(_MOUNT + "/s")
+        ids = []
+        with raises(errors.SpoolFull) as e:
+            for i in range(1000):
+                ids.append(s.put(_payload(i) * 2))
+        assert "disk full" in str(e.value) and len(ids) > 20
+        with raises(errors.SpoolFull):
+            s.put_many([_payload(0)] * 3)
+        assert os.listdir(_MOUNT + "/s/tmp") == []  # nothing half-written left behind
+        got = []
+        while True:
+            m = s.claim()
+            if m is None:
+                break
+            assert m[1] == _payload(_index(m[1])) * 2
+            got.append(m[0])
+            s.ack(m[0])
+        assert got == ids and s.corrupt == 0  # every returned put, in order; the consumer was not stuck
+        s.put(b"room again")
+    finally:
+        _umount()
+
+
+@micropython_only("mounts littlefs from MicroPython's vfs module")
+def test_full_littlefs_raises_spool_full_and_still_delivers_every_returned_put():
+    import vfs
+
+    _fill_and_drain(vfs.VfsLfs2)
+
+
+@micropython_only("mounts FAT from MicroPython's vfs module")
+def test_full_fat_raises_spool_full_and_still_delivers_every_returned_put():
+    import vfs
+
+    _fill_and_drain(vfs.VfsFat)
