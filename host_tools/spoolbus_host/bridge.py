@@ -88,8 +88,11 @@ class Bridge:
         if self.registry:
             self.registry.attach(f"{self.name}/{device}", self.name, where)
 
-    def step(self, timeout_ms: int = 10) -> int:
-        """One pass: every link, the broker's inbox messages, the outbox. Returns messages moved."""
+    def step(self, timeout_ms: int = 2) -> int:
+        """One pass: every link, the broker's inbox messages, the outbox; sleeps timeout_ms if idle.
+
+        The idle sleep bounds the latency a message waits for its turn (each pass polls every link).
+        """
         moved = 0
         for device, link in list(self.links.items()):
             moved += self._from_link(device, link)
