@@ -44,12 +44,12 @@ class _Faults:
         if self.next_drop < n or self.next_dup < n:
             out = bytearray()
             for i in range(n):
-                if i == self.next_drop:
+                if i >= self.next_drop:
                     self.dropped += 1
                     self.next_drop += 1 + self._gap(self.drop)
                     continue
                 out.append(buf[i])
-                if i == self.next_dup:
+                if i >= self.next_dup:  # >=: a duplicate due on a dropped byte goes to the next one
                     out.append(buf[i])
                     self.duplicated += 1
                     self.next_dup += 1 + self._gap(self.dup)
