@@ -490,7 +490,12 @@ class Spool:
         dst = self._qdir + name
         if _exists(dst):  # never rename over a file: not atomic on FAT
             dst = "%s.%x" % (dst, _stamp())
-        os.rename(path, dst)
+        try:
+            os.rename(path, dst)
+        except OSError as e:
+            if e.args and e.args[0] == _ENOENT and not _exists(path):
+                return  # another process's recovery dealt with it first
+            raise _os_error(e, "quarantining", path) from None
         self.corrupt += 1
         self.quarantined.append(name)
         del self.quarantined[:-_QUARANTINE_LOG]
