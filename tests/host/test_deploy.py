@@ -19,6 +19,8 @@ import pytest
 from spoolbus_host import deploy as dp
 from spoolbus_host.unix_board import MICROPYTHON, UnixBoard
 
+REPO_CACHE = dp.REPO / ".cache"
+
 pytestmark = pytest.mark.skipif(
     not Path(os.environ.get("SPOOLBUS_MICROPYTHON", MICROPYTHON)).exists(), reason="MicroPython not built"
 )
@@ -271,3 +273,101 @@ def test_raspberry_pi_install_writes_a_tree_a_one_rename_switch_and_a_systemd_un
     second = json.loads(out.stdout)
     assert second["previous_id"] == first["tree_id"] != second["tree_id"]
     assert os.listdir(root / "opt" / "spoolbus" / "trees") == [second["tree_id"]]
+
+
+# ------------------------------------------------------------------------------------------ QEMU board
+
+QEMU_APP_MAIN = """import spoolbus, version
+f = open('/flash/ran.txt', 'w')
+f.write('%d' % version.V)
+f.close()
+"""
+
+
+@pytest.fixture(scope="module")
+def qemu_firmware():
+    """The QEMU board's firmware with the deploy-test entry point (tests/host/qemu_deploy), built once."""
+    if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
+        pytest.skip("qemu-system-arm or the ARM toolchain is not installed")
+    from spoolbus_host import boards, firmware
+
+    profile = boards.load("qemu-mps2-an385")
+    src = firmware.source_dir(profile)
+    if not (src / "py" / "mpconfig.h").is_file():
+        pytest.skip("MicroPython source not fetched")
+    port_dir = firmware._qemu_tree(profile, src)  # the firmware's qemu port overlay, built elsewhere
+    build = REPO_CACHE / "firmware" / "build-qemu-deploy-test"
+    cmd = ["make", "-C", str(port_dir), "-j2", f"BOARD={profile.mp_board}", f"BUILD={build}",
+           f"FROZEN_MANIFEST={Path(__file__).parent / 'qemu_deploy' / 'manifest.py'}",
+           f"MICROPY_HEAP_SIZE={profile.heap}", f"MPY_LIB_DIR={firmware._empty_micropython_lib()}",
+           *(f"{k}={v}" for k, v in profile.make_vars.items())]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    return profile, build / "firmware.elf"
+
+
+@pytest.fixture
+def qemu_board(qemu_firmware):
+    from spoolbus_host.flash import boot_qemu
+
+    profile, elf = qemu_firmware
+    board = boot_qemu(profile.name, elf)
+    yield board
+    board.stop()
+
+
+def _qemu_app(root: Path, version: int, big: int = 0) -> Path:
+    app = _app(root, version, big)
+    (app / "main.py").write_text(QEMU_APP_MAIN)
+    return app
+
+
+def _ran(port: str, remove: bool = False) -> str | None:
+    """What the deployed application wrote at its last boot (reading it through the deploy agent)."""
+    agent = dp.Agent(port)
+    try:
+        got = agent.get("/flash/ran.txt")
+        if remove:
+            agent.request("X /flash/ran.txt")
+    finally:
+        agent.close(reset=False)
+    return got.decode() if got is not None else None
+
+
+class _CutLink(dp.Progress):
+    """Kills the host's side mid-way through the last (largest) file: the link is cut mid-file."""
+
+    def advance_bytes(self, n: int) -> None:
+        super().advance_bytes(n)
+        if self.files_done == self.files - 1:
+            raise ConnectionAbortedError("link cut by the test")
+
+
+def test_deploy_to_the_qemu_board_runs_switches_and_survives_a_cut_link(tmp_path, qemu_board):
+    # The emulated UART moves a few KB a second: a small runtime (the package and its errors) keeps the
+    # test short; the unix board tests deploy the whole runtime.
+    runtime = tmp_path / "runtime" / "spoolbus"
+    runtime.mkdir(parents=True)
+    for name in ("__init__.py", "errors.py"):
+        shutil.copy(dp.RUNTIME / name, runtime / name)
+    port = qemu_board.port
+    app = _qemu_app(tmp_path, 1)
+    first = dp.deploy(port, app, root="/flash", runtime=runtime)
+    assert first.sent == len(dp.build(app, None, runtime).files) and first.verified
+    assert _ran(port) == "1"
+    again = dp.deploy(port, app, root="/flash", runtime=runtime)
+    assert again.up_to_date and again.sent == 0
+    # Version 2, with a big file: the host's side of the link goes away mid-way through it.
+    new_app = _qemu_app(tmp_path, 2, big=8 * 1024)
+    with pytest.raises(ConnectionAbortedError):
+        dp.deploy(port, new_app, root="/flash", runtime=runtime, progress=_CutLink("deploy", enabled=False))
+    # The board still names the old tree and boots it after a (soft) reset.
+    assert _ran(port, remove=True) == "1"
+    agent = dp.Agent(port)
+    assert agent.get("/flash/app/current").decode() == first.tree_id
+    agent.close(reset=True)
+    assert _ran(port) == "1"
+    # The next deploy resumes and switches.
+    final = dp.deploy(port, new_app, root="/flash", runtime=runtime)
+    assert final.reused >= 1 and final.previous_id == first.tree_id
+    assert _ran(port) == "2"
