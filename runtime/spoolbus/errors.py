@@ -110,7 +110,7 @@ class SpoolError(SpoolbusError):
 
 
 class SpoolFull(SpoolError):
-    """The spool is at its quota (messages or bytes) or the disk is full; consume or raise the quota, retry."""
+    """The spool is at its quota (messages or bytes) or the disk is full; consume, raise the quota, retry."""
 
 
 # --- lock ---
