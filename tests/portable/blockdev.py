@@ -8,10 +8,13 @@ image in a host file, so a later process can mount what an earlier, killed one l
 class RAMBlockDevice:
     """A block device in RAM with the extended interface (offsets), as vfs.VfsLfs2 and vfs.VfsFat use it.
 
-    `fail_after_writes=N`: writes (writeblocks calls and erases) after the Nth are silently dropped, as if
-    the power had been cut then; the filesystem above does not notice. `writes` counts every write asked
-    for, persisted or not, so a test can first count the writes of a run, then cut at each of them.
-    Remount on the same device to see what survived.
+    `fail_after_writes=N`: the first N writes (writeblocks calls and erases) persist; the next one raises
+    OSError(EIO) and persists nothing, as if the power had been cut then: the program stops there, and
+    later writes (finalisers of files it left open) persist nothing. (A program that goes on past the cut
+    with its writes silently dropped is not a power cut: FAT then reads back stale tables and can loop
+    forever on a cluster chain it believes it wrote.) `writes` counts every write asked for, so a test can
+    first count the writes of a run, then cut at each of them. Remount on the same device to see what
+    survived.
     """
 
     def __init__(self, block_size, block_count, fail_after_writes=None):
@@ -21,18 +24,25 @@ class RAMBlockDevice:
         self.fail_after_writes = fail_after_writes
         self.writes = 0
 
-    def _persists(self):
+    def _count_write(self):
+        """Whether this write persists; the first one past the cut raises EIO: the program stops there."""
         self.writes += 1
-        return self.fail_after_writes is None or self.writes <= self.fail_after_writes
+        if self.fail_after_writes is None or self.writes <= self.fail_after_writes:
+            return True
+        if self.writes == self.fail_after_writes + 1:
+            raise OSError(5)  # EIO: the power is gone
+        return False  # what finalisers of the dead program still flush goes nowhere (and allocates nothing)
 
     def readblocks(self, block_num, buf, offset=0):
+        if self.fail_after_writes is not None and self.writes > self.fail_after_writes:
+            return  # the power is gone (a finaliser of the dead program reads; it must not allocate)
         start = block_num * self.block_size + offset
         buf[:] = self.data[start : start + len(buf)]
 
     def writeblocks(self, block_num, buf, offset=None):
         if offset is None:  # the simple interface (FAT) erases the blocks it writes
             offset = 0
-        if self._persists():
+        if self._count_write():
             start = block_num * self.block_size + offset
             self.data[start : start + len(buf)] = buf
 
@@ -42,7 +52,7 @@ class RAMBlockDevice:
         if op == 5:  # block size
             return self.block_size
         if op == 6:  # erase a block (littlefs): flash erases to 0xff
-            if self._persists():
+            if self._count_write():
                 start = arg * self.block_size
                 self.data[start : start + self.block_size] = b"\xff" * self.block_size
             return 0

@@ -458,9 +458,9 @@ if vfs is not None:
                         a.acquire()
                         a.release()
                     a.acquire()
-                    vfs.umount(point)
-                except (OSError, errors.LockError):  # after the cut the disk reads back stale blocks
-                    vfs.umount(point)
+                except (OSError, errors.LockError):  # the power went mid-way (the disk raises EIO)
+                    pass
+                vfs.umount(point)
                 done = bdev.writes <= bdev.fail_after_writes
                 bdev.fail_after_writes = None
                 board = (me[0], "%012x" % n, "0", "0", "0")  # a board rebooted: a new boot id
