@@ -1,10 +1,15 @@
-"""The bridge: federates the devices on one host's links into an MQTT broker (first slice, issue 7).
+"""The bridge: federates the devices on one host's links into an MQTT broker (issue 7).
 
 Each device on a link is the node <bridge>/<device>: what it sends must carry that name as src (a
 device speaks only as itself), goes straight to another local device when the destination is on this
 bridge (broker up or down), else to the destination's inbox on the broker, through a spool outbox in
 order while the uplink is down. Inbox messages are acknowledged to the broker only once written to the
 device's link. Presence: retained status per device, and the bridge's own with the broker's last will.
+
+A spool directory is one link with many devices: the bridge is node <bridge>/_bridge there, its devices
+are the <bridge>/<device> nodes with an inbox in it and send what leaves the spool to the bridge's inbox
+(SpoolTransport(..., gateway=...)). The directory's file permissions are the trust boundary: a message
+from it may speak as any device of that spool, never as a device of another link.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from spoolbus import auth, cbor, errors, wire
 from spoolbus.spool import Spool
 from spoolbus.transport.mqtt import OFFLINE, ONLINE, base_topic, inbox_topic
+from spoolbus.transport.spool import SpoolTransport
 
 from spoolbus_host.registry import Registry
 
@@ -34,12 +40,24 @@ class Link(Protocol):
 
     def send(self, dst: str, data: bytes) -> None: ...
     def recv(self, timeout_ms: int = 0) -> bytes | None: ...
-    @property
-    def uplink(self) -> bool:
-        """Connected to the broker and subscribed to the devices' inboxes."""
-        return self._up.is_set()
-
     def close(self) -> None: ...
+
+
+class _SpoolDevice:
+    """A device on an attached spool: written to through its inbox; what it sends reaches the bridge's
+    own inbox on that spool (read by Bridge.step, so recv() has nothing)."""
+
+    def __init__(self, spool: SpoolTransport):
+        self.spool = spool
+
+    def send(self, dst: str, data: bytes) -> None:
+        self.spool.send(dst, data)
+
+    def recv(self, timeout_ms: int = 0) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
 
 
 class Bridge:
@@ -53,6 +71,7 @@ class Bridge:
         self.prefix = prefix
         self.max_message = max_message
         self.links: dict[str, Link] = {}
+        self.spools: list[SpoolTransport] = []  # the bridge's own node on each attached spool
         self.registry = registry
         # Devices with a key in `keys` ({"bridge/device": key}) must sign what they send; checked here too.
         self.auth = auth.Auth(f"{name}/{BRIDGE_NODE}", keys, max_sources=max(16, len(keys))) if keys else None
@@ -88,6 +107,26 @@ class Bridge:
         if self.registry:
             self.registry.attach(f"{self.name}/{device}", self.name, where)
 
+    def attach_spool(self, root: str) -> None:
+        """Serve the devices on spool directory `root`: the bridge reads node <bridge>/_bridge's inbox."""
+        spool = SpoolTransport(root, f"{self.name}/{BRIDGE_NODE}", max_open=1024)
+        self.spools.append(spool)
+        for peer in spool.peers():
+            bridge, _, device = peer.rpartition("/")
+            if bridge == self.name:
+                self._link(device)
+
+    def _link(self, device: str) -> Link | None:
+        """The link of local device `device`: attached, or found by its inbox on an attached spool."""
+        link = self.links.get(device)
+        if link is None and device != BRIDGE_NODE:
+            node = f"{self.name}/{device}"
+            for spool in self.spools:
+                if spool.has_inbox(node):
+                    self.attach(device, _SpoolDevice(spool), where=spool.root)
+                    return self.links[device]
+        return link
+
     def step(self, timeout_ms: int = 2) -> int:
         """One pass: every link, the broker's inbox messages, the outbox; sleeps timeout_ms if idle.
 
@@ -96,6 +135,8 @@ class Bridge:
         moved = 0
         for device, link in list(self.links.items()):
             moved += self._from_link(device, link)
+        for spool in self.spools:
+            moved += self._from_spool(spool)
         moved += self._from_broker()
         moved += self._flush_outbox()
         if not moved:
@@ -126,6 +167,8 @@ class Bridge:
         self.client.loop_stop()
         for link in self.links.values():
             link.close()
+        for spool in self.spools:
+            spool.close()
         self.outbox.close()
 
     # --------------------------------------------------------------- internals
@@ -148,18 +191,52 @@ class Bridge:
             moved += 1
         return moved
 
-    def _route(self, device: str, data: bytes) -> None:
-        me = f"{self.name}/{device}"
+    def _from_spool(self, spool: SpoolTransport) -> int:
+        """What the devices of one spool sent out of it; each may speak only as a device of that spool."""
+        moved = 0
+        for _ in range(16):
+            data = spool.recv(0)
+            if data is None:
+                return moved
+            moved += 1
+            env = self._decode(spool.root, data)
+            if env is None:
+                continue
+            bridge, _, device = env.src.rpartition("/") if isinstance(env.src, str) else ("", "", "")
+            link = self._link(device) if bridge == self.name else None
+            if not (isinstance(link, _SpoolDevice) and link.spool is spool):
+                self.stats["spoofed"] += 1
+                log.warning("%s: dropped a message that claims to come from %r (no such device there)",
+                            spool.root, env.src)
+                continue
+            self._presence(device, True)
+            if self.registry:
+                self.registry.seen(env.src)
+            self._forward(device, env, data)
+        return moved
+
+    def _decode(self, who: str, data: bytes) -> wire.Envelope | None:
         try:
-            env = wire.decode(data, max_size=self.max_message)
+            return wire.decode(data, max_size=self.max_message)
         except errors.DecodeError as e:
             self.stats["malformed"] += 1
-            log.warning("%s: malformed message dropped: %s", me, e)
+            log.warning("%s: malformed message dropped: %s", who, e)
+            return None
+
+    def _route(self, device: str, data: bytes) -> None:
+        me = f"{self.name}/{device}"
+        env = self._decode(me, data)
+        if env is None:
             return
         if env.src != me:
             self.stats["spoofed"] += 1
             log.warning("%s: dropped a message that claims to come from %r", me, env.src)
             return
+        self._forward(device, env, data)
+
+    def _forward(self, device: str, env: wire.Envelope, data: bytes) -> None:
+        """Route `env` (from local device `device`): to the bridge itself, a local device, or the broker."""
+        me = f"{self.name}/{device}"
         if self.auth is not None:
             reason = self.auth.check(env)
             if reason is not None:
@@ -174,7 +251,7 @@ class Bridge:
                 self.stats["hellos"] += 1  # to the bridge itself (the link's peer): recorded, not forwarded
                 return
         bridge, _, dev = dst.rpartition("/")
-        if bridge in ("", self.name) and dev in self.links:
+        if bridge in ("", self.name) and self._link(dev) is not None:
             if self._deliver(dev, data):  # local first: the broker is not needed
                 self.stats["local"] += 1
             return
@@ -204,7 +281,7 @@ class Bridge:
             except queue.Empty:
                 return moved
             device = msg.topic.split("/")[-2]
-            link = self.links.get(device)
+            link = self._link(device)
             if link is None or len(msg.payload) > self.max_message:
                 self.stats["unroutable_in"] += 1
                 log.warning("%s: message on %s dropped (no such device or too large)", self.name, msg.topic)

@@ -468,3 +468,135 @@ def reports_seen(proc: subprocess.Popen, timeout: float) -> list[int]:
             buf += os.read(fd, 65536)
     line = next((ln for ln in buf.split(b"\n") if ln.startswith(b"SEEN ")), b"")
     return [int(x) for x in line[5:].split(b",")] if line else [buf.decode(errors="replace")[-500:]]
+
+
+SPOOL_DEVICE = """
+import sys
+from spoolbus import contract, errors
+from spoolbus.node import Node
+from spoolbus.transport.spool import SpoolTransport
+ROOT, NAME = sys.argv[1], sys.argv[2]
+GATEWAY = NAME.split("/")[0] + "/_bridge"
+THERMO = contract.Service("thermo", "1.0")
+THERMO.method("read", ("sensor", str))
+
+class Thermo:
+    def read(self, sensor):
+        return {"sensor": sensor, "at": NAME}
+
+node = Node(NAME, SpoolTransport(ROOT, NAME, gateway=GATEWAY, poll_ms=5))
+node.serve(THERMO, Thermo())
+node.hello(GATEWAY)
+targets = sys.argv[3:]
+while True:
+    try:
+        node.poll(50)
+        while targets:
+            got = node.call(targets[0], "thermo.read", {"sensor": NAME}, timeout=2)
+            sys.stderr.write("CALLED %s %s %s\\n" % (targets[0], got["at"], got["sensor"]))
+            targets.pop(0)
+    except errors.Timeout:
+        sys.stderr.write("TIMEOUT %s\\n" % targets[0])
+"""
+
+
+def spool_device(tmp_path, root, name: str, *targets: str) -> subprocess.Popen:
+    """A MicroPython process: node `name` on spool directory `root`, its bridge as gateway."""
+    script = tmp_path / "spool_device.py"
+    script.write_text(textwrap.dedent(SPOOL_DEVICE))
+    return subprocess.Popen([MICROPYTHON, str(script), str(root), name, *targets], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=dict(os.environ, MICROPYPATH=f"{ROOT}/runtime:.frozen"))
+
+
+def wait_for(check, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return check()
+
+
+@pytest.fixture
+def processes():
+    procs: list[subprocess.Popen] = []
+    yield procs
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def test_spool_devices_on_bridge_a_call_a_spool_device_on_bridge_b_through_the_broker(
+        tmp_path, mosquitto, running, processes):
+    a = Bridge("A", "127.0.0.1", mosquitto.port, str(tmp_path / "outbox-a"))
+    b = Bridge("B", "127.0.0.1", mosquitto.port, str(tmp_path / "outbox-b"))
+    a.attach_spool(str(tmp_path / "spool-a"))
+    b.attach_spool(str(tmp_path / "spool-b"))
+    running(a)
+    running(b)
+    processes.append(spool_device(tmp_path, tmp_path / "spool-b", "B/thermo"))
+    assert wait_for(lambda: a.uplink and b.uplink and b.stats["hellos"] == 1)
+    one = spool_device(tmp_path, tmp_path / "spool-a", "A/one", "B/thermo", "A/two")
+    two = spool_device(tmp_path, tmp_path / "spool-a", "A/two", "B/thermo")
+    processes += [one, two]
+    assert reports(one, 2) == ["CALLED B/thermo B/thermo A/one", "CALLED A/two A/two A/one"]
+    assert reports(two, 1) == ["CALLED B/thermo B/thermo A/two"]
+    assert wait_for(lambda: b.stats["uplink"] >= 2)  # the replies, counted right after publishing
+    assert a.stats["uplink"] == 2 and a.stats["spoofed"] == b.stats["spoofed"] == 0
+    assert a.online == {"one", "two"} and b.online == {"thermo"}
+    assert a.links["one"].spool.root == str(tmp_path / "spool-a")
+
+
+def test_a_spool_device_and_a_serial_device_talk_locally_with_the_broker_down(
+        tmp_path, mosquitto, running, processes):
+    from spoolbus_host.registry import Registry
+
+    a = Bridge("A", "127.0.0.1", mosquitto.port, str(tmp_path / "outbox"),
+               registry=Registry(str(tmp_path / "reg.db")))
+    mosquitto.stop()
+    a.attach_spool(str(tmp_path / "spool"))
+    processes.append(spool_device(tmp_path, tmp_path / "spool", "A/spooled", "A/serial"))
+    serial_proc, serial_link = device(tmp_path, "A", "serial", "A/spooled")
+    processes.append(serial_proc)
+    a.attach("serial", serial_link)
+    running(a)
+    assert reports(processes[0], 1) == ["CALLED A/serial A/serial A/spooled"]
+    assert reports(serial_proc, 1) == ["CALLED A/spooled A/spooled A/serial"]
+    assert wait_for(lambda: a.stats["local"] >= 4)
+    assert a.stats["uplink"] == 0 and a.stats["spooled"] == 0 and a.stats["hellos"] == 2
+    rows = {r["node"]: r for r in a.registry.devices()}
+    assert rows["A/spooled"]["link"] == str(tmp_path / "spool") and rows["A/spooled"]["online"]
+    assert rows["A/spooled"]["services"] == {"thermo": "1.0"}
+
+
+FORGER = """
+import sys
+from spoolbus import wire
+from spoolbus.transport.spool import SpoolTransport
+link = SpoolTransport(sys.argv[1], "A/evil", gateway="A/_bridge")
+for i, src in enumerate(sys.argv[2:]):
+    link.send("A/sink", wire.encode(wire.Envelope(kind=wire.CAST, id=i + 1, src=src, dst="A/sink",
+                                                  method="s.m", version="1.0", body={"i": i})))
+"""
+
+
+def test_a_spool_process_cannot_speak_as_a_device_of_another_link(tmp_path):
+    a = Bridge("A", "127.0.0.1", free_port(), str(tmp_path / "outbox"))  # no broker: all is local
+    try:
+        a.attach_spool(str(tmp_path / "spool"))
+        a.attach_spool(str(tmp_path / "other"))
+        from spoolbus.transport.spool import SpoolTransport
+
+        SpoolTransport(str(tmp_path / "other"), "A/elsewhere")
+        sink = _Fake()
+        a.attach("sink", sink)
+        script = tmp_path / "forger.py"
+        script.write_text(textwrap.dedent(FORGER))
+        claims = ["A/sink", "A/elsewhere", "B/thermo", "A/ghost", "A/_bridge", "A/evil"]
+        subprocess.run([MICROPYTHON, str(script), str(tmp_path / "spool"), *claims], check=True, timeout=20,
+                       env=dict(os.environ, MICROPYPATH=f"{ROOT}/runtime:.frozen"))
+        a.step(0)
+        assert a.stats["spoofed"] == 5 and a.stats["local"] == 1
+        assert [wire.decode(m).src for m in sink.sent] == ["A/evil"]
+        assert a.online == {"evil"}
+    finally:
+        a.close()

@@ -3,6 +3,8 @@
 send puts into the destination's inbox (it waits there if that node is down); recv claims the oldest
 message of its own inbox and acks it as it hands it over: a node that dies before the hand-over gets
 the message again on restart, one that dies after has it, never both (docs/rpc.md).
+A node name may be "bridge/device" (its inbox is root/bridge~device); with a `gateway`, a message to a
+node that has no inbox under root goes to the gateway's inbox instead (a bridge: docs/mqtt.md).
 """
 
 import os
@@ -27,26 +29,45 @@ except AttributeError:  # CPython
         time.sleep(ms / 1000)
 
 
-def _valid_name(name):
-    """A node name is a plain directory name: letters, digits, '-', '_', '.', not starting with '.'."""
-    if type(name) is not str or not name or name[0] == "." or len(name) > 64:
+def _valid_part(part):
+    if not part or part[0] == "." or len(part) > 64:
         return False
-    for c in name:
+    for c in part:
         if not (c.isalpha() or c.isdigit() or c in "-_."):
             return False
     return True
+
+
+def _valid_name(name):
+    """A node name is "part" or "bridge/part"; a part has letters, digits, '-', '_', '.', no leading '.'."""
+    if type(name) is not str:
+        return False
+    i = name.find("/")
+    if i < 0:
+        return _valid_part(name)
+    return _valid_part(name[:i]) and _valid_part(name[i + 1:])
+
+
+def inbox_dir(name):
+    """The directory name of node `name`'s inbox: "bridge/device" -> "bridge~device"."""
+    return name.replace("/", "~")
 
 
 class SpoolTransport:
     """Node `name`'s link to the other nodes under `root`; each inbox holds at most `max_messages`.
 
     recv(timeout_ms) polls the inbox every `poll_ms` while it waits. Handles on other nodes' inboxes
-    are opened on first send and kept (at most `max_open`).
+    are opened on first send and kept (at most `max_open`). Without a `gateway`, a send to a node with
+    no inbox makes its inbox (the message waits for that node); with one, it goes to the gateway's.
     """
 
-    def __init__(self, root, name, max_messages=256, max_bytes=None, durable=False, poll_ms=1, max_open=8):
+    def __init__(self, root, name, max_messages=256, max_bytes=None, durable=False, poll_ms=1, max_open=8,
+                 gateway=None):
         if not _valid_name(name):
-            raise errors.SpoolError("node name %r must be letters, digits, '-', '_', '.'" % (name,))
+            raise errors.SpoolError("node name %r must be [bridge/]name of letters, digits, '-', '_', '.'"
+                                    % (name,))
+        if gateway is not None and not _valid_name(gateway):
+            raise errors.SpoolError("gateway %r is not a node name" % (gateway,))
         root = root.rstrip("/")
         try:
             os.mkdir(root)
@@ -57,23 +78,37 @@ class SpoolTransport:
         self._limits = (max_messages, max_bytes, durable)
         self._poll_ms = poll_ms
         self._max_open = max_open
-        self._inbox = Spool(root + "/" + name, max_messages, max_bytes, durable)
+        self.gateway = gateway
+        self._inbox = Spool(root + "/" + inbox_dir(name), max_messages, max_bytes, durable)
         self._out = {name: self._inbox}
 
     def send(self, dst, data):
-        """Put `data` into dst's inbox; SpoolFull if it is full, SpoolError for a name that is no node's."""
+        """Put `data` into dst's inbox (or the gateway's); SpoolFull if full, SpoolError for a bad name."""
         sp = self._out.get(dst)
         if sp is None:
             if not _valid_name(dst):
                 raise errors.SpoolError("cannot send to %r: not a node name" % (dst,))
+            if self.gateway is not None and not self.has_inbox(dst):
+                dst = self.gateway  # not cached under dst: its inbox may appear later
+                sp = self._out.get(dst)
+        if sp is None:
             if len(self._out) > self._max_open:
                 for other in self._out:
                     if other != self.name:
                         self._out.pop(other).close()
                         break
-            sp = Spool(self.root + "/" + dst, *self._limits)
+            sp = Spool(self.root + "/" + inbox_dir(dst), *self._limits)
             self._out[dst] = sp
         sp.put(data)
+
+    def has_inbox(self, name):
+        """Whether node `name` has an inbox directory under root."""
+        if not _valid_name(name):
+            return False
+        try:
+            return bool(os.stat(self.root + "/" + inbox_dir(name))[0] & 0x4000)
+        except OSError:
+            return False
 
     def recv(self, timeout_ms=0):
         """The oldest message in this node's inbox (acked: now the caller's), or None after timeout_ms."""
@@ -89,11 +124,12 @@ class SpoolTransport:
         return got[1]
 
     def peers(self):
-        """Names of the other nodes that have an inbox under root."""
+        """Names of the other nodes that have an inbox under root ("bridge/device" for bridge~device)."""
         out = []
         for entry in os.listdir(self.root):
-            if entry != self.name and _valid_name(entry) and os.stat(self.root + "/" + entry)[0] & 0x4000:
-                out.append(entry)
+            name = entry.replace("~", "/")
+            if name != self.name and _valid_name(name) and self.has_inbox(name):
+                out.append(name)
         return out
 
     def close(self):
