@@ -189,6 +189,21 @@ if _b:micropython.kbd_intr(3)
 """
 
 
+_AGENT_SHA = hashlib.sha256(AGENT.encode()).hexdigest()
+AGENT_FILE = f".sbd-{_AGENT_SHA[:8]}.py"
+# Runs the agent copy an earlier deploy left on the board, if it is whole (its sha256 matches).
+_BOOTSTRAP = """import hashlib,binascii
+try:
+ f=open(%r,'rb')
+ s=f.read()
+ f.close()
+except OSError:
+ s=b''
+if binascii.hexlify(hashlib.sha256(s).digest())==%r:exec(s)
+else:print('SBD-NONE')
+"""
+
+
 class DeployError(Exception):
     """A deploy that could not be done; the message says what to do. The board still runs its old tree."""
 
@@ -326,10 +341,13 @@ def parse_manifest(data: bytes) -> dict[str, str]:
 class Agent:
     """The deploy agent running in the board's raw REPL, reached through mpremote's serial transport."""
 
-    def __init__(self, port: str, baudrate: int = 115200, connect_timeout: float = 5.0):
+    def __init__(self, port: str, baudrate: int = 115200, connect_timeout: float = 5.0, root: str = ""):
+        """`root`: the deploy root on the board, where a copy of the agent is kept between deploys."""
         from mpremote.transport_serial import SerialTransport
 
         self.port = port
+        self.cached = f"{root.rstrip('/') + '/' if root else ''}app/{AGENT_FILE}"
+        self.from_cache = False
         try:
             # A read timeout: mpremote reads a pty byte by byte and would wait forever on a silent one.
             self.transport = SerialTransport(port, baudrate=baudrate, timeout=1)
@@ -346,14 +364,20 @@ class Agent:
     def _start(self, timeout: float) -> None:
         try:
             self._enter_raw_repl(timeout)
-            self.transport.exec_raw_no_follow(AGENT)
+            # The copy an earlier deploy left on the board: a few dozen bytes to paste instead of ~4 KB.
+            self.transport.exec_raw_no_follow(_BOOTSTRAP % (self.cached, _AGENT_SHA.encode()))
+            self.serial.timeout = _LINE_TIMEOUT
+            hello = self._line()
+            self.from_cache = hello != "SBD-NONE"
+            if not self.from_cache:
+                self.transport.follow(timeout=_LINE_TIMEOUT)
+                self.transport.exec_raw_no_follow(AGENT)
+                hello = self._line()
         except (TransportError, serial.SerialException, OSError) as e:
             raise DeployError(
                 f"no MicroPython REPL answered on {self.port} ({e}): is the board on this port, powered, "
                 "and running MicroPython? (flash it with `spoolbus flash`)"
             ) from None
-        self.serial.timeout = _LINE_TIMEOUT
-        hello = self._line()
         while not hello.startswith("SBD "):
             hello = self._line()
         _, mpy, deflate, binary, self.platform = hello.split(" ", 4)
@@ -455,6 +479,12 @@ class Agent:
         if sha != hashlib.sha256(data).hexdigest():
             raise DeployError(f"{path} arrived corrupted on {self.port} (hash {sha}); deploy again")
 
+    def keep_copy(self) -> None:
+        """Leave the agent on the board (under the deploy root) for the next deploy to start from."""
+        if not self.from_cache:
+            self.put(self.cached + ".new", AGENT.encode())
+            self.request(f"N {self.cached}.new {self.cached}")
+
     def close(self, reset: bool = True) -> None:
         """Leave the agent and the raw REPL; with reset, soft-reset so the board boots its (new) tree."""
         try:
@@ -483,7 +513,8 @@ def deploy(
     started = time.monotonic()
     tool = find_mpy_cross(mpy_cross)
     b = build(Path(app), tool, runtime)
-    agent = Agent(port, baudrate=baudrate)
+    r = root.rstrip("/") + "/" if root else ""
+    agent = Agent(port, baudrate=baudrate, root=r)
     try:
         expected = mpy_cross_version(tool)
         if agent.mpy_version and agent.mpy_version != expected:
@@ -491,7 +522,8 @@ def deploy(
                 f"the board on {port} loads .mpy version {agent.mpy_version} but {tool} emits version "
                 f"{expected}: use the mpy-cross of the board's MicroPython release (--mpy-cross)"
             )
-        report = _sync(agent, b, root.rstrip("/") + "/" if root else "", progress)
+        agent.keep_copy()  # before the switch: if it fails, the old tree still runs (as DeployError says)
+        report = _sync(agent, b, r, progress)
         report.bytes_sent = agent.bytes_sent
         report.seconds = time.monotonic() - started
         agent.close(reset=reset)
@@ -565,7 +597,7 @@ def _sync(agent: Agent, b: Build, r: str, progress: Progress | None) -> Report:
     agent.put(f"{r}app/current.new", stage_dir.encode())
     agent.request(f"N {r}app/current.new {r}app/current")
     for name in agent.request(f"L {r}app").split():
-        if name not in (stage_dir, "current"):
+        if name not in (stage_dir, "current", AGENT_FILE):
             agent.request(f"X {r}app/{name}")
             report.removed += 1
     if progress:

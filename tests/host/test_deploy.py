@@ -108,7 +108,21 @@ def test_deploy_runs_the_new_code_and_a_no_change_redeploy_copies_nothing(tmp_pa
     assert second.sent == 1 and second.local_copies == len(build.files) - 1
     assert second.previous_id == build.tree_id
     assert _running(board, 2)
-    assert sorted(p.name for p in (board.flash / "app").iterdir()) == sorted(["current", second.tree_id])
+    # The old tree is gone; the deploy agent keeps a copy of itself for the next deploy.
+    assert sorted(p.name for p in (board.flash / "app").iterdir()) == sorted(
+        ["current", second.tree_id, dp.AGENT_FILE])
+
+
+def test_a_damaged_copy_of_the_agent_on_the_board_is_not_run_but_replaced(tmp_path, board, runtime):
+    app = _app(tmp_path, 1)
+    dp.deploy(board.port, app, runtime=runtime)
+    cached = board.flash / "app" / dp.AGENT_FILE
+    assert cached.read_bytes() == dp.AGENT.encode()
+    cached.write_bytes(dp.AGENT.encode()[:-200] + b"raise SystemExit\n")  # a torn or tampered copy
+    (app / "version.py").write_text("V = 2\n")
+    second = dp.deploy(board.port, app, runtime=runtime)
+    assert second.sent == 1 and _running(board, 2)
+    assert cached.read_bytes() == dp.AGENT.encode()
 
 
 def test_a_damaged_running_tree_is_found_and_rebuilt_beside_it(tmp_path, board, runtime):
