@@ -1,7 +1,9 @@
-"""`spoolbus bridge NAME --serial DEVICE=PORT ...`: run a bridge until Ctrl-C or SIGTERM.
+"""`spoolbus bridge [NAME] [--config FILE.toml] [--serial DEVICE=PORT] [--spool DIR] ...`: run a bridge.
 
-Each --serial attaches the device on a serial port (any pyserial URL) as node NAME/DEVICE. Log lines go
-to stderr; at exit the counters are printed (as JSON with --json).
+Each --serial attaches the device on a serial port (any pyserial URL) as node NAME/DEVICE; each --spool
+a spool directory whose NAME/DEVICE inboxes are devices. The settings come from the TOML file
+(bridge_config.py), flags over it. Runs until Ctrl-C or SIGTERM; log lines go to stderr; at exit the
+counters are printed (as JSON with --json).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -16,50 +19,91 @@ import threading
 import serial
 from spoolbus import errors
 
-from spoolbus_host import mqtt_cli
+from spoolbus_host import bridge_config, mqtt_cli
 from spoolbus_host.bridge import Bridge
+from spoolbus_host.bridge_config import BridgeConfig, SerialDevice
 from spoolbus_host.registry import Registry
 from spoolbus_host.serialport import connect
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bridge", help="join the devices on this host's serial ports to the MQTT broker")
-    p.add_argument("name", help="the bridge's name: its devices become NAME/DEVICE on the broker")
+    p = sub.add_parser("bridge", help="join this host's devices (serial ports, spools) to the MQTT broker")
+    p.add_argument("name", nargs="?", help="the bridge's name: its devices become NAME/DEVICE on the broker")
+    p.add_argument("--config", metavar="FILE.toml",
+                   help="settings file (docs/operations.md); flags override it")
     p.add_argument("--serial", action="append", default=[], metavar="DEVICE=PORT",
                    help="a device on a serial port (path or pyserial URL); repeat for more")
-    p.add_argument("--outbox", required=True,
-                   help="spool directory for messages held while the uplink is down")
-    p.add_argument("--baudrate", type=int, default=115200)
+    p.add_argument("--spool", action="append", default=[], metavar="DIR",
+                   help="a spool directory of devices (SpoolTransport with gateway NAME/_bridge); repeatable")
+    p.add_argument("--outbox", help="spool directory for messages held while the uplink is down")
+    p.add_argument("--baudrate", type=int, help="of the serial ports (default 115200)")
     p.add_argument("--registry", help="SQLite file of the devices seen (read it with `spoolbus devices`)")
     mqtt_cli.add_broker_options(p)
-    p.set_defaults(run=run)
+    p.add_argument("--tls-cert", help="client certificate file for the broker (with --tls-key)")
+    p.add_argument("--tls-key", help="private key file of --tls-cert")
+    # None: not given, so the file (then the environment, then the built-in default) decides.
+    p.set_defaults(run=run, broker=None, prefix=None, password=None)
+
+
+def settings(args: argparse.Namespace) -> BridgeConfig:
+    """The file's settings with the flags over them; ValueError (BridgeConfigError) naming what is wrong."""
+    cfg = bridge_config.load(args.config) if args.config else BridgeConfig()
+    for key in ("name", "broker", "prefix", "user", "password", "outbox", "registry", "baudrate"):
+        if getattr(args, key) is not None:
+            setattr(cfg, key, getattr(args, key))
+    for flag, key in (("ca", "ca"), ("tls_cert", "cert"), ("tls_key", "key")):
+        if getattr(args, flag):
+            cfg.tls[key] = getattr(args, flag)
+    for spec in args.serial:
+        device, _, port = spec.partition("=")
+        if not device or not port:
+            raise ValueError(f"--serial {spec!r}: expected DEVICE=PORT, e.g. --serial sensor=/dev/ttyUSB0")
+        cfg.serial[device] = SerialDevice(port)
+    cfg.spools += args.spool
+    cfg.broker = cfg.broker or os.environ.get("SPOOLBUS_BROKER", "127.0.0.1:1883")
+    cfg.prefix = cfg.prefix or "spoolbus"
+    cfg.password = cfg.password or os.environ.get("SPOOLBUS_BROKER_PASSWORD")
+    if not cfg.name:
+        raise ValueError("no bridge name: give NAME, or name = \"gw1\" in the --config file")
+    if not cfg.outbox:
+        raise ValueError("no outbox: give --outbox DIR, or outbox = \"/var/lib/spoolbus/outbox\" in the file")
+    if not cfg.serial and not cfg.spools:
+        raise ValueError("no devices: expected --serial DEVICE=PORT or --spool DIR at least once "
+                         "(or [serial] / spools in the --config file)")
+    if ("cert" in cfg.tls) != ("key" in cfg.tls):
+        raise ValueError("a client certificate needs both --tls-cert and --tls-key (tls.cert and tls.key)")
+    return cfg
 
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     try:
-        host, port = mqtt_cli.broker_address(args.broker)
-        devices = [spec.partition("=")[::2] for spec in args.serial]
-        bad = [spec for spec, (d, p) in zip(args.serial, devices, strict=True) if not d or not p]
-        if bad or not devices:
-            raise ValueError(f"expected --serial DEVICE=PORT at least once, got {bad or 'none'}")
-        bridge = Bridge(args.name, host, port, args.outbox, prefix=args.prefix, user=args.user,
-                        password=args.password, tls={"ca_certs": args.ca} if args.ca else None,
-                        registry=Registry(args.registry) if args.registry else None)
+        cfg = settings(args)
+        host, port = mqtt_cli.broker_address(cfg.broker)
+        tls = {k: cfg.tls[t] for k, t in (("ca_certs", "ca"), ("certfile", "cert"), ("keyfile", "key"))
+               if t in cfg.tls} or None
+        bridge = Bridge(cfg.name, host, port, cfg.outbox, prefix=cfg.prefix, user=cfg.user,
+                        password=cfg.password, tls=tls,
+                        registry=Registry(cfg.registry) if cfg.registry else None,
+                        keys={f"{cfg.name}/{d}": k for d, k in cfg.keys.items()})
     except (ValueError, errors.SpoolbusError) as e:
         print(f"spoolbus bridge: {e}", file=sys.stderr)
         return 2
     try:
-        for device, url in devices:
-            bridge.attach(device, connect(url, name=args.name, baudrate=args.baudrate), where=url)
-    except (ValueError, serial.SerialException) as e:
+        for device, dev in cfg.serial.items():
+            baudrate = dev.baudrate or cfg.baudrate or 115200
+            bridge.attach(device, connect(dev.port, name=cfg.name, baudrate=baudrate), where=dev.port)
+        for root in cfg.spools:
+            bridge.attach_spool(root)
+    except (ValueError, serial.SerialException, errors.SpoolbusError) as e:
         print(f"spoolbus bridge: {e}", file=sys.stderr)
         bridge.close()
         return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, lambda *a: stop.set())
-    logging.info("bridge %s: %d device(s) on %s:%d", args.name, len(devices), host, port)
+    logging.info("bridge %s: %d serial device(s), %d spool(s) on %s:%d", cfg.name, len(cfg.serial),
+                 len(cfg.spools), host, port)
     bridge.run(stop)
     bridge.close()
     counters = dict(bridge.stats)

@@ -1,0 +1,143 @@
+"""The settings of `spoolbus bridge`: a TOML file (examples/bridge.toml), then flags over it.
+
+load() checks every key and type; a mistake raises BridgeConfigError naming the file, the key and what
+to write instead, before the bridge touches the broker or a device. docs/operations.md has the format.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10 has no tomllib; tomli is the same parser (a conditional dependency)
+    import tomli as tomllib
+
+_HEX = re.compile(r"^([0-9a-fA-F]{2})+$")
+_TLS_KEYS = ("ca", "cert", "key")
+
+
+class BridgeConfigError(ValueError):
+    """A bridge configuration file that is missing, unreadable, or has a wrong key or value."""
+
+
+@dataclass
+class SerialDevice:
+    port: str
+    baudrate: int | None = None  # None: the bridge's default baudrate
+
+
+@dataclass
+class BridgeConfig:
+    """Every setting of one bridge; None (or empty) where neither the file nor a flag said."""
+
+    name: str | None = None
+    broker: str | None = None
+    prefix: str | None = None
+    user: str | None = None
+    password: str | None = None
+    tls: dict[str, str] = field(default_factory=dict)  # ca, cert, key: file paths
+    outbox: str | None = None
+    registry: str | None = None
+    baudrate: int | None = None
+    serial: dict[str, SerialDevice] = field(default_factory=dict)
+    spools: list[str] = field(default_factory=list)
+    keys: dict[str, bytes] = field(default_factory=dict)  # device name -> signing key
+
+
+_EXAMPLES = {
+    "name": 'name = "gw1"',
+    "broker": 'broker = "mqtt.plant:8883"',
+    "prefix": 'prefix = "spoolbus"',
+    "user": 'user = "gw1"',
+    "password": 'password = "..."',
+    "outbox": 'outbox = "/var/lib/spoolbus/outbox"',
+    "registry": 'registry = "/var/lib/spoolbus/devices.db"',
+    "baudrate": "baudrate = 115200",
+    "spools": 'spools = ["/run/spoolbus/board"]',
+    "tls": '[tls] with ca = "/etc/spoolbus/ca.crt" (and cert, key for a client certificate)',
+    "serial": '[serial] with sensor = "/dev/ttyUSB0" or sensor = { port = "/dev/ttyUSB0", baudrate = 9600 }',
+    "keys": '[keys] with sensor = "<hex>" or sensor = { file = "/etc/spoolbus/keys/sensor.key" }',
+}
+
+
+def load(path: str | Path) -> BridgeConfig:
+    """The bridge settings in TOML file `path`, checked."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except OSError as e:
+        raise BridgeConfigError(f"{path}: cannot read the bridge configuration: {e.strerror}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise BridgeConfigError(f"{path}: not valid TOML: {e}") from None
+    cfg = BridgeConfig()
+    for key, value in data.items():
+        if key not in _EXAMPLES:
+            raise BridgeConfigError(f"{path}: unknown key {key!r}; the keys are {', '.join(_EXAMPLES)}")
+        if key in ("name", "broker", "prefix", "user", "password", "outbox", "registry"):
+            setattr(cfg, key, _typed(path, key, value, str))
+        elif key == "baudrate":
+            cfg.baudrate = _typed(path, key, value, int)
+        elif key == "spools":
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise _wrong(path, key, value)
+            cfg.spools = list(value)
+        elif key == "tls":
+            for k, v in _table(path, key, value).items():
+                if k not in _TLS_KEYS:
+                    raise BridgeConfigError(f"{path}: unknown key 'tls.{k}'; the keys are ca, cert, key")
+                cfg.tls[k] = _typed(path, f"tls.{k}", v, str, 'a file path, e.g. "/etc/spoolbus/ca.crt"')
+        elif key == "serial":
+            cfg.serial = {d: _serial(path, d, v) for d, v in _table(path, key, value).items()}
+        else:
+            cfg.keys = {d: _key(path, d, v) for d, v in _table(path, key, value).items()}
+    return cfg
+
+
+def _wrong(path: Path, key: str, value: object, example: str | None = None) -> BridgeConfigError:
+    example = example or _EXAMPLES[key.partition(".")[0]]
+    return BridgeConfigError(f"{path}: {key} = {value!r} is not valid; write {example}")
+
+
+def _typed(path: Path, key: str, value: object, kind: type, example: str | None = None) -> object:
+    if type(value) is not kind:
+        raise _wrong(path, key, value, example)
+    return value
+
+
+def _table(path: Path, key: str, value: object) -> dict:
+    if not isinstance(value, dict):
+        raise _wrong(path, key, value)
+    return value
+
+
+def _serial(path: Path, device: str, value: object) -> SerialDevice:
+    example = f'{device} = "/dev/ttyUSB0" or {device} = {{ port = "/dev/ttyUSB0", baudrate = 115200 }}'
+    if isinstance(value, str):
+        return SerialDevice(value)
+    if not (isinstance(value, dict) and isinstance(value.get("port"), str)
+            and set(value) <= {"port", "baudrate"}):
+        raise _wrong(path, f"serial.{device}", value, example)
+    baudrate = value.get("baudrate")
+    if baudrate is not None and type(baudrate) is not int:
+        raise _wrong(path, f"serial.{device}.baudrate", baudrate, "baudrate = 115200")
+    return SerialDevice(value["port"], baudrate)
+
+
+def _key(path: Path, device: str, value: object) -> bytes:
+    example = f'{device} = "<hex: an even number of digits>" or {device} = {{ file = "/etc/{device}.key" }}'
+    if isinstance(value, str) and _HEX.match(value):
+        return bytes.fromhex(value)
+    if isinstance(value, dict) and set(value) == {"file"} and isinstance(value["file"], str):
+        try:
+            key = Path(value["file"]).read_bytes()
+        except OSError as e:
+            raise BridgeConfigError(f"{path}: keys.{device}: cannot read {value['file']}: {e.strerror}") \
+                from None
+        if not key:
+            raise BridgeConfigError(f"{path}: keys.{device}: {value['file']} is empty")
+        return key
+    raise _wrong(path, f"keys.{device}", value, example)
