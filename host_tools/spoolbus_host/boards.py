@@ -1,7 +1,7 @@
 """Board profiles: what `boards/NAME.toml` says about a board, loaded and checked.
 
-A profile names the MicroPython port and firmware build, how a test starts the board and finds its
-serial line, the serial link settings and the heap budget. Errors name the file, key and fix.
+A profile names the MicroPython port and firmware build, the filesystem, how a test starts the board
+and finds its serial line, the serial link settings and the heap budget. Errors name the file, key and fix.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 BOARDS_DIR = ROOT / "boards"
 BUILDABLE_PORTS = ("unix", "qemu")  # ports firmware.py builds; other boards are flashed from elsewhere
 CONSOLES = ("stdio-pty", "qemu-pty")
+# What the spool and the locks run on: docs/spool-format.md says what each one guarantees.
+FILESYSTEMS = ("littlefs", "fat", "posix")
 
 
 class BoardProfileError(ValueError):
@@ -31,6 +33,7 @@ class BoardProfile:
     name: str
     description: str
     port: str
+    filesystem: str
     micropython: str  # "" for a board that runs no MicroPython firmware (a Linux host)
     mp_board: str | None
     artifact: str
@@ -99,6 +102,9 @@ def _profile(data: dict[str, Any], path: Path) -> BoardProfile:
     if name != path.stem:
         raise BoardProfileError(f"{path}: name {name!r} must match the file name {path.stem!r}")
     port = get(None, "port", str)
+    filesystem = get(None, "filesystem", str)
+    if filesystem not in FILESYSTEMS:
+        raise BoardProfileError(f"{path}: filesystem {filesystem!r} is not one of {', '.join(FILESYSTEMS)}")
     console = None
     command: list[str] = []
     if "run" in data:
@@ -123,6 +129,7 @@ def _profile(data: dict[str, Any], path: Path) -> BoardProfile:
         name=name,
         description=get(None, "description", str, ""),
         port=port,
+        filesystem=filesystem,
         micropython=get("firmware", "micropython", str, "" if "firmware" not in data else ...),
         mp_board=mp_board,
         artifact=get("firmware", "artifact", str, "" if "firmware" not in data else ...),

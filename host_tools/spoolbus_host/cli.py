@@ -14,7 +14,7 @@ import spoolbus
 
 # Modules of spoolbus_host that contribute a subcommand, in the order `--help` lists them.
 COMMAND_MODULES = ("demo", "firmware_cmd", "deploy_cmd", "flash_cmd", "spool_cmd", "call_cmd", "monitor_cmd",
-                   "bridge_cmd", "registry")
+                   "bridge_cmd", "registry", "boards_cmd")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ from spoolbus_host import boards
 GOOD = """
 name = "{name}"
 port = "unix"
+filesystem = "posix"
 [firmware]
 micropython = "1.25.0"
 artifact = "micropython"
@@ -59,6 +60,7 @@ def test_a_good_profile_file_loads(tmp_path):
         (('"{firmware}", ', ""), "run.command must contain {firmware}"),
         (('port = "unix"', 'port = "esp32"'), "[run] needs firmware built here"),
         (("[memory]", "[memory"), "not valid TOML"),
+        (('filesystem = "posix"', 'filesystem = "ntfs"'), "'ntfs' is not one of littlefs, fat, posix"),
     ],
 )
 def test_a_broken_profile_is_refused_with_the_file_and_the_key(tmp_path, change, message):
@@ -94,3 +96,59 @@ def test_build_firmware_cli_second_run_is_a_cache_hit():
     result = json.loads(second.stdout)
     assert result["cached"] is True and result["firmware"] == json.loads(first.stdout)["firmware"]
     assert time.monotonic() - started < 10
+
+
+def _boards(*args):
+    return subprocess.run([sys.executable, "-m", "spoolbus_host.cli", "boards", *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_boards_command_lists_every_profile_with_its_filesystem_and_methods():
+    out = _boards()
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == boards.available()
+    assert "esp32            esp32  littlefs   esptool  micropython" in out.stdout
+    listed = {b["name"]: b for b in json.loads(_boards("--json").stdout)}
+    assert listed["raspberry-pi"]["deploy"]["method"] == "linux-service"
+    assert listed["qemu-mps2-an385"]["flash"]["method"] == "qemu" and listed["qemu-mps2-an385"]["simulated"]
+    one = json.loads(_boards("rp2-pico", "--json").stdout)
+    assert one["flash"] == {"method": "uf2", "family_id": 0xE48BFF56, "drive_label": "RPI-RP2"}
+    unknown = _boards("no-such-board")
+    assert unknown.returncode == 2 and "known boards are" in unknown.stderr
+
+
+def test_boards_command_shows_a_broken_profile_with_the_reason_and_fails(tmp_path, monkeypatch, capsys):
+    from spoolbus_host import boards_cmd, cli
+
+    monkeypatch.setattr(boards, "BOARDS_DIR", tmp_path)
+    _profile(tmp_path, GOOD, "good")
+    typo = GOOD.format(name="typo") + '[flash]\nmethod = "esptool"\nchip = "esp32"\n'
+    (tmp_path / "typo.toml").write_text(typo)
+    assert cli.main(["boards"]) == 1
+    out = capsys.readouterr().out
+    assert "good             unix   posix      none" in out
+    assert "typo             INVALID: " in out and "flash method 'esptool' needs flash.offset" in out
+    assert boards_cmd.describe("good")["deploy"] == {"method": "micropython"}
+
+
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        ('[flash]\nmethod = "dfu"\n', "flash.method 'dfu' is not one of esptool, uf2, qemu, none"),
+        ('[flash]\nmethod = "uf2"\nfamily_id = 1\n', "flash method 'uf2' needs flash.drive_label"),
+        ('[flash]\nmethod = "esptool"\nchip = "esp32"\noffset = "0x1000"\n',
+         "flash.offset must be of type int, not str"),
+        ('[deploy]\nroot = "/flash"\nbaud = 1\n', "deploy.baud is not a setting of deploy method"),
+        ("deploy = 3\n", "[deploy] must be a table"),
+    ],
+)
+def test_deploy_and_flash_settings_of_a_profile_are_checked(tmp_path, table, message):
+    from spoolbus_host import board_profiles
+
+    text = GOOD.format(name="b")
+    text = table + text if table.startswith("deploy") else text + table
+    (tmp_path / "b.toml").write_text(text)
+    with pytest.raises(board_profiles.ProfileError) as e:
+        board_profiles.read("b", tmp_path)
+    assert message in str(e.value) and "b.toml" in str(e.value)
