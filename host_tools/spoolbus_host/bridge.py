@@ -4,7 +4,9 @@ Each device on a link is the node <bridge>/<device>: what it sends must carry th
 device speaks only as itself), goes straight to another local device when the destination is on this
 bridge (broker up or down), else to the destination's inbox on the broker, through a spool outbox in
 order while the uplink is down. Inbox messages are acknowledged to the broker only once written to the
-device's link. Presence: retained status per device, and the bridge's own with the broker's last will.
+device's link or, when the link cannot take them (down, full), held in a spool <outbox>.held/<device>
+and written from there, in order, when it can: an acknowledged message is never lost. Presence:
+retained status per device, and the bridge's own with the broker's last will.
 
 A spool directory is one link with many devices: the bridge is node <bridge>/_bridge there, its devices
 are the <bridge>/<device> nodes with an inbox in it and send what leaves the spool to the bridge's inbox
@@ -15,6 +17,7 @@ from it may speak as any device of that spool, never as a device of another link
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -33,6 +36,9 @@ from spoolbus_host.registry import Registry
 log = logging.getLogger("spoolbus.bridge")
 
 BRIDGE_NODE = "_bridge"  # the device name under which the bridge publishes its own status
+BUDGET = 16  # messages read from one link per pass: a flooding device cannot starve the others
+RETRY_S = 0.2  # how soon a link that could not take a message is tried again
+THROTTLE_LOG_S = 60.0  # at most one "throttled" log line per link per minute
 
 
 class Link(Protocol):
@@ -79,6 +85,15 @@ class Bridge:
         self.stats: Counter[str] = Counter()
         self.outbox = Spool(outbox, max_messages=outbox_messages)
         self.backlog = len(self.outbox)  # messages in the outbox, kept here: len(Spool) lists directories
+        self._held_root = outbox.rstrip("/") + ".held"
+        os.makedirs(self._held_root, exist_ok=True)
+        self._held: dict[str, Spool] = {}  # device -> inbox messages its link could not take yet
+        self.held: Counter[str] = Counter()  # how many wait there, per device
+        for device in os.listdir(self._held_root):  # left by a previous bridge process
+            self._held[device] = Spool(f"{self._held_root}/{device}")
+            self.held[device] = len(self._held[device])
+        self._retry_at: dict[str, float] = {}
+        self._throttle_logged: dict[str, float] = {}
         self._incoming: queue.Queue[paho.MQTTMessage] = queue.Queue()
         self._up = threading.Event()
         self._status = base_topic(prefix, name, BRIDGE_NODE) + "/status"
@@ -138,6 +153,7 @@ class Bridge:
         for spool in self.spools:
             moved += self._from_spool(spool)
         moved += self._from_broker()
+        moved += self._flush_held()
         moved += self._flush_outbox()
         if not moved:
             time.sleep(timeout_ms / 1000)
@@ -170,12 +186,14 @@ class Bridge:
         for spool in self.spools:
             spool.close()
         self.outbox.close()
+        for spool in self._held.values():
+            spool.close()
 
     # --------------------------------------------------------------- internals
 
     def _from_link(self, device: str, link: Link) -> int:
         moved = 0
-        for _ in range(16):  # a flooding device cannot starve the others
+        for _ in range(BUDGET):
             try:
                 data = link.recv(0)
             except errors.LinkError as e:  # reset or down: the device comes back by itself
@@ -189,12 +207,22 @@ class Bridge:
                 self.registry.seen(f"{self.name}/{device}")
             self._route(device, bytes(data))
             moved += 1
+        self._throttled(f"{self.name}/{device}")
         return moved
+
+    def _throttled(self, who: str) -> None:
+        """`who` used up its budget this pass: the rest waits on its link (in order) for the next."""
+        self.stats["throttled"] += 1
+        now = time.monotonic()
+        if now - self._throttle_logged.get(who, -THROTTLE_LOG_S) >= THROTTLE_LOG_S:
+            self._throttle_logged[who] = now
+            log.warning("%s: sends more than %d messages a pass: throttled (logged once a minute)",
+                        who, BUDGET)
 
     def _from_spool(self, spool: SpoolTransport) -> int:
         """What the devices of one spool sent out of it; each may speak only as a device of that spool."""
         moved = 0
-        for _ in range(16):
+        for _ in range(BUDGET):
             data = spool.recv(0)
             if data is None:
                 return moved
@@ -213,6 +241,7 @@ class Bridge:
             if self.registry:
                 self.registry.seen(env.src)
             self._forward(device, env, data)
+        self._throttled(spool.root)
         return moved
 
     def _decode(self, who: str, data: bytes) -> wire.Envelope | None:
@@ -280,14 +309,80 @@ class Bridge:
                 msg = self._incoming.get_nowait()
             except queue.Empty:
                 return moved
-            device = msg.topic.split("/")[-2]
-            link = self._link(device)
-            if link is None or len(msg.payload) > self.max_message:
-                self.stats["unroutable_in"] += 1
-                log.warning("%s: message on %s dropped (no such device or too large)", self.name, msg.topic)
-            elif self._deliver(device, msg.payload):
+            if self._to_device(msg.topic, msg.payload):
+                self.client.ack(msg.mid, msg.qos)
                 moved += 1
-            self.client.ack(msg.mid, msg.qos)
+
+    def _to_device(self, topic: str, payload: bytes) -> bool:
+        """Write one inbox message from the broker to its device; True once the broker may forget it."""
+        inbox = f"{self.prefix}/{self.name}/"
+        ours = topic.startswith(inbox) and topic.endswith("/inbox")
+        device = topic[len(inbox):-len("/inbox")] if ours else ""
+        if not device or "/" in device:
+            self.stats["bad_topic"] += 1
+            log.warning("%s: message on %r dropped: not %s<device>/inbox", self.name, topic, inbox)
+            return True
+        if len(payload) > self.max_message:
+            self.stats["oversized_in"] += 1
+            log.warning("%s: message on %s dropped: %d bytes, more than %d", self.name, topic, len(payload),
+                        self.max_message)
+            return True
+        try:
+            wire.decode(payload, max_size=self.max_message)
+        except errors.UnsupportedWireVersion:
+            pass  # the device's node answers it with the versions it supports
+        except errors.DecodeError as e:
+            self.stats["malformed_in"] += 1
+            log.warning("%s: malformed message on %s dropped: %s", self.name, topic, e)
+            return True
+        if self._link(device) is None:
+            self.stats["unroutable_in"] += 1
+            log.warning("%s: message on %s dropped: no such device on this bridge", self.name, topic)
+            return True
+        if not self.held[device] and self._deliver(device, payload):
+            return True
+        return self._hold(device, payload)
+
+    def _hold(self, device: str, data: bytes) -> bool:
+        """Keep `data` until `device`'s link takes it; False (not acked: the broker keeps it) if full."""
+        spool = self._held.get(device)
+        try:
+            if spool is None:
+                spool = self._held[device] = Spool(f"{self._held_root}/{device}", max_messages=1000)
+            spool.put(data)
+        except errors.SpoolError as e:
+            self.stats["held_full"] += 1
+            log.warning("%s/%s: cannot hold a message for the device (%s): left unacknowledged at the broker",
+                        self.name, device, e)
+            return False
+        if not self.held[device]:
+            self._retry_at[device] = time.monotonic() + RETRY_S
+        self.held[device] += 1
+        self.stats["held"] += 1
+        return True
+
+    def _flush_held(self) -> int:
+        """Write held messages, oldest first, to the links that can take them again."""
+        now = time.monotonic()
+        due = [d for d, n in self.held.items() if n and self._retry_at.get(d, 0) <= now]
+        return sum(self._deliver_held(device, now) for device in due)
+
+    def _deliver_held(self, device: str, now: float) -> int:
+        spool = self._held[device]
+        for moved in range(BUDGET):
+            got = spool.claim()
+            if got is None:
+                self.held[device] = 0
+                return moved
+            if self._link(device) is None:
+                self.stats["unroutable_in"] += 1  # no longer on this bridge (after a restart)
+            elif not self._deliver(device, got[1]):
+                spool.nack(got[0])
+                self._retry_at[device] = now + RETRY_S
+                return moved
+            spool.ack(got[0])
+            self.held[device] -= 1
+        return BUDGET
 
     def _deliver(self, device: str, data: bytes) -> bool:
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import subprocess
@@ -12,7 +13,7 @@ import time
 import pytest
 from mosquitto import Broker, free_port
 from mpproc import MICROPYTHON, ROOT
-from spoolbus import wire
+from spoolbus import errors, wire
 from spoolbus.transport.serial import SerialTransport
 from spoolbus_host.bridge import Bridge
 
@@ -236,7 +237,7 @@ def test_a_device_cannot_speak_as_another(tmp_path, mosquitto, running):
     a.close()
 
 
-def test_a_flooding_device_does_not_starve_the_others(tmp_path, mosquitto):
+def test_a_flooding_device_does_not_starve_the_others(tmp_path, mosquitto, caplog):
     a = Bridge("A", "127.0.0.1", mosquitto.port, str(tmp_path / "outbox"))
     flood, quiet, sink = _Fake(), _Fake(), _Fake()
     a.attach("flood", flood)
@@ -247,8 +248,13 @@ def test_a_flooding_device_does_not_starve_the_others(tmp_path, mosquitto):
     flood.inbox += [junk] * 5000
     quiet.inbox.append(wire.encode(wire.Envelope(kind=wire.CAST, id=1, src="A/quiet", dst="A/sink",
                                                  method="s.m", version="1.0", body={"hi": 1})))
-    a.step(0)
-    assert len(sink.sent) == 1 and len(flood.inbox) == 5000 - 16
+    with caplog.at_level(logging.WARNING, logger="spoolbus.bridge"):
+        a.step(0)
+        a.step(0)
+    assert len(sink.sent) == 1 and len(flood.inbox) == 5000 - 32
+    assert a.stats["throttled"] == 2  # once a pass, logged once a minute
+    assert [r.getMessage() for r in caplog.records if "throttled" in r.getMessage()] == [
+        "A/flood: sends more than 16 messages a pass: throttled (logged once a minute)"]
     a.close()
 
 
@@ -315,8 +321,11 @@ class _Fake:
     def __init__(self):
         self.inbox: list[bytes] = []
         self.sent: list[bytes] = []
+        self.down = False
 
     def send(self, dst, data):
+        if self.down:
+            raise errors.LinkDown("the test took the link down")
         self.sent.append(data)
 
     def recv(self, timeout_ms=0):
@@ -570,7 +579,7 @@ def test_a_spool_device_and_a_serial_device_talk_locally_with_the_broker_down(
 
 FORGER = """
 import sys
-from spoolbus import wire
+from spoolbus import errors, wire
 from spoolbus.transport.spool import SpoolTransport
 link = SpoolTransport(sys.argv[1], "A/evil", gateway="A/_bridge")
 for i, src in enumerate(sys.argv[2:]):
@@ -600,3 +609,77 @@ def test_a_spool_process_cannot_speak_as_a_device_of_another_link(tmp_path):
         assert a.online == {"evil"}
     finally:
         a.close()
+
+
+def cast(src: str, dst: str, i: int) -> bytes:
+    return wire.encode(wire.Envelope(kind=wire.CAST, id=i + 1, src=src, dst=dst, method="s.m", version="1.0",
+                                     body={"i": i}))
+
+
+def publisher(port: int):
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    pub = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    pub.connect("127.0.0.1", port)
+    pub.loop_start()
+    return pub
+
+
+def test_bad_input_from_the_broker_is_logged_counted_and_dropped(tmp_path, mosquitto, caplog):
+    a = Bridge("A", "127.0.0.1", mosquitto.port, str(tmp_path / "outbox"), max_message=1024)
+    dev = _Fake()
+    a.attach("dev", dev)
+    assert wait_for(lambda: a.uplink)
+    a.client.subscribe("spoolbus/A/+/junk", 1)  # as a session left from an older configuration would
+    pub = publisher(mosquitto.port)
+    with caplog.at_level(logging.WARNING, logger="spoolbus.bridge"):
+        for topic, payload in [("spoolbus/A/dev/inbox", b"\xffnot cbor"),
+                               ("spoolbus/A/dev/inbox", cast("B/x", "A/dev", 0) + b"\x00" * 2000),
+                               ("spoolbus/A//inbox", cast("B/x", "A/", 0)),
+                               ("spoolbus/A/dev/junk", cast("B/x", "A/dev", 0)),
+                               ("spoolbus/A/ghost/inbox", cast("B/x", "A/ghost", 0)),
+                               ("spoolbus/A/dev/inbox", cast("B/x", "A/dev", 7))]:
+            pub.publish(topic, payload, qos=1).wait_for_publish(5)
+        deadline = time.monotonic() + 10
+        while not dev.sent and time.monotonic() < deadline:
+            a.step(5)
+    pub.loop_stop()
+    a.close()
+    assert [wire.decode(m).body for m in dev.sent] == [{"i": 7}]  # the bridge kept serving
+    counts = {k: a.stats[k] for k in ("malformed_in", "oversized_in", "bad_topic", "unroutable_in")}
+    assert counts == {"malformed_in": 1, "oversized_in": 1, "bad_topic": 2, "unroutable_in": 1}
+    logged = " | ".join(r.getMessage() for r in caplog.records)
+    for says in ("malformed message on spoolbus/A/dev/inbox", "more than 1024", "'spoolbus/A//inbox' dropped",
+                 "'spoolbus/A/dev/junk' dropped: not spoolbus/A/<device>/inbox", "no such device"):
+        assert says in logged
+
+
+def test_a_message_the_link_cannot_take_is_held_and_written_when_it_can(tmp_path, mosquitto):
+    first = Bridge("A", "127.0.0.1", mosquitto.port, str(tmp_path / "outbox"))
+    dev = _Fake()
+    dev.down = True
+    first.attach("dev", dev)
+    assert wait_for(lambda: first.uplink)
+    pub = publisher(mosquitto.port)
+    for i in range(5):
+        pub.publish("spoolbus/A/dev/inbox", cast("B/x", "A/dev", i), qos=1).wait_for_publish(5)
+    deadline = time.monotonic() + 10
+    while first.held["dev"] < 5 and time.monotonic() < deadline:
+        first.step(5)
+    assert first.held["dev"] == 5 and first.stats["link_send_failed"] >= 1  # acked: now the bridge's
+    time.sleep(0.5)  # paho sends the PUBACKs (before that the broker would deliver again: QoS 1)
+    first.client.loop_stop()  # the bridge dies here; what it acknowledged is in <outbox>.held/dev
+    second = Bridge("A", "127.0.0.1", mosquitto.port, str(tmp_path / "outbox"))
+    second.attach("dev", dev)
+    try:
+        assert second.held["dev"] == 5
+        deadline = time.monotonic() + 10
+        while len(dev.sent) < 5 and time.monotonic() < deadline:
+            second.step(5)
+            dev.down = time.monotonic() < deadline - 9.5  # up again after half a second
+        assert [wire.decode(m).body["i"] for m in dev.sent] == list(range(5))  # each once, in order
+        assert second.held["dev"] == 0
+    finally:
+        pub.loop_stop()
+        second.close()
