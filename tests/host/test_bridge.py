@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import select
@@ -336,7 +337,6 @@ class _Fake:
 
 
 def test_spoolbus_bridge_command_serves_a_device_on_a_pty(tmp_path, mosquitto):
-    import json
     import signal
     import sys
     import tty
@@ -683,3 +683,101 @@ def test_a_message_the_link_cannot_take_is_held_and_written_when_it_can(tmp_path
     finally:
         pub.loop_stop()
         second.close()
+
+
+ACL = ROOT / "examples" / "mosquitto" / "spoolbus.acl"
+USERS = {"gw": "pgw", "A": "pa", "B": "pb", "host": "ph", "monitor": "pm"}
+
+
+def watcher(port: int, ca, topics: str = "spoolbus/#"):
+    """A plain paho subscriber (user monitor, TLS): returns (client, {topic: last payload})."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    last: dict[str, bytes] = {}
+    c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    c.username_pw_set("monitor", "pm")
+    c.tls_set(ca_certs=str(ca))
+    c.on_message = lambda cl, u, m: last.__setitem__(m.topic, m.payload)
+    c.connect("127.0.0.1", port)
+    c.subscribe(topics, 1)
+    c.loop_start()
+    return c, last
+
+
+def test_spoolbus_bridge_with_a_password_tls_and_the_example_acl(tmp_path, processes):
+    import signal
+    import sys
+
+    from mosquitto import make_certs
+
+    ca, cert, key = make_certs(tmp_path / "certs")
+    broker = Broker(tmp_path / "secure", users=USERS, tls=(ca, cert, key), extra=f"acl_file {ACL}").start()
+    conf = tmp_path / "bridge.toml"
+    conf.write_text(f'name = "gw"\nbroker = "127.0.0.1:{broker.port}"\nuser = "gw"\npassword = "pgw"\n'
+                    f'outbox = "{tmp_path / "outbox"}"\nspools = ["{tmp_path / "spool"}"]\n'
+                    f'[tls]\nca = "{ca}"\n')
+    bridge = subprocess.Popen([sys.executable, "-m", "spoolbus_host.cli", "bridge", "--config", str(conf)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    watch, last = watcher(broker.port, ca)
+    try:
+        processes.append(spool_device(tmp_path, tmp_path / "spool", "gw/thermo"))
+        assert wait_for(lambda: last.get("spoolbus/gw/thermo/status") == b"online"), bridge.stderr
+        assert last["spoolbus/gw/_bridge/status"] == b"online"
+        call = [sys.executable, "-m", "spoolbus_host.cli", "call", "gw/thermo", "thermo.read", "sensor=cli",
+                "--broker", f"127.0.0.1:{broker.port}", "--user", "host", "--password", "ph", "--ca", str(ca),
+                "--json", "--timeout", "5"]
+        r = subprocess.run(call, capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["reply"] == {"sensor": "cli", "at": "gw/thermo"}
+        r = subprocess.run([a if a != "ph" else "wrong" for a in call], capture_output=True, text=True)
+        assert r.returncode == 3  # the broker refuses a wrong password
+        bridge.send_signal(signal.SIGKILL)  # no DISCONNECT: the broker publishes the bridge's last will
+        assert wait_for(lambda: last.get("spoolbus/gw/_bridge/status") == b"offline")
+        watch.loop_stop()
+        fresh, retained = watcher(broker.port, ca, "spoolbus/gw/+/status")  # what a newcomer reads
+        assert wait_for(lambda: len(retained) == 2, 5)
+        assert retained == {"spoolbus/gw/_bridge/status": b"offline", "spoolbus/gw/thermo/status": b"online"}
+        fresh.loop_stop()
+    finally:
+        bridge.kill()
+        bridge.wait()
+        watch.loop_stop()
+        broker.stop()
+
+
+def test_under_the_example_acl_a_bridge_serves_its_devices_but_cannot_publish_as_another(tmp_path):
+    from mosquitto import make_certs
+
+    ca, cert, key = make_certs(tmp_path / "certs")
+    broker = Broker(tmp_path / "secure", users=USERS, tls=(ca, cert, key), extra=f"acl_file {ACL}").start()
+    tls = {"ca_certs": str(ca)}
+    a = Bridge("A", "127.0.0.1", broker.port, str(tmp_path / "oa"), user="A", password="pa", tls=tls)
+    b = Bridge("B", "127.0.0.1", broker.port, str(tmp_path / "ob"), user="B", password="pb", tls=tls)
+    dev, sink = _Fake(), _Fake()
+    a.attach("dev", dev)
+    b.attach("sink", sink)
+    watch, last = watcher(broker.port, ca)
+    try:
+        assert wait_for(lambda: a.uplink and b.uplink)
+        dev.inbox.append(cast("A/dev", "B/sink", 0))
+        sink.inbox.append(cast("B/sink", "A/dev", 1))
+        deadline = time.monotonic() + 10
+        while not (dev.sent and sink.sent) and time.monotonic() < deadline:
+            a.step(5)
+            b.step(5)
+        assert [wire.decode(m).body for m in sink.sent + dev.sent] == [{"i": 0}, {"i": 1}]
+        forged = [("spoolbus/B/sink/status", b"offline"), ("spoolbus/B/_bridge/status", b"offline"),
+                  ("spoolbus/B/sink/events/alarm", b"forged")]
+        for topic, payload in forged:
+            a.client.publish(topic, payload, qos=1).wait_for_publish(5)  # acknowledged, then dropped
+        a.client.publish("spoolbus/A/dev/events/alarm", b"own", qos=1).wait_for_publish(5)
+        assert wait_for(lambda: "spoolbus/A/dev/events/alarm" in last, 5)
+        assert last["spoolbus/B/sink/status"] == last["spoolbus/B/_bridge/status"] == b"online"
+        assert "spoolbus/B/sink/events/alarm" not in last
+        assert last["spoolbus/A/dev/status"] == last["spoolbus/A/_bridge/status"] == b"online"
+    finally:
+        watch.loop_stop()
+        a.close()
+        b.close()
+        broker.stop()
