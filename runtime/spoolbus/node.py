@@ -5,6 +5,7 @@ tables (pending calls, dedup cache, peers, replay windows) are bounded. Semantic
 """
 
 import os
+import sys
 import time
 
 from spoolbus import auth, cbor, contract, errors, wire
@@ -65,6 +66,14 @@ def _trace(e):
     return buf.getvalue()
 
 
+def _firmware():
+    """What runs this node: "micropython 1.25.0 (ESP32 module with ESP32)", "cpython 3.11.2"."""
+    impl = sys.implementation
+    v = impl.version
+    text = "%s %d.%d.%d" % (impl.name, v[0], v[1], v[2])
+    machine = getattr(impl, "_machine", None)
+    return text + " (" + machine + ")" if machine else text
+
 class Node:
     """An RPC endpoint named `name` on `transport`.
 
@@ -104,6 +113,7 @@ class Node:
         self._id = _nonce()  # ids start anywhere: a stale reply to an earlier run's call matches nothing
         self._wall = clock and _wall_ms() is not None
         self._clock_ref = None  # (ticks, epoch ms) learned from a peer's hello
+        self.firmware = _firmware()  # told in hello (the bridge's registry shows it); an app may set its own
 
     # ------------------------------------------------------------ serving
 
@@ -436,7 +446,8 @@ class Node:
         services = {}
         for name in self._services:
             services[name] = self._services[name][0].version
-        body = {"services": services, "events": list(self._subs), "now": self.now_ms()}
+        body = {"services": services, "events": list(self._subs), "now": self.now_ms(),
+                "firmware": self.firmware}
         return wire.Envelope(kind=wire.HELLO, id=self._next_id(), src=self.name, dst=dst, body=body,
                              reply_to=reply_to)
 

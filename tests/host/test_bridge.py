@@ -575,6 +575,7 @@ def test_a_spool_device_and_a_serial_device_talk_locally_with_the_broker_down(
     rows = {r["node"]: r for r in a.registry.devices()}
     assert rows["A/spooled"]["link"] == str(tmp_path / "spool") and rows["A/spooled"]["online"]
     assert rows["A/spooled"]["services"] == {"thermo": "1.0"}
+    assert rows["A/spooled"]["firmware"].startswith("micropython 1.25.0 (")  # from the hello
 
 
 FORGER = """

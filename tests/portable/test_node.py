@@ -1,5 +1,7 @@
 """Nodes call, cast, notify and hello over the loopback transport; bad messages are dropped and counted."""
 
+import sys
+
 from mpcompat import cpython_only, raises
 from spoolbus import cbor, contract, errors, node, wire
 from spoolbus.transport.loopback import Hub, Loopback
@@ -150,6 +152,17 @@ def test_hello_tells_peers_services_versions_and_caps_the_client():
     with raises(errors.UnsupportedVersion):
         c.call("read", {"sensor": "a", "unit": "F"})
     assert c.call("read", {"sensor": "a"})["unit"] == "C"
+
+
+def test_hello_tells_the_firmware_the_node_runs_on():
+    hub, srv, cli, impl = _pair(attach_server=False)
+    cli.hello("srv")
+    env = wire.decode(srv.transport.recv(0))
+    v = sys.implementation.version
+    assert env.body["firmware"].startswith("%s %d.%d.%d" % (sys.implementation.name, v[0], v[1], v[2]))
+    cli.firmware = "sensor-app 2.1"  # an application may tell its own
+    cli.hello("srv")
+    assert wire.decode(srv.transport.recv(0)).body["firmware"] == "sensor-app 2.1"
 
 
 def test_notify_reaches_only_peers_that_subscribed_in_hello():
