@@ -1,7 +1,9 @@
 """The board's application: its services on a spoolbus node over the console serial link.
 
 Services `board` (info, echo, add, log, notify, reboot) and `spool` (put, count, take) on the board's
-spool directory; raw echo of frames starting with 0x00 for link benchmarks. Docs: docs/boards.md.
+spool directory; raw echo of frames starting with 0x00 for link benchmarks. The node is named by
+NAME in a `board_config` module when one is importable (deployed with an application), else "board".
+Docs: docs/boards.md.
 """
 
 import gc
@@ -11,7 +13,10 @@ import micropython
 from spoolbus import contract, errors
 from spoolbus.transport.serial import SerialTransport, StreamPort
 
-NAME = "board"
+try:  # a deployed application names the node (e.g. "gw/qemu" on a bridge): docs/boards.md
+    from board_config import NAME
+except ImportError:
+    NAME = "board"
 SPOOL_DIR = "/flash/spool" if sys.platform == "qemu" else "spool"
 
 BOARD = contract.Service("board", "1.0")

@@ -1,18 +1,245 @@
-"""`spoolbus demo`: the whole system in one command.
+"""`spoolbus demo`: the whole system in one command, then a summary; nothing is left running.
 
-Grows with the project; today it shows MicroPython and CPython sharing the wire format.
+A broker, a bridge, a QEMU board and three MicroPython unix boards (one on a serial pty, two sharing a
+spool) get their applications deployed, then the host calls, casts and listens for a while, upgrades
+the sensor from API 1.0 to 1.1 mid-run by redeploying it, and reports. Exit status 0 only without
+errors. What it starts and shows: docs/demo.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import time
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from spoolbus_host.demo_fleet import Fleet
+from spoolbus_host.demo_traffic import DEVICES, SENSOR, SERIAL, Traffic
+from spoolbus_host.demo_view import Frame, LiveView, summary_text
+
+# Bridge counters that mean a message was lost or refused: any of them makes the demo fail.
+BRIDGE_ERRORS = ("malformed", "spoofed", "internal_errors", "link_send_failed", "outbox_full",
+                 "unroutable_in", "bad_destination", "expired")
+READY_TIMEOUT_S = 30.0
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the demo of the whole system")
+    p = sub.add_parser("demo", help="run the demo of the whole system (broker, bridge, QEMU and unix boards)")
+    p.add_argument("--seconds", type=float, default=30.0,
+                   help="seconds of traffic after start-up (default 30)")
+    p.add_argument("--json", action="store_true",
+                   help="print the summary as JSON on stdout (progress on stderr)")
     p.set_defaults(run=run)
 
 
+class _BrokerTap:
+    """Counts every message published to a node's inbox on the broker (a plain paho subscriber)."""
+
+    def __init__(self, host: str, port: int):
+        self.count = 0
+        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"demo-tap-{os.getpid()}")
+        c.on_connect = lambda client, *a: client.subscribe("spoolbus/+/+/inbox", 0)
+        c.on_message = self._on_message
+        c.connect(host, port)
+        c.loop_start()
+        self.client = c
+
+    def _on_message(self, client, userdata, msg) -> None:
+        self.count += 1
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class _Upgrade:
+    """The rolling upgrade of the sensor: redeploy it as release 1.1 while the traffic goes on."""
+
+    def __init__(self, fleet: Fleet, traffic: Traffic):
+        self.fleet = fleet
+        self.traffic = traffic
+        self.started_s: float | None = None
+        self.deployed_s: float | None = None
+        self.deploy_s = 0.0
+        self.sent = 0
+        self.failed_before = 0
+        self.error = ""
+        self._thread = threading.Thread(target=self._run, daemon=True, name="upgrade")
+
+    def start(self) -> None:
+        self.started_s = self.traffic.now()
+        self.failed_before = self.traffic.snapshot()["calls_failed"]
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            report = self.fleet.deploy("sensor", "1.1")
+            self.deploy_s, self.sent = report.seconds, report.sent
+            self.deployed_s = self.traffic.now()
+        except Exception as e:  # noqa: BLE001 - reported in the summary, the demo then fails
+            self.error = f"{type(e).__name__}: {e}"
+
+    @property
+    def advertised_s(self) -> float | None:
+        return self.traffic.advertised_1_1 if self.started_s is not None else None
+
+    def join(self) -> None:
+        if self._thread.is_alive():
+            self._thread.join(60)
+
+    @property
+    def done(self) -> bool:
+        return self.advertised_s is not None and not self.error
+
+    def line(self) -> str:
+        if self.started_s is None:
+            return "gw/sensor 1.0 -> 1.1 not started yet"
+        if self.error:
+            return f"gw/sensor 1.0 -> 1.1 FAILED: {self.error}"
+        if self.advertised_s is None:
+            return (f"gw/sensor 1.0 -> 1.1 redeploying since t={self.started_s:.1f} s "
+                    "(calls wait in its spool inbox)")
+        first = self.traffic.first_calibrate
+        used = f", first sensor.calibrate (1.1) at t={first:.1f} s" if first is not None else ""
+        return (f"gw/sensor 1.0 -> 1.1 at t={self.started_s:.1f} s: redeployed ({self.sent} file changed) "
+                f"in {self.deploy_s:.1f} s, "
+                f"hello advertised 1.1 at t={self.advertised_s:.1f} s{used}")
+
+    def report(self) -> dict:
+        return {"device": SENSOR, "from": "1.0", "to": "1.1", "done": self.done,
+                "started_at_s": self.started_s, "deploy_s": round(self.deploy_s, 2), "files_sent": self.sent,
+                "advertised_at_s": self.advertised_s,
+                "first_1_1_call_at_s": self.traffic.first_calibrate, "error": self.error,
+                "failed_calls_during": self.traffic.snapshot()["calls_failed"] - self.failed_before
+                if self.started_s is not None else 0, "summary": self.line()}
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends the demo the way Ctrl-C does: through every `finally`
+
+
 def run(args: argparse.Namespace) -> int:
-    print("spoolbus demo: nothing to show yet")
-    return 0
+    out = sys.stderr if args.json else sys.stdout
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    fleet = Fleet()
+    summary: dict = {"ok": False, "errors": 0, "error_list": [], "seconds": 0.0, "startup_s": 0.0,
+                     "workdir": str(fleet.workdir)}
+    interrupted = False
+    try:
+        _demo(fleet, args.seconds, out, summary)
+    except KeyboardInterrupt:
+        interrupted = True
+        summary["error_list"].append("interrupted")
+    except Exception as e:  # noqa: BLE001 - reported below; everything started is still stopped
+        summary["error_list"].append(f"{type(e).__name__}: {e}")
+    finally:
+        summary["processes"] = fleet.processes()
+        fleet.close()
+        signal.signal(signal.SIGTERM, previous)
+    summary["left_running"] = [pid for pid in summary["processes"] if _alive(pid)]
+    summary["left_running"] += ["work directory"] if fleet.workdir.exists() else []
+    summary["error_list"] += [f"still running after the end: {x}" for x in summary["left_running"]]
+    summary["errors"] = len(summary["error_list"])
+    summary["ok"] = summary["errors"] == 0
+    if args.json:
+        print(json.dumps(summary, indent=1, default=str))
+    elif "traffic" in summary:
+        print(summary_text(summary), flush=True)
+    else:
+        print("spoolbus demo failed: " + "; ".join(summary["error_list"]), file=sys.stderr)
+    if interrupted:
+        return 130
+    return 0 if summary["ok"] else 1
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1][:1] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _demo(fleet: Fleet, seconds: float, out, summary: dict) -> None:
+    started = time.monotonic()
+
+    def say(text: str) -> None:
+        print(text, file=out, flush=True)
+
+    say("spoolbus demo: starting a broker, a bridge, a QEMU board and 3 MicroPython unix boards")
+    fleet.start(say)
+    summary["broker_port"] = fleet.broker.port
+    traffic = Traffic(fleet.broker.host, fleet.broker.port, started)
+    tap = _BrokerTap(fleet.broker.host, fleet.broker.port)
+    try:
+        missing = traffic.wait_ready(READY_TIMEOUT_S)
+        if missing:
+            raise RuntimeError(f"no hello from {', '.join(missing)} within {READY_TIMEOUT_S:.0f} s")
+        say(f"[{traffic.now():5.1f} s] every board answered hello; traffic for {seconds:.0f} s")
+        summary["startup_s"] = round(traffic.now(), 2)
+        _traffic(fleet, traffic, tap, seconds, out, summary)
+    finally:
+        tap.close()
+        traffic.close()
+
+
+def _traffic(fleet: Fleet, traffic: Traffic, tap: _BrokerTap, seconds: float, out, summary: dict) -> None:
+    view = LiveView(out, redraw=out.isatty())
+    upgrade = _Upgrade(fleet, traffic)
+    begin = traffic.started = time.monotonic()  # times in the view and summary count from here
+    last_view, last_count = begin, 0
+    while time.monotonic() - begin < seconds:
+        traffic.round()
+        if upgrade.started_s is None and time.monotonic() - begin >= seconds * 0.4:
+            upgrade.start()
+        now = time.monotonic()
+        if now - last_view >= 1.0:
+            count = tap.count + fleet.bridge.stats["local"]
+            rate = (count - last_count) / (now - last_view)
+            view.show(Frame(now - begin, seconds, _devices(fleet, traffic), rate, traffic.snapshot(),
+                            upgrade.line()))
+            last_view, last_count = now, count
+        time.sleep(0.02)
+    summary["seconds"] = round(time.monotonic() - begin, 2)
+    upgrade.join()
+    while not upgrade.done and not upgrade.error and time.monotonic() - begin < seconds + 15:
+        traffic.round()  # a short run: let the upgrade finish under traffic
+        time.sleep(0.02)
+    traffic.controller = traffic.node.call(SERIAL, "controller.status", version="1.0") or traffic.controller
+    _summarize(fleet, traffic, tap, upgrade, summary)
+
+
+def _devices(fleet: Fleet, traffic: Traffic) -> list[dict]:
+    versions = traffic.versions()
+    return [{"name": d.name, "board": d.board, "link": d.link, "online": d.device in fleet.bridge.online,
+             "services": versions.get(d.name, {}), "deploy_s": round(d.deploy_s, 2)}
+            for d in fleet.devices.values()]
+
+
+def _summarize(fleet: Fleet, traffic: Traffic, tap: _BrokerTap, upgrade: _Upgrade, summary: dict) -> None:
+    snap = traffic.snapshot()
+    errors = summary["error_list"]
+    errors += [f"{f['node']} {f['method']} at t={f['at_s']} s: {f['error']}: {f['message']}"
+               for f in traffic.failures]
+    c = traffic.controller
+    if c.get("failed"):
+        errors.append(f"the controller had {c['failed']} failed rounds: {c.get('errors')}")
+    bridge = dict(fleet.bridge.stats)
+    errors += [f"bridge counted {bridge[k]} {k}" for k in BRIDGE_ERRORS if bridge.get(k)]
+    if not upgrade.done:
+        errors.append(f"rolling upgrade not done: {upgrade.line()}")
+    devices = {d["name"]: d for d in _devices(fleet, traffic)}
+    took_part = {name for name in devices for m in snap["methods"] if m.startswith(name + " ")}
+    for name in DEVICES:
+        devices[name]["took_part"] = name in took_part
+        if name not in took_part:
+            errors.append(f"{name} answered no call")
+    summary.update(devices=devices, traffic=snap, bridge=bridge, controller=c, logger=traffic.logger,
+                   messages=tap.count + bridge.get("local", 0), upgrade=upgrade.report(),
+                   broker_port=fleet.broker.port)

@@ -37,9 +37,22 @@ def source_dir(profile: BoardProfile) -> Path:
     return cache_root(profile) / "src"
 
 
-def build_key(profile: BoardProfile) -> str:
+def _manifest(variant: str) -> Path:
+    """The frozen manifest of a variant: "" is firmware/manifest.py, "deployable" firmware/deployable/."""
+    path = FIRMWARE_DIR / variant / "manifest.py" if variant else FIRMWARE_DIR / "manifest.py"
+    if not path.is_file():
+        raise FirmwareBuildError(f"no firmware variant {variant!r}: {path} is missing")
+    return path
+
+
+def _label(profile: BoardProfile, variant: str) -> str:
+    """The name of a build's directories: the board, and "+variant" for a variant."""
+    return f"{profile.name}+{variant}" if variant else profile.name
+
+
+def build_key(profile: BoardProfile, variant: str = "") -> str:
     """Hash of the MicroPython version, the profile, the firmware and runtime sources, and this recipe."""
-    h = hashlib.sha256()
+    h = hashlib.sha256(variant.encode())
     files = [profile.path, Path(__file__)]
     files += sorted(p for p in FIRMWARE_DIR.rglob("*") if p.is_file())
     files += sorted(RUNTIME_DIR.rglob("*.py"))
@@ -49,24 +62,29 @@ def build_key(profile: BoardProfile) -> str:
     return h.hexdigest()[:16]
 
 
-def artifact_path(profile: BoardProfile) -> Path:
+def artifact_path(profile: BoardProfile, variant: str = "") -> Path:
     """Where the firmware of the current sources lives (it may not be built yet)."""
-    out = ROOT / ".cache" / "firmware" / f"{profile.name}-{build_key(profile)}"
+    out = ROOT / ".cache" / "firmware" / f"{_label(profile, variant)}-{build_key(profile, variant)}"
     return out / profile.artifact
 
 
-def ensure_built(profile: BoardProfile, progress: Progress | None = None) -> tuple[Path, bool]:
-    """(firmware path, True if it came from the cache), building it first if needed."""
-    target = artifact_path(profile)
+def ensure_built(
+    profile: BoardProfile, progress: Progress | None = None, variant: str = ""
+) -> tuple[Path, bool]:
+    """(firmware path, True if it came from the cache), building it first if needed.
+
+    `variant` picks another frozen manifest under firmware/ (see `_manifest`); "" is the production one.
+    """
+    target = artifact_path(profile, variant)
     if target.is_file():
         return target, True
-    lock = ROOT / ".cache" / "firmware" / f"build-{profile.name}.lock"
+    lock = ROOT / ".cache" / "firmware" / f"build-{_label(profile, variant)}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # one build a board at a time (tests run in parallel processes)
         if target.is_file():
             return target, True  # another process built it while we waited
-        build(profile, target, progress or (lambda f, s: None))
+        build(profile, target, progress or (lambda f, s: None), variant)
     return target, False
 
 
@@ -115,7 +133,7 @@ def _empty_micropython_lib() -> Path:
     return lib
 
 
-def build(profile: BoardProfile, target: Path, progress: Progress) -> None:
+def build(profile: BoardProfile, target: Path, progress: Progress, variant: str = "") -> None:
     """Build the firmware of `profile` into `target` (an incremental make in a per-board build dir)."""
     if profile.port not in BUILDABLE_PORTS:
         ports = ", ".join(BUILDABLE_PORTS)
@@ -123,9 +141,10 @@ def build(profile: BoardProfile, target: Path, progress: Progress) -> None:
                                  f"build {profile.port} firmware with its own toolchain")
     started = time.monotonic()
     src = _fetch_source(profile, progress)
-    build_dir = ROOT / ".cache" / "firmware" / f"build-{profile.name}"
+    label = _label(profile, variant)
+    build_dir = ROOT / ".cache" / "firmware" / f"build-{label}"
     make_vars = dict(profile.make_vars)
-    make_vars["FROZEN_MANIFEST"] = str(FIRMWARE_DIR / "manifest.py")
+    make_vars["FROZEN_MANIFEST"] = str(_manifest(variant))
     make_vars["BUILD"] = str(build_dir)
     make_vars["MPY_LIB_DIR"] = str(_empty_micropython_lib())
     if profile.port == "unix":
@@ -139,7 +158,7 @@ def build(profile: BoardProfile, target: Path, progress: Progress) -> None:
     _clean_if_config_changed(profile, build_dir)
     jobs = os.cpu_count() or 2
     cmd = ["make", "-C", str(port_dir), f"-j{jobs}"] + [f"{k}={v}" for k, v in sorted(make_vars.items())]
-    log = build_dir.parent / f"build-{profile.name}.log"
+    log = build_dir.parent / f"build-{label}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     estimate = _previous_line_count(log)
     _run(cmd, log, progress, estimate)
@@ -149,11 +168,11 @@ def build(profile: BoardProfile, target: Path, progress: Progress) -> None:
     tmp = target.with_suffix(".tmp")
     shutil.copyfile(built, tmp)
     tmp.chmod(0o755)
-    info = {"board": profile.name, "key": build_key(profile), "seconds": round(time.monotonic() - started, 1),
-            "command": cmd}
+    info = {"board": profile.name, "variant": variant, "key": build_key(profile, variant),
+            "seconds": round(time.monotonic() - started, 1), "command": cmd}
     (target.parent / "build.json").write_text(json.dumps(info, indent=1))
     tmp.replace(target)
-    for old in target.parent.parent.glob(f"{profile.name}-*"):
+    for old in target.parent.parent.glob(f"{label}-*"):
         if old != target.parent and old.is_dir():  # builds of older sources
             shutil.rmtree(old, ignore_errors=True)
     progress(1.0, f"built {target.relative_to(ROOT)}")

@@ -1,0 +1,16 @@
+"""Deployable board entry: run what `spoolbus deploy` put on the board, else leave the REPL free.
+
+firmware/main.py serves board_app on the console with Ctrl-C off, so no deploy can reach the REPL. This
+entry runs the deployed loader (/flash/main.py on the QEMU board) if there is one; the frozen runtime
+and board_app stay importable, so an application deploys as a few small modules (docs/demo.md).
+"""
+
+import os
+
+try:
+    os.stat("/flash/main.py")
+    _deployed = True
+except OSError:
+    _deployed = False
+if _deployed:
+    exec(open("/flash/main.py").read())
