@@ -38,7 +38,7 @@ log = logging.getLogger("spoolbus.bridge")
 BRIDGE_NODE = "_bridge"  # the device name under which the bridge publishes its own status
 BUDGET = 16  # messages read from one link per pass: a flooding device cannot starve the others
 RETRY_S = 0.2  # how soon a link that could not take a message is tried again
-THROTTLE_LOG_S = 60.0  # at most one "throttled" log line per link per minute
+RARE_LOG_S = 60.0  # at most one "throttled" or "quota" log line per link per minute
 
 
 class Link(Protocol):
@@ -72,7 +72,7 @@ class Bridge:
     def __init__(self, name: str, host: str, port: int, outbox: str, prefix: str = "spoolbus",
                  user: str | None = None, password: str | None = None, tls: dict | None = None,
                  max_message: int = 4096, outbox_messages: int = 10000, registry: Registry | None = None,
-                 keys: dict[str, bytes] | None = None):
+                 keys: dict[str, bytes] | None = None, device_quota: int | None = None):
         self.name = name
         self.prefix = prefix
         self.max_message = max_message
@@ -85,6 +85,10 @@ class Bridge:
         self.stats: Counter[str] = Counter()
         self.outbox = Spool(outbox, max_messages=outbox_messages)
         self.backlog = len(self.outbox)  # messages in the outbox, kept here: len(Spool) lists directories
+        # One device may have at most device_quota messages in the outbox (counted from this process's
+        # start): past it, its messages are dropped (`quota`) and the others keep their room.
+        self.device_quota = device_quota or max(1, outbox_messages // 10)
+        self.queued: Counter[str] = Counter()
         self._held_root = outbox.rstrip("/") + ".held"
         os.makedirs(self._held_root, exist_ok=True)
         self._held: dict[str, Spool] = {}  # device -> inbox messages its link could not take yet
@@ -93,7 +97,7 @@ class Bridge:
             self._held[device] = Spool(f"{self._held_root}/{device}")
             self.held[device] = len(self._held[device])
         self._retry_at: dict[str, float] = {}
-        self._throttle_logged: dict[str, float] = {}
+        self._logged: dict[tuple[str, str], float] = {}
         self._incoming: queue.Queue[paho.MQTTMessage] = queue.Queue()
         self._up = threading.Event()
         self._status = base_topic(prefix, name, BRIDGE_NODE) + "/status"
@@ -213,11 +217,15 @@ class Bridge:
     def _throttled(self, who: str) -> None:
         """`who` used up its budget this pass: the rest waits on its link (in order) for the next."""
         self.stats["throttled"] += 1
+        self._warn_rarely("throttled", who, "%s: sends more than %d messages a pass: throttled "
+                          "(logged once a minute)", who, BUDGET)
+
+    def _warn_rarely(self, what: str, who: str, *msg: object) -> None:
+        """Log `msg` at most once a minute for each (what, who)."""
         now = time.monotonic()
-        if now - self._throttle_logged.get(who, -THROTTLE_LOG_S) >= THROTTLE_LOG_S:
-            self._throttle_logged[who] = now
-            log.warning("%s: sends more than %d messages a pass: throttled (logged once a minute)",
-                        who, BUDGET)
+        if now - self._logged.get((what, who), -RARE_LOG_S) >= RARE_LOG_S:
+            self._logged[what, who] = now
+            log.warning(*msg)
 
     def _from_spool(self, spool: SpoolTransport) -> int:
         """What the devices of one spool sent out of it; each may speak only as a device of that spool."""
@@ -293,10 +301,15 @@ class Bridge:
         if self._up.is_set() and not self.backlog:
             self.client.publish(topic, data, qos=1)
             self.stats["uplink"] += 1
+        elif self.queued[device] >= self.device_quota:
+            self.stats["quota"] += 1
+            self._warn_rarely("quota", me, "%s: has %d messages in the outbox, its quota: more are dropped "
+                              "(logged once a minute)", me, self.device_quota)
         else:
             try:
                 self.outbox.put(cbor.dumps([topic, data]))
                 self.backlog += 1
+                self.queued[device] += 1
                 self.stats["spooled"] += 1
             except errors.SpoolFull:
                 self.stats["outbox_full"] += 1
@@ -411,10 +424,12 @@ class Bridge:
                 self.outbox.ack(msg_id)
                 self.backlog -= 1
                 continue
+            device = env.src.rpartition("/")[2]  # the bridge checked src before it spooled the message
             if env.deadline is not None and env.deadline < time.time() * 1000:
                 self.stats["expired"] += 1
                 self.outbox.ack(msg_id)
                 self.backlog -= 1
+                self.queued[device] = max(0, self.queued[device] - 1)
                 continue
             info = self.client.publish(topic, data, qos=1)
             info.wait_for_publish(5)
@@ -423,6 +438,7 @@ class Bridge:
                 break
             self.outbox.ack(msg_id)  # only after the broker's PUBACK
             self.backlog -= 1
+            self.queued[device] = max(0, self.queued[device] - 1)
             self.stats["forwarded"] += 1
             moved += 1
         return moved

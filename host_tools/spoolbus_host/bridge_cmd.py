@@ -37,6 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a spool directory of devices (SpoolTransport with gateway NAME/_bridge); repeatable")
     p.add_argument("--outbox", help="spool directory for messages held while the uplink is down")
     p.add_argument("--baudrate", type=int, help="of the serial ports (default 115200)")
+    p.add_argument("--device-quota", type=int,
+                   help="messages one device may have in the outbox (default: a tenth); more are dropped")
     p.add_argument("--registry", help="SQLite file of the devices seen (read it with `spoolbus devices`)")
     mqtt_cli.add_broker_options(p)
     p.add_argument("--tls-cert", help="client certificate file for the broker (with --tls-key)")
@@ -48,7 +50,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def settings(args: argparse.Namespace) -> BridgeConfig:
     """The file's settings with the flags over them; ValueError (BridgeConfigError) naming what is wrong."""
     cfg = bridge_config.load(args.config) if args.config else BridgeConfig()
-    for key in ("name", "broker", "prefix", "user", "password", "outbox", "registry", "baudrate"):
+    for key in ("name", "broker", "prefix", "user", "password", "outbox", "registry", "baudrate",
+                "device_quota"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
     for flag, key in (("ca", "ca"), ("tls_cert", "cert"), ("tls_key", "key")):
@@ -85,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
         bridge = Bridge(cfg.name, host, port, cfg.outbox, prefix=cfg.prefix, user=cfg.user,
                         password=cfg.password, tls=tls,
                         registry=Registry(cfg.registry) if cfg.registry else None,
-                        keys={f"{cfg.name}/{d}": k for d, k in cfg.keys.items()})
+                        keys={f"{cfg.name}/{d}": k for d, k in cfg.keys.items()},
+                        device_quota=cfg.device_quota)
     except (ValueError, errors.SpoolbusError) as e:
         print(f"spoolbus bridge: {e}", file=sys.stderr)
         return 2

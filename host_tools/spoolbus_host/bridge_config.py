@@ -43,6 +43,7 @@ class BridgeConfig:
     outbox: str | None = None
     registry: str | None = None
     baudrate: int | None = None
+    device_quota: int | None = None  # messages one device may have in the outbox
     serial: dict[str, SerialDevice] = field(default_factory=dict)
     spools: list[str] = field(default_factory=list)
     keys: dict[str, bytes] = field(default_factory=dict)  # device name -> signing key
@@ -57,6 +58,7 @@ _EXAMPLES = {
     "outbox": 'outbox = "/var/lib/spoolbus/outbox"',
     "registry": 'registry = "/var/lib/spoolbus/devices.db"',
     "baudrate": "baudrate = 115200",
+    "device_quota": "device_quota = 1000",
     "spools": 'spools = ["/run/spoolbus/board"]',
     "tls": '[tls] with ca = "/etc/spoolbus/ca.crt" (and cert, key for a client certificate)',
     "serial": '[serial] with sensor = "/dev/ttyUSB0" or sensor = { port = "/dev/ttyUSB0", baudrate = 9600 }',
@@ -79,8 +81,8 @@ def load(path: str | Path) -> BridgeConfig:
             raise BridgeConfigError(f"{path}: unknown key {key!r}; the keys are {', '.join(_EXAMPLES)}")
         if key in ("name", "broker", "prefix", "user", "password", "outbox", "registry"):
             setattr(cfg, key, _typed(path, key, value, str))
-        elif key == "baudrate":
-            cfg.baudrate = _typed(path, key, value, int)
+        elif key in ("baudrate", "device_quota"):
+            setattr(cfg, key, _typed(path, key, value, int))
         elif key == "spools":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise _wrong(path, key, value)

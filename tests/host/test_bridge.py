@@ -782,3 +782,23 @@ def test_under_the_example_acl_a_bridge_serves_its_devices_but_cannot_publish_as
         a.close()
         b.close()
         broker.stop()
+
+
+def test_a_device_over_its_outbox_quota_loses_its_own_messages_not_the_others_room(tmp_path, caplog):
+    a = Bridge("A", "127.0.0.1", free_port(), str(tmp_path / "outbox"), outbox_messages=100, device_quota=10)
+    flood, quiet = _Fake(), _Fake()
+    a.attach("flood", flood)
+    a.attach("quiet", quiet)
+    try:
+        flood.inbox += [cast("A/flood", "B/sink", i) for i in range(30)]
+        quiet.inbox += [cast("A/quiet", "B/sink", i) for i in range(5)]
+        with caplog.at_level(logging.WARNING, logger="spoolbus.bridge"):
+            for _ in range(3):
+                a.step(0)  # no broker: everything for B goes to the outbox
+        assert (a.stats["spooled"], a.stats["quota"], a.backlog) == (15, 20, 15)
+        assert a.queued == {"flood": 10, "quiet": 5}
+        quota_lines = [r.getMessage() for r in caplog.records if "quota" in r.getMessage()]
+        assert quota_lines == ["A/flood: has 10 messages in the outbox, its quota: more are dropped "
+                               "(logged once a minute)"]
+    finally:
+        a.close()

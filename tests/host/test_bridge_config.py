@@ -14,6 +14,7 @@ def test_the_example_config_loads():
     assert cfg.outbox == "/var/lib/spoolbus/outbox" and cfg.spools == ["/run/spoolbus/board"]
     assert cfg.serial == {"sensor": SerialDevice("/dev/ttyUSB0"), "pump": SerialDevice("/dev/ttyACM0", 9600)}
     assert cfg.tls == {"ca": "/etc/spoolbus/ca.crt"} and cfg.keys == {"sensor": b"key-of-the-sensor"}
+    assert cfg.device_quota == 1000
 
 
 def test_flags_override_the_file_and_add_devices(tmp_path):
@@ -37,6 +38,7 @@ def test_flags_override_the_file_and_add_devices(tmp_path):
     ("broker = 1883", 'broker = 1883 is not valid; write broker = "mqtt.plant:8883"'),
     ('spools = "/run/x"', "write spools = [\"/run/spoolbus/board\"]"),
     ("baudrate = '9600'", "write baudrate = 115200"),
+    ("device_quota = 1.5", "write device_quota = 1000"),
     ('[tls]\ncafile = "x"', "unknown key 'tls.cafile'; the keys are ca, cert, key"),
     ('[serial]\nsensor = { path = "/dev/x" }', 'write sensor = "/dev/ttyUSB0" or sensor = { port = '),
     ('[serial]\nsensor = { port = "/dev/x", baudrate = "fast" }', "serial.sensor.baudrate = 'fast'"),
