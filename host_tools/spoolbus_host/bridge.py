@@ -122,6 +122,8 @@ class Bridge:
     def attach(self, device: str, link: Link, where: str = "") -> None:
         """Serve `device` (node <bridge>/<device>) on `link`; `where` (its port) goes to the registry."""
         base_topic(self.prefix, self.name, device)  # checks the name
+        if device.startswith("."):
+            raise ValueError(f"device name {device!r} may not start with '.'")  # names a held/ directory
         self.links[device] = link
         if self.registry:
             self.registry.attach(f"{self.name}/{device}", self.name, where)
