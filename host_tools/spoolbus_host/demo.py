@@ -107,17 +107,33 @@ class _Upgrade:
                     "(calls wait in its spool inbox)")
         first = self.traffic.first_calibrate
         used = f", first sensor.calibrate (1.1) at t={first:.1f} s" if first is not None else ""
+        calls, slowest = self.waited()
         return (f"gw/sensor 1.0 -> 1.1 at t={self.started_s:.1f} s: redeployed ({self.sent} file changed) "
-                f"in {self.deploy_s:.1f} s, "
-                f"hello advertised 1.1 at t={self.advertised_s:.1f} s{used}")
+                f"in {self.deploy_s:.1f} s, hello advertised 1.1 at t={self.advertised_s:.1f} s{used}; "
+                f"{calls} sensor calls meanwhile (slowest {slowest:.0f} ms), {self.failed_during()} failed")
+
+    def failed_during(self) -> int:
+        """Failed calls (to any board) since the upgrade started."""
+        if self.started_s is None:
+            return 0
+        return self.traffic.snapshot()["calls_failed"] - self.failed_before
+
+    def waited(self) -> tuple[int, float]:
+        """Sensor calls sent while it was being upgraded (until its new hello), and the longest in ms."""
+        end = self.advertised_s
+        if self.started_s is None or end is None:
+            return 0, 0.0
+        during = [took for at, took in self.traffic.sensor_calls if self.started_s - took <= at <= end]
+        return len(during), round(max(during, default=0.0) * 1000, 1)
 
     def report(self) -> dict:
+        calls, slowest = self.waited()
         return {"device": SENSOR, "from": "1.0", "to": "1.1", "done": self.done,
                 "started_at_s": self.started_s, "deploy_s": round(self.deploy_s, 2), "files_sent": self.sent,
-                "advertised_at_s": self.advertised_s,
+                "advertised_at_s": self.advertised_s, "sensor_calls_during": calls,
+                "slowest_call_during_ms": slowest,
                 "first_1_1_call_at_s": self.traffic.first_calibrate, "error": self.error,
-                "failed_calls_during": self.traffic.snapshot()["calls_failed"] - self.failed_before
-                if self.started_s is not None else 0, "summary": self.line()}
+                "failed_calls_during": self.failed_during(), "summary": self.line()}
 
 
 def _interrupt(signum: int, frame: object) -> None:

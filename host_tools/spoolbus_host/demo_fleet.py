@@ -96,6 +96,8 @@ class Fleet:
         step(f"bridge {BRIDGE!r}: uplink to the broker, spool {self.spool}")
 
         profile = boards.load(QEMU_PROFILE)
+        if not firmware.artifact_path(profile, "deployable").is_file():
+            step("building the QEMU firmware (after a change to the runtime or firmware/: about 30 s)")
         elf, cached = firmware.ensure_built(profile, variant="deployable")
         step(f"QEMU firmware {'(cached)' if cached else 'built'}: {elf.relative_to(deploy.REPO)}")
         self.qemu = boot_qemu(QEMU_PROFILE, elf)

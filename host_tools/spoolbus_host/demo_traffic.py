@@ -58,6 +58,7 @@ class Traffic:
         self.counts: Counter[str] = Counter()  # calls_ok, calls_failed, casts, notifications
         self.events: Counter[str] = Counter()  # notifications by event name
         self.failures: list[dict] = []
+        self.sensor_calls: list[tuple[float, float]] = []  # (started at, seconds) of each sensor call
         self.advertised_1_1: float | None = None  # when the sensor's hello first said 1.1
         self.first_calibrate: float | None = None
         self.controller: dict = {}
@@ -134,8 +135,11 @@ class Traffic:
         except errors.SpoolbusError as e:
             self._fail(dst, method, type(e).__name__, str(e))
             return None
+        took = time.monotonic() - t0
         with self.lock:
-            self.latency[f"{dst} {method}"].append(time.monotonic() - t0)
+            self.latency[f"{dst} {method}"].append(took)
+            if dst == SENSOR:
+                self.sensor_calls.append((t0 - self.started, took))
             self.counts["calls_ok"] += 1
         return reply
 

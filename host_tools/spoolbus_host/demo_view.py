@@ -4,6 +4,7 @@ the final summary. Pure formatting: everything shown comes in as a `Frame` or th
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass
 from typing import TextIO
 
@@ -62,7 +63,8 @@ class LiveView:
         if not self.redraw:
             print(plain(f), file=self.out, flush=True)
             return
-        text = lines(f)
+        width = shutil.get_terminal_size().columns
+        text = [line[: width - 1] for line in lines(f)]  # a wrapped line would break the redraw
         up = f"\x1b[{self._drawn}F" if self._drawn else ""
         self.out.write(up + "\x1b[J" + "\n".join(text) + "\n")
         self.out.flush()
