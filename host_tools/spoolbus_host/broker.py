@@ -77,7 +77,10 @@ class Broker:
 
     def start(self, timeout: float = 5.0) -> Broker:
         with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=log)
+            # Its own session: a Ctrl-C in the terminal goes to the program that owns the broker, which
+            # stops it when it is done with it (the demo, after its bridge said goodbye).
+            self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=log,
+                                         start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -210,25 +210,28 @@ def _traffic(fleet: Fleet, traffic: Traffic, tap: _BrokerTap, seconds: float, ou
     upgrade = _Upgrade(fleet, traffic)
     begin = traffic.started = time.monotonic()  # times in the view and summary count from here
     last_view, last_count = begin, 0
-    while time.monotonic() - begin < seconds:
-        traffic.round()
-        if upgrade.started_s is None and time.monotonic() - begin >= seconds * 0.4:
-            upgrade.start()
-        now = time.monotonic()
-        if now - last_view >= 1.0:
-            count = tap.count + fleet.bridge.stats["local"]
-            rate = (count - last_count) / (now - last_view)
-            view.show(Frame(now - begin, seconds, _devices(fleet, traffic), rate, traffic.snapshot(),
-                            upgrade.line()))
-            last_view, last_count = now, count
-        time.sleep(0.02)
-    summary["seconds"] = round(time.monotonic() - begin, 2)
-    upgrade.join()
-    while not upgrade.done and not upgrade.error and time.monotonic() - begin < seconds + 15:
-        traffic.round()  # a short run: let the upgrade finish under traffic
-        time.sleep(0.02)
-    traffic.controller = traffic.node.call(SERIAL, "controller.status", version="1.0") or traffic.controller
-    _summarize(fleet, traffic, tap, upgrade, summary)
+    try:
+        while time.monotonic() - begin < seconds:
+            traffic.round()
+            if upgrade.started_s is None and time.monotonic() - begin >= seconds * 0.4:
+                upgrade.start()
+            now = time.monotonic()
+            if now - last_view >= 1.0:
+                count = tap.count + fleet.bridge.stats["local"]
+                rate = (count - last_count) / (now - last_view)
+                view.show(Frame(now - begin, seconds, _devices(fleet, traffic), rate, traffic.snapshot(),
+                                upgrade.line()))
+                last_view, last_count = now, count
+            time.sleep(0.02)
+        summary["seconds"] = round(time.monotonic() - begin, 2)
+        upgrade.join()
+        while not upgrade.done and not upgrade.error and time.monotonic() - begin < seconds + 15:
+            traffic.round()  # a short run: let the upgrade finish under traffic
+            time.sleep(0.02)
+        traffic.controller = traffic.call(SERIAL, "controller.status", {}) or traffic.controller
+    finally:  # also when interrupted: the summary says what happened until then
+        summary["seconds"] = summary["seconds"] or round(time.monotonic() - begin, 2)
+        _summarize(fleet, traffic, tap, upgrade, summary)
 
 
 def _devices(fleet: Fleet, traffic: Traffic) -> list[dict]:

@@ -106,26 +106,27 @@ class Traffic:
         self._round += 1
         if time.monotonic() - self._greeted > 2.0:
             self.greet()
-        self._call(SENSOR, "sensor.read", {"channel": "t1"})
+        self.call(SENSOR, "sensor.read", {"channel": "t1"})
         if self.advertised_1_1 is None and self.node.peer_version(SENSOR, "sensor") == "1.1":
             self.advertised_1_1 = self.now()
         if self.sensor.can_send_version("1.1") and i % 5 == 0:  # the 1.1 method, once it is advertised
-            if self._call(SENSOR, "sensor.calibrate", {"offset": 0.25}, version="1.1") is not None \
+            if self.call(SENSOR, "sensor.calibrate", {"offset": 0.25}, version="1.1") is not None \
                     and self.first_calibrate is None:
                 self.first_calibrate = self.now()
-        self.logger = self._call(LOGGER, "logger.count", {}) or self.logger
-        self.controller = self._call(SERIAL, "controller.status", {}) or self.controller
-        got = self._call(QEMU, "board.add", {"a": i, "b": 1})
+        self.logger = self.call(LOGGER, "logger.count", {}) or self.logger
+        self.controller = self.call(SERIAL, "controller.status", {}) or self.controller
+        got = self.call(QEMU, "board.add", {"a": i, "b": 1})
         if got is not None and got != i + 1:
             self._fail(QEMU, "board.add", "WrongResult", f"board.add({i}, 1) returned {got!r}")
         if i % 5 == 0:
-            self._call(QEMU, "board.notify", {"event": TICK, "count": 1})
+            self.call(QEMU, "board.notify", {"event": TICK, "count": 1})
             self._cast(LOGGER, "logger.append", {"key": f"host{i}", "value": float(i)})
         if i % 10 == 0:
             self._cast(QEMU, "board.log", {"text": f"host round {i}"})
         self.node.poll(0)
 
-    def _call(self, dst: str, method: str, args: dict, version: str = "1.0") -> object:
+    def call(self, dst: str, method: str, args: dict, version: str = "1.0") -> object:
+        """Call and time it; a failure is recorded (see `failures`) and gives None."""
         t0 = time.monotonic()
         try:
             reply = self.node.call(dst, method, args, version=version)
