@@ -123,17 +123,22 @@ class _Upgrade:
         end = self.advertised_s
         if self.started_s is None or end is None:
             return 0, 0.0
-        during = [took for at, took in self.traffic.sensor_calls if self.started_s - took <= at <= end]
+        during = [took for at, took in self.traffic.sensor_calls if at + took >= self.started_s and at <= end]
         return len(during), round(max(during, default=0.0) * 1000, 1)
 
     def report(self) -> dict:
         calls, slowest = self.waited()
         return {"device": SENSOR, "from": "1.0", "to": "1.1", "done": self.done,
-                "started_at_s": self.started_s, "deploy_s": round(self.deploy_s, 2), "files_sent": self.sent,
-                "advertised_at_s": self.advertised_s, "sensor_calls_during": calls,
+                "started_at_s": _round(self.started_s), "deploy_s": round(self.deploy_s, 2),
+                "files_sent": self.sent, "deployed_at_s": _round(self.deployed_s),
+                "advertised_at_s": _round(self.advertised_s), "sensor_calls_during": calls,
                 "slowest_call_during_ms": slowest,
-                "first_1_1_call_at_s": self.traffic.first_calibrate, "error": self.error,
+                "first_1_1_call_at_s": _round(self.traffic.first_calibrate), "error": self.error,
                 "failed_calls_during": self.failed_during(), "summary": self.line()}
+
+
+def _round(t: float | None) -> float | None:
+    return None if t is None else round(t, 2)
 
 
 def _interrupt(signum: int, frame: object) -> None:
