@@ -24,8 +24,9 @@ from spoolbus_host.demo_traffic import DEVICES, SENSOR, SERIAL, Traffic
 from spoolbus_host.demo_view import Frame, LiveView, summary_text
 
 # Bridge counters that mean a message was lost or refused: any of them makes the demo fail.
-BRIDGE_ERRORS = ("malformed", "spoofed", "internal_errors", "link_send_failed", "outbox_full",
-                 "unroutable_in", "bad_destination", "expired")
+BRIDGE_ERRORS = ("malformed", "malformed_in", "oversized_in", "bad_topic", "spoofed", "forged", "unsigned",
+                 "unknown_key", "replayed", "internal_errors", "link_send_failed", "outbox_full",
+                 "outbox_corrupt", "held_full", "quota", "unroutable_in", "bad_destination", "expired")
 READY_TIMEOUT_S = 30.0
 
 
