@@ -31,6 +31,7 @@ from spoolbus.spool import Spool
 from spoolbus.transport.mqtt import OFFLINE, ONLINE, base_topic, inbox_topic
 from spoolbus.transport.spool import SpoolTransport
 
+from spoolbus_host.mqtt_paho import nodelay
 from spoolbus_host.registry import Registry
 
 log = logging.getLogger("spoolbus.bridge")
@@ -113,6 +114,7 @@ class Bridge:
         c.on_subscribe = self._on_subscribe
         c.on_disconnect = lambda *a: self._up.clear()
         c.on_message = lambda client, userdata, msg: self._incoming.put(msg)
+        nodelay(c)
         self.client = c
         c.connect_async(host, port, 30)
         c.loop_start()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -16,8 +15,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import paho.mqtt.client as paho
 
 from spoolbus_host import boards, deploy, firmware, serialport
 from spoolbus_host.bridge import Bridge
@@ -92,7 +89,6 @@ class Fleet:
         deadline = time.monotonic() + 10
         while not self.bridge.uplink and time.monotonic() < deadline:
             time.sleep(0.01)
-        nodelay(self.bridge.client)
         step(f"bridge {BRIDGE!r}: uplink to the broker, spool {self.spool}")
 
         profile = boards.load(QEMU_PROFILE)
@@ -182,18 +178,6 @@ class Fleet:
 
     def close(self) -> None:
         self._cleanup.close()
-
-
-def nodelay(client: paho.Client) -> None:
-    """TCP_NODELAY on a paho client's socket (now and after a reconnect): paho leaves Nagle on, and a
-    publish written right after a PUBACK then waits for the broker's delayed ACK, ~40 ms a hop."""
-
-    def on(sock: socket.socket | None) -> None:
-        if isinstance(sock, socket.socket):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    client.on_socket_open = lambda c, userdata, sock: on(sock)
-    on(client.socket())
 
 
 def _board_config(d: Device, spool: Path, release: str) -> str:

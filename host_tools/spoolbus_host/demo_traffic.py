@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from spoolbus import errors
 from spoolbus.node import Node
 
-from spoolbus_host.demo_fleet import APPS, BRIDGE, HOST, nodelay
+from spoolbus_host.demo_fleet import APPS, BRIDGE, HOST
 from spoolbus_host.mqtt_paho import PahoTransport
 
 
@@ -48,7 +48,6 @@ class Traffic:
     def __init__(self, broker_host: str, broker_port: int, started: float):
         bridge, device = HOST.split("/")
         self.transport = PahoTransport(broker_host, broker_port, bridge, device)
-        nodelay(self.transport.client)
         # Retries resend the same call (the board's dedup cache answers a duplicate from its cache): a call
         # a restarting board took from its inbox but never answered is sent again.
         self.node = Node(HOST, self.transport, timeout=10.0, retries=4, retry_s=2.0, max_pending=16)

@@ -7,12 +7,24 @@ in-flight window bounds what waits in memory; status is retained online/offline 
 from __future__ import annotations
 
 import queue
+import socket
 import threading
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from spoolbus import errors
 from spoolbus.transport.mqtt import OFFLINE, ONLINE, base_topic, inbox_topic
+
+
+def nodelay(client: paho.Client) -> None:
+    """TCP_NODELAY on the client's socket at every (re)connect: paho leaves Nagle on, and a publish
+    written right after a PUBACK then waits for the broker's delayed ACK, ~40 ms a hop."""
+
+    def on_open(client: paho.Client, userdata: object, sock: object) -> None:
+        if isinstance(sock, socket.socket):  # TLS sockets too; not a websocket wrapper
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    client.on_socket_open = on_open
 
 
 class PahoTransport:
@@ -54,6 +66,7 @@ class PahoTransport:
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
+        nodelay(c)
         self.client = c
         try:
             c.connect(host, port, keepalive)
