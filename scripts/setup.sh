@@ -33,3 +33,4 @@ bash scripts/build-micropython.sh
 # Firmware with spoolbus frozen in, for the HIL tests (cached by content: instant when unchanged).
 bash scripts/build-firmware.sh unix
 bash scripts/build-firmware.sh qemu-mps2-an385
+bash scripts/build-firmware.sh qemu-mps2-an385 deployable   # the demo's QEMU board

@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -283,7 +284,7 @@ def _compile(mpy_cross: str, src: Path, name: str, tag: str) -> bytes:
     if cached.exists():
         return cached.read_bytes()
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_suffix(f".{os.getpid()}.tmp")
+    tmp = cached.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # deploys may run in threads
     res = subprocess.run([mpy_cross, "-o", str(tmp), "-s", name, str(src)], capture_output=True, text=True)
     if res.returncode != 0:
         raise DeployError(f"mpy-cross could not compile {src}: {res.stderr.strip() or res.stdout.strip()}")

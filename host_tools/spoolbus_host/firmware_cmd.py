@@ -16,6 +16,8 @@ from spoolbus_host import boards, firmware
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build-firmware", help="build MicroPython firmware with spoolbus frozen in")
     p.add_argument("--board", required=True, help="board profile name (boards/NAME.toml) or a .toml path")
+    p.add_argument("--variant", default="", help="another frozen manifest: firmware/VARIANT/manifest.py "
+                   "(deployable: the runtime frozen in, the REPL left free for `spoolbus deploy`)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)
 
@@ -60,13 +62,14 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     show = None if args.json else _Bar(sys.stderr)
     try:
-        path, cached = firmware.ensure_built(profile, show)
+        path, cached = firmware.ensure_built(profile, show, variant=args.variant)
     except firmware.FirmwareBuildError as e:
         print(f"spoolbus build-firmware: {e}", file=sys.stderr)
         return 1
     seconds = round(time.monotonic() - started, 1)
     if args.json:
-        result = {"board": profile.name, "firmware": str(path), "cached": cached, "seconds": seconds}
+        result = {"board": profile.name, "variant": args.variant, "firmware": str(path), "cached": cached,
+                  "seconds": seconds}
         print(json.dumps(result))
     else:
         print(f"{profile.name}: {path} ({'cached' if cached else 'built'}, {seconds:.1f} s)")
