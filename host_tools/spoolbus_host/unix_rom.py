@@ -48,17 +48,29 @@ def _run(path, g):
         return
     _tty(True)
     try:
-        with open(path) as f:
-            src = f.read()
-        exec(src, g)
-    except KeyboardInterrupt:
-        _w(b"KeyboardInterrupt\r\n")
-    except BaseException as e:  # noqa: B036 - a board prints every error of main.py and goes on
-        if isinstance(e, SystemExit):
-            return
-        sys.print_exception(e)
+        try:
+            with open(path) as f:
+                src = f.read()
+            exec(src, g)
+        except KeyboardInterrupt:
+            _w(b"KeyboardInterrupt\r\n")
+        except BaseException as e:  # noqa: B036 - a board prints every error of main.py and goes on
+            if not isinstance(e, SystemExit):
+                sys.print_exception(e)
+    except KeyboardInterrupt:  # a host sends Ctrl-C several times: a second one while the first is handled
+        pass
     finally:
-        _tty(False)
+        _leave_app()
+
+
+def _leave_app():
+    """Back to the REPL's raw console; a Ctrl-C that lands meanwhile still belongs to the application."""
+    while True:
+        try:
+            _tty(False)
+            return
+        except KeyboardInterrupt:
+            pass
 
 
 def _soft_reset(raw):
