@@ -100,6 +100,7 @@ class Bridge:
         self._retry_at: dict[str, float] = {}
         self._logged: dict[tuple[str, str], float] = {}
         self._incoming: queue.Queue[paho.MQTTMessage] = queue.Queue()
+        self._wake = threading.Event()  # set by paho's thread when a broker message arrives
         self._up = threading.Event()
         self._status = base_topic(prefix, name, BRIDGE_NODE) + "/status"
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{name}/{BRIDGE_NODE}", clean_session=False,
@@ -113,7 +114,7 @@ class Bridge:
         c.on_connect = self._on_connect
         c.on_subscribe = self._on_subscribe
         c.on_disconnect = lambda *a: self._up.clear()
-        c.on_message = lambda client, userdata, msg: self._incoming.put(msg)
+        c.on_message = self._on_message
         nodelay(c)
         self.client = c
         c.connect_async(host, port, 30)
@@ -151,10 +152,12 @@ class Bridge:
         return link
 
     def step(self, timeout_ms: int = 2) -> int:
-        """One pass: every link, the broker's inbox messages, the outbox; sleeps timeout_ms if idle.
+        """One pass: every link, the broker's inbox messages, the outbox; waits up to timeout_ms if idle.
 
-        The idle sleep bounds the latency a message waits for its turn (each pass polls every link).
+        The idle wait bounds the latency a message from a link waits for its turn (each pass polls every
+        link); a message from the broker ends the wait at once.
         """
+        self._wake.clear()  # before the broker's queue is drained: what arrives after it wakes the wait
         moved = 0
         for device, link in list(self.links.items()):
             moved += self._from_link(device, link)
@@ -164,7 +167,7 @@ class Bridge:
         moved += self._flush_held()
         moved += self._flush_outbox()
         if not moved:
-            time.sleep(timeout_ms / 1000)
+            self._wake.wait(timeout_ms / 1000)
         return moved
 
     def run(self, stop: threading.Event) -> None:
@@ -455,6 +458,10 @@ class Bridge:
             self.registry.seen(f"{self.name}/{device}", up)
         status = base_topic(self.prefix, self.name, device) + "/status"
         self.client.publish(status, ONLINE if up else OFFLINE, qos=1, retain=True)
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        self._incoming.put(msg)
+        self._wake.set()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
