@@ -142,7 +142,8 @@ def test_a_device_on_bridge_a_calls_a_device_on_bridge_b_through_the_broker(tmp_
     a.attach("sensor", sensor_link)
     running(a)
     got = reports(sensor, 2)
-    assert got == ["CALLED B/thermo B/thermo A/sensor", "CALLED A/sensor A/sensor A/sensor"], got
+    assert got == ["CALLED B/thermo B/thermo A/sensor", "CALLED A/sensor A/sensor A/sensor"], (
+        got, dict(a.stats), dict(b.stats), a.online, b.online, a.uplink, b.uplink)  # what to look at if not
     deadline = time.monotonic() + 2
     while a.stats["local"] < 2 and time.monotonic() < deadline:
         time.sleep(0.01)  # the bridge thread counts right after it delivers
