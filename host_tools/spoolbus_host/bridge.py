@@ -98,6 +98,9 @@ class Bridge:
             self._held[device] = Spool(f"{self._held_root}/{device}")
             self.held[device] = len(self._held[device])
         self._retry_at: dict[str, float] = {}
+        # Messages read from a spool and published, oldest first: each is acked in its spool only after
+        # the broker's PUBACK, so a bridge killed before that leaves it there for the next one to send.
+        self._unpublished: list[tuple[Spool, str, paho.MQTTMessageInfo]] = []
         self._logged: dict[tuple[str, str], float] = {}
         self._incoming: queue.Queue[paho.MQTTMessage] = queue.Queue()
         self._wake = threading.Event()  # set by paho's thread when a broker message arrives
@@ -164,6 +167,7 @@ class Bridge:
         for spool in self.spools:
             moved += self._from_spool(spool)
         moved += self._from_broker()
+        self._ack_published()
         moved += self._flush_held()
         moved += self._flush_outbox()
         if not moved:
@@ -190,6 +194,7 @@ class Bridge:
             for device in list(self.online):
                 self._presence(device, False)
             self.client.publish(self._status, OFFLINE, qos=1, retain=True).wait_for_publish(5)
+            self._ack_published()  # acknowledged in order: the earlier publishes were, too
         self.client.disconnect()
         self.client.loop_stop()
         for link in self.links.values():
@@ -235,29 +240,51 @@ class Bridge:
             log.warning(*msg)
 
     def _from_spool(self, spool: SpoolTransport) -> int:
-        """What the devices of one spool sent out of it; each may speak only as a device of that spool."""
+        """What the devices of one spool sent out of it; each may speak only as a device of that spool.
+
+        Claimed, not received (SpoolTransport.recv acks at once): a message stays in the spool until it is
+        dropped, delivered locally, in the outbox, or published and acknowledged by the broker.
+        """
+        inbox = spool._inbox  # the bridge's own inbox on that spool
         moved = 0
         for _ in range(BUDGET):
-            data = spool.recv(0)
-            if data is None:
+            got = inbox.claim()
+            if got is None:
                 return moved
             moved += 1
-            env = self._decode(spool.root, data)
-            if env is None:
-                continue
-            bridge, _, device = env.src.rpartition("/") if isinstance(env.src, str) else ("", "", "")
-            link = self._link(device) if bridge == self.name else None
-            if not (isinstance(link, _SpoolDevice) and link.spool is spool):
-                self.stats["spoofed"] += 1
-                log.warning("%s: dropped a message that claims to come from %r (no such device there)",
-                            spool.root, env.src)
-                continue
-            self._presence(device, True)
-            if self.registry:
-                self.registry.seen(env.src)
-            self._forward(device, env, data)
+            info = self._from_spool_device(spool, got[1])
+            if info is None:
+                inbox.ack(got[0])
+            else:
+                self._unpublished.append((inbox, got[0], info))
         self._throttled(spool.root)
         return moved
+
+    def _from_spool_device(self, spool: SpoolTransport, data: bytes) -> paho.MQTTMessageInfo | None:
+        env = self._decode(spool.root, data)
+        if env is None:
+            return None
+        bridge, _, device = env.src.rpartition("/") if isinstance(env.src, str) else ("", "", "")
+        link = self._link(device) if bridge == self.name else None
+        if not (isinstance(link, _SpoolDevice) and link.spool is spool):
+            self.stats["spoofed"] += 1
+            log.warning("%s: dropped a message that claims to come from %r (no such device there)",
+                        spool.root, env.src)
+            return None
+        self._presence(device, True)
+        if self.registry:
+            self.registry.seen(env.src)
+        return self._forward(device, env, data)
+
+    def _ack_published(self) -> None:
+        """Ack in their spools the messages the broker has acknowledged, oldest first."""
+        done = 0
+        for inbox, msg_id, info in self._unpublished:
+            if not info.is_published():
+                break
+            inbox.ack(msg_id)
+            done += 1
+        del self._unpublished[:done]
 
     def _decode(self, who: str, data: bytes) -> wire.Envelope | None:
         try:
@@ -278,8 +305,10 @@ class Bridge:
             return
         self._forward(device, env, data)
 
-    def _forward(self, device: str, env: wire.Envelope, data: bytes) -> None:
-        """Route `env` (from local device `device`): to the bridge itself, a local device, or the broker."""
+    def _forward(self, device: str, env: wire.Envelope, data: bytes) -> paho.MQTTMessageInfo | None:
+        """Route `env` (from local device `device`): to the bridge itself, a local device, or the broker.
+
+        Returns the publish's info when it went straight to the broker (not yet acknowledged by it)."""
         me = f"{self.name}/{device}"
         if self.auth is not None:
             reason = self.auth.check(env)
@@ -306,9 +335,10 @@ class Bridge:
             log.warning("%s: dropped a message to %r (not a node name)", me, dst)
             return
         if self._up.is_set() and not self.backlog:
-            self.client.publish(topic, data, qos=1)
+            info = self.client.publish(topic, data, qos=1)
             self.stats["uplink"] += 1
-        elif self.queued[device] >= self.device_quota:
+            return info
+        if self.queued[device] >= self.device_quota:
             self.stats["quota"] += 1
             self._warn_rarely("quota", me, "%s: has %d messages in the outbox, its quota: more are dropped "
                               "(logged once a minute)", me, self.device_quota)
