@@ -245,7 +245,7 @@ class Bridge:
         Claimed, not received (SpoolTransport.recv acks at once): a message stays in the spool until it is
         dropped, delivered locally, in the outbox, or published and acknowledged by the broker.
         """
-        inbox = spool._inbox  # the bridge's own inbox on that spool
+        inbox = spool.inbox  # the bridge's own inbox on that spool
         moved = 0
         for _ in range(BUDGET):
             got = inbox.claim()

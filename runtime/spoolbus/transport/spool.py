@@ -59,6 +59,8 @@ class SpoolTransport:
     recv(timeout_ms) polls the inbox every `poll_ms` while it waits. Handles on other nodes' inboxes
     are opened on first send and kept (at most `max_open`). Without a `gateway`, a send to a node with
     no inbox makes its inbox (the message waits for that node); with one, it goes to the gateway's.
+    `inbox` is this node's own Spool: recv() acks what it hands out, so a consumer that must ack only
+    once it has passed a message on (the bridge, after the broker's PUBACK) claims and acks there.
     """
 
     def __init__(self, root, name, max_messages=256, max_bytes=None, durable=False, poll_ms=1, max_open=8,
@@ -79,8 +81,8 @@ class SpoolTransport:
         self._poll_ms = poll_ms
         self._max_open = max_open
         self.gateway = gateway
-        self._inbox = Spool(root + "/" + inbox_dir(name), max_messages, max_bytes, durable)
-        self._out = {name: self._inbox}
+        self.inbox = Spool(root + "/" + inbox_dir(name), max_messages, max_bytes, durable)
+        self._out = {name: self.inbox}
 
     def send(self, dst, data):
         """Put `data` into dst's inbox (or the gateway's); SpoolFull if full, SpoolError for a bad name."""
@@ -112,15 +114,15 @@ class SpoolTransport:
 
     def recv(self, timeout_ms=0):
         """The oldest message in this node's inbox (acked: now the caller's), or None after timeout_ms."""
-        got = self._inbox.claim()
+        got = self.inbox.claim()
         if got is None and timeout_ms > 0:
             start = _ticks_ms()
             while got is None and _ticks_diff(_ticks_ms(), start) < timeout_ms:
                 _sleep_ms(self._poll_ms)
-                got = self._inbox.claim()
+                got = self.inbox.claim()
         if got is None:
             return None
-        self._inbox.ack(got[0])
+        self.inbox.ack(got[0])
         return got[1]
 
     def peers(self):
