@@ -32,7 +32,8 @@ class Thermo:
         return {"sensor": sensor, "at": NAME}
 
 link = SerialTransport(StreamPort(sys.stdin.buffer, sys.stdout.buffer, sys.stdin), name=NAME)
-node = Node(NAME, link)
+# A call sent before the link is up may be lost on the way; it is resent with the same id (at most once).
+node = Node(NAME, link, retry_s=0.5)
 node.serve(THERMO, Thermo())
 link.open()
 greeted = False
@@ -44,7 +45,7 @@ while True:
             node.hello(NAME.split("/")[0])  # to the bridge: it records the services in its registry
             greeted = True
         while targets:
-            got = node.call(targets[0], "thermo.read", {"sensor": NAME}, timeout=2)
+            got = node.call(targets[0], "thermo.read", {"sensor": NAME}, timeout=4, retries=6)
             sys.stderr.write("CALLED %s %s %s\\n" % (targets[0], got["at"], got["sensor"]))
             targets.pop(0)
     except errors.LinkError:
@@ -502,7 +503,7 @@ while True:
     try:
         node.poll(50)
         while targets:
-            got = node.call(targets[0], "thermo.read", {"sensor": NAME}, timeout=2)
+            got = node.call(targets[0], "thermo.read", {"sensor": NAME}, timeout=4, retries=6)
             sys.stderr.write("CALLED %s %s %s\\n" % (targets[0], got["at"], got["sensor"]))
             targets.pop(0)
     except errors.Timeout:
