@@ -67,7 +67,7 @@ def test_second_holder_times_out_naming_the_first():
         t = time.time()
         with raises(errors.LockTimeout) as e:
             Lock(d + "/lk", timeout=0.05).acquire()
-        assert time.time() - t >= 0.05
+        assert time.time() - t >= 0.049  # the lock counts whole milliseconds (ticks_ms)
         assert ("pid %s" % lock._whoami()[3]) in str(e.value)
         assert "token 1, held for 0." in str(e.value)
         a.release()
