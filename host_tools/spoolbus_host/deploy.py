@@ -296,7 +296,8 @@ def _collect(root: Path, prefix: str) -> list[tuple[Path, str]]:
     out = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
-        if path.is_dir() or "__pycache__" in rel.split("/") or rel.endswith((".pyc", ".mpy")):
+        # .so: spoolbus.cbor's C decoder, built next to the runtime's sources by an editable install
+        if path.is_dir() or "__pycache__" in rel.split("/") or rel.endswith((".pyc", ".mpy", ".so")):
             continue
         out.append((path, prefix + rel))
     return out
