@@ -5,8 +5,9 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 
-# Build tools for MicroPython's unix port; the broker for MQTT tests; the QEMU board and its toolchain.
-apt_packages=(build-essential pkg-config libffi-dev python3-venv mosquitto mosquitto-clients
+# Build tools for MicroPython's unix port and spoolbus's C decoder (python3-dev: Python's headers);
+# the broker for MQTT tests; the QEMU board and its toolchain.
+apt_packages=(build-essential pkg-config libffi-dev python3-venv python3-dev mosquitto mosquitto-clients
               qemu-system-arm gcc-arm-none-eabi libnewlib-arm-none-eabi)
 missing=()
 for p in "${apt_packages[@]}"; do
@@ -19,8 +20,10 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# (Re)install when the package's definition or its C decoder changed, or the decoder was never built.
 stamp=.venv/.spoolbus-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ setup.py -nt "$stamp" ] \
+   || [ csrc/cbor_c.c -nt "$stamp" ] || ! ls runtime/spoolbus/_cbor_c.*.so >/dev/null 2>&1; then
   echo "spoolbus: creating .venv and installing spoolbus with its test dependencies"
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/pip install -q --upgrade pip
