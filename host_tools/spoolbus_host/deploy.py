@@ -52,7 +52,7 @@ def loader(root: str = "") -> bytes:
     """The boot loader for a board whose deploy root is `root` ("" = the working directory)."""
     return (LOADER % {"root": root.rstrip("/") + "/" if root else ""}).encode()
 
-# The agent the host pastes into the raw REPL: a line protocol with base64 data (no control bytes,
+# The agent the bootstrap (below) runs in the raw REPL: a line protocol with base64 data (no control bytes,
 # so neither a tty nor a port's Ctrl-C handling can touch it), one reply line per request.
 # A line holding Ctrl-C (0x03) ends it, so a new deploy can always take over after a cut link.
 AGENT = """
@@ -110,9 +110,11 @@ def _rm(p):
 def _md(p):
     q=''
     for s in p.split('/'):
-        q=q+'/'+s if q else s
-        try:os.mkdir(q)
-        except OSError:pass
+        q+=s
+        if s:
+            try:os.mkdir(q)
+            except OSError:pass
+        q+='/'
 def _x(p):
     try:os.stat(p)
     except OSError:return 0
@@ -180,6 +182,10 @@ while 1:
             _o('OK')
         elif c=='N':
             os.rename(a[0],a[1]);_o('OK')
+        elif c=='S':
+            _md(a[0][:a[0].rfind('/')])
+            with open(a[0]+'.new','wb') as f:f.write(_src)
+            os.rename(a[0]+'.new',a[0]);_o('OK')
         else:
             _o('ER unknown request %s'%c)
     except KeyboardInterrupt:
@@ -192,17 +198,29 @@ if _b:micropython.kbd_intr(3)
 
 _AGENT_SHA = hashlib.sha256(AGENT.encode()).hexdigest()
 AGENT_FILE = f".sbd-{_AGENT_SHA[:8]}.py"
-# Runs the agent copy an earlier deploy left on the board, if it is whole (its sha256 matches).
-_BOOTSTRAP = """import hashlib,binascii
+_WBITS = 10  # raw deflate with a 1 KB window: what a board with a small heap can inflate (as in AGENT)
+# The only code pasted through the raw REPL: it runs the agent copy an earlier deploy left on the board
+# if that is whole (its sha256 matches), else reads the agent as one base64 line (deflated if the board
+# can inflate: half the bytes of a paste, and no raw-paste window round trips). `_src` stays for `S`.
+_BOOTSTRAP = """import hashlib,binascii,sys,io
+def k(s):return binascii.hexlify(hashlib.sha256(s).digest())==%r
 try:
- f=open(%r,'rb')
- s=f.read()
- f.close()
-except OSError:
- s=b''
-if binascii.hexlify(hashlib.sha256(s).digest())==%r:exec(s)
-else:print('SBD-NONE')
+ f=open(%r,'rb');_src=f.read();f.close()
+except OSError:_src=b''
+if not k(_src):
+ try:import deflate;z=1
+ except ImportError:z=0
+ print('SBD-NONE',z)
+ _src=binascii.a2b_base64(sys.stdin.readline())
+ if z:_src=deflate.DeflateIO(io.BytesIO(_src),deflate.RAW,%d).read()
+if k(_src):exec(_src)
+else:print('SBD-BAD')
 """
+
+
+def _deflate(data: bytes) -> bytes:
+    z = zlib.compressobj(9, zlib.DEFLATED, -_WBITS)
+    return z.compress(data) + z.flush()
 
 
 class DeployError(Exception):
@@ -366,14 +384,13 @@ class Agent:
     def _start(self, timeout: float) -> None:
         try:
             self._enter_raw_repl(timeout)
-            # The copy an earlier deploy left on the board: a few dozen bytes to paste instead of ~4 KB.
-            self.transport.exec_raw_no_follow(_BOOTSTRAP % (self.cached, _AGENT_SHA.encode()))
+            self.transport.exec_raw_no_follow(_BOOTSTRAP % (_AGENT_SHA.encode(), self.cached, _WBITS))
             self.serial.timeout = _LINE_TIMEOUT
             hello = self._line()
-            self.from_cache = hello != "SBD-NONE"
+            self.from_cache = not hello.startswith("SBD-NONE")
             if not self.from_cache:
-                self.transport.follow(timeout=_LINE_TIMEOUT)
-                self.transport.exec_raw_no_follow(AGENT)
+                wire = _deflate(AGENT.encode()) if hello == "SBD-NONE 1" else AGENT.encode()
+                self._send(binascii.b2a_base64(wire, newline=False).decode())
                 hello = self._line()
         except (TransportError, serial.SerialException, OSError) as e:
             raise DeployError(
@@ -381,6 +398,8 @@ class Agent:
                 "and running MicroPython? (flash it with `spoolbus flash`)"
             ) from None
         while not hello.startswith("SBD "):
+            if hello == "SBD-BAD":
+                raise DeployError(f"the deploy agent arrived damaged on {self.port}; check the cable")
             hello = self._line()
         _, mpy, deflate, binary, self.platform = hello.split(" ", 4)
         self.mpy_version = int(mpy) & 0xFF
@@ -463,9 +482,8 @@ class Agent:
         if self.request(f"P {path} z" if self.deflate else f"P {path}") != "":
             raise DeployError(f"unexpected reply from {self.port} while opening {path}")
         wire = data
-        if self.deflate:  # raw deflate with a 1 KB window: what a board with a small heap can inflate
-            z = zlib.compressobj(9, zlib.DEFLATED, -10)
-            wire = z.compress(data) + z.flush()
+        if self.deflate:
+            wire = _deflate(data)
         for i in range(0, len(wire), _CHUNK):
             chunk = wire[i : i + _CHUNK]
             if self.binary:
@@ -484,8 +502,7 @@ class Agent:
     def keep_copy(self) -> None:
         """Leave the agent on the board (under the deploy root) for the next deploy to start from."""
         if not self.from_cache:
-            self.put(self.cached + ".new", AGENT.encode())
-            self.request(f"N {self.cached}.new {self.cached}")
+            self.request(f"S {self.cached}")  # the agent writes the source the bootstrap ran
 
     def close(self, reset: bool = True) -> None:
         """Leave the agent and the raw REPL; with reset, soft-reset so the board boots its (new) tree."""
