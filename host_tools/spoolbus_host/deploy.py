@@ -136,9 +136,12 @@ while 1:
         elif c=='T':
             out=[]
             if _x(a[0]):_walk(a[0],'',out)
-            out.sort();h=hashlib.sha256(b'spoolbus-manifest 1\\n')
-            for p in out:
-                if p!='.manifest':h.update('%s %d %s\\n'%(_h(a[0]+'/'+p),os.stat(a[0]+'/'+p)[6],p))
+            out.sort();h=hashlib.sha256();f=open(a[0]+'/.manifest','w') if len(a)>1 else None
+            for l in ['spoolbus-manifest 1\\n']+['%s %d %s\\n'%(_h(a[0]+'/'+p),os.stat(a[0]+'/'+p)[6],p)
+                                             for p in out if p!='.manifest']:
+                h.update(l)
+                if f:f.write(l)
+            if f:f.close()
             _o('OK '+binascii.hexlify(h.digest()).decode())
         elif c=='G':
             if not _x(a[0]):_o('OK -')
@@ -470,9 +473,10 @@ class Agent:
             out[rel] = sha
         return out
 
-    def tree_digest(self, path: str) -> str:
-        """sha256 of the manifest the board computes from the files of a tree as they are now."""
-        return self.request(f"T {path}")
+    def tree_digest(self, path: str, write: bool = False) -> str:
+        """sha256 of the manifest the board computes from the files of a tree as they are now; with
+        `write`, the board also writes that manifest into the tree (one line back, not a line a file)."""
+        return self.request(f"T {path} w" if write else f"T {path}")
 
     def get(self, path: str) -> bytes | None:
         data = self.request(f"G {path}")
@@ -597,19 +601,7 @@ def _sync(agent: Agent, b: Build, r: str, progress: Progress | None) -> Report:
             report.local_copies += 1
         if progress:
             progress.advance_file(p)
-    agent.put(f"{stage}/{MANIFEST_NAME}", b.manifest)
-    got = agent.hashes(stage)
-    for p in [p for p in sorted(b.files) if got.get(p) != b.hashes[p]]:
-        agent.put(f"{stage}/{p}", b.files[p])
-        got[p] = agent.hashes(stage).get(p, "")
-        report.sent += 1
-    if not _intact(got, b):
-        bad = [p for p in sorted(b.files) if got.get(p) != b.hashes[p]] or [MANIFEST_NAME]
-        raise DeployError(
-            f"hash check failed on {agent.port} for {', '.join(bad[:5])}; "
-            "the old code still runs: deploy again"
-        )
-    report.verified = len(got)
+    _verify(agent, b, stage, want, report)
     if not loader_ok:
         _write_loader(agent, r)
     # The switch: one rename replaces the name the loader reads.
@@ -624,11 +616,26 @@ def _sync(agent: Agent, b: Build, r: str, progress: Progress | None) -> Report:
     return report
 
 
-def _intact(hashes: dict[str, str], b: Build) -> bool:
-    """True if a tree holds exactly the build's files and manifest (an extra file could shadow a module)."""
-    want = dict(b.hashes)
-    want[MANIFEST_NAME] = hashlib.sha256(b.manifest).hexdigest()
-    return hashes == want
+def _verify(agent: Agent, b: Build, stage: str, want: str, report: Report) -> None:
+    """The board writes the manifest of the files the stage holds; it must be the build's, byte for byte
+    (so no file differs, none is missing, and no extra one could shadow a module). Files whose hash
+    differs are sent once more, extra ones removed; the per-file hashes are fetched only then."""
+    if agent.tree_digest(stage, write=True) != want:
+        got = agent.hashes(stage)
+        for p in sorted(set(got) - set(b.files) - {MANIFEST_NAME}):
+            agent.request(f"X {stage}/{p}")
+            report.removed += 1
+        for p in [p for p in sorted(b.files) if got.get(p) != b.hashes[p]]:
+            agent.put(f"{stage}/{p}", b.files[p])
+            report.sent += 1
+        if agent.tree_digest(stage, write=True) != want:
+            got = agent.hashes(stage)
+            bad = [p for p in sorted(b.files) if got.get(p) != b.hashes[p]] or sorted(set(got) - set(b.files))
+            raise DeployError(
+                f"hash check failed on {agent.port} for {', '.join(bad[:5])}; "
+                "the old code still runs: deploy again"
+            )
+    report.verified = len(b.files) + 1  # and the manifest
 
 
 def _write_loader(agent: Agent, r: str) -> None:
