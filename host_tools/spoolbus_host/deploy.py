@@ -58,22 +58,23 @@ def loader(root: str = "") -> bytes:
 AGENT = """
 import os,sys,binascii,hashlib
 try:
-    import io,deflate
-    class _R(io.IOBase):
-        def __init__(s):s.b=b'';s.e=0
-        def readinto(s,m):
-            while not s.b:
-                if s.e:return 0
-                l=sys.stdin.readline()
-                if '\\x03' in l:raise KeyboardInterrupt
-                if l[0]=='E':
-                    s.e=1;return 0
-                s.b=_d(l);_o('K')
-            n=min(len(m),len(s.b));m[:n]=s.b[:n];s.b=s.b[n:]
-            return n
-    _z=1
+    import io,deflate;_z=1;_B=io.IOBase
 except ImportError:
-    _z=0
+    _z=0;_B=object
+class _R(_B):
+    # The data of one put: n bytes in chunk lines, the first read before the file is opened. A chunk
+    # is acknowledged (K: send the next) when the writer starts on it; the last one by the put's reply.
+    def __init__(s,n):s.n=n;s.b=s._l()
+    def _l(s):
+        l=sys.stdin.readline()
+        if '\\x03' in l:raise KeyboardInterrupt
+        d=_d(l);s.n-=len(d);s.k=s.n>0
+        return d
+    def readinto(s,m):
+        if not s.b and s.n>0:s.b=s._l()
+        if s.k:_o('K');s.k=0
+        n=min(len(m),len(s.b));m[:n]=s.b[:n];s.b=s.b[n:]
+        return n
 try:
     import select,micropython
     _p=select.poll();_p.register(sys.stdin,select.POLLIN);_i=sys.stdin.buffer;_b=1
@@ -148,26 +149,17 @@ while 1:
             else:
                 with open(a[0],'rb') as f:_o('OK '+binascii.b2a_base64(f.read()).decode().strip())
         elif c=='P':
-            i=a[0].rfind('/')
+            r=_R(int(a[2]));i=a[0].rfind('/')
             if i>0:_md(a[0][:i])
-            h=hashlib.sha256()
+            h=hashlib.sha256();b=bytearray(512);m=memoryview(b)
+            d=deflate.DeflateIO(r,deflate.RAW,10) if a[1]=='z' else r
             with open(a[0],'wb') as f:
-                _o('K')
-                if len(a)>1:
-                    r=_R();d=deflate.DeflateIO(r,deflate.RAW,10);b=bytearray(512);m=memoryview(b)
-                    while 1:
-                        n=d.readinto(b)
-                        if not n:break
-                        f.write(m[:n]);h.update(m[:n])
-                    while not r.e:r.readinto(m)
-                else:
-                    while 1:
-                        l=sys.stdin.readline()
-                        if '\\x03' in l:raise KeyboardInterrupt
-                        if l[0]=='E':break
-                        d=_d(l)
-                        f.write(d);h.update(d);_o('K')
-            _o('OK '+binascii.hexlify(h.digest()).decode())
+                while 1:
+                    n=d.readinto(b)
+                    if not n:break
+                    f.write(m[:n]);h.update(m[:n])
+            while r.readinto(m):pass
+            _o('OK '+binascii.hexlify(h.digest()).decode()[:16])
         elif c=='C':
             i=a[1].rfind('/')
             if i>0:_md(a[1][:i])
@@ -483,25 +475,29 @@ class Agent:
         return None if data == "-" else binascii.a2b_base64(data)
 
     def put(self, path: str, data: bytes, progress: Callable[[int], None] | None = None) -> None:
-        if self.request(f"P {path} z" if self.deflate else f"P {path}") != "":
-            raise DeployError(f"unexpected reply from {self.port} while opening {path}")
-        wire = data
-        if self.deflate:
-            wire = _deflate(data)
-        for i in range(0, len(wire), _CHUNK):
-            chunk = wire[i : i + _CHUNK]
-            if self.binary:
-                self.serial.write(b"B%d\n" % len(chunk) + chunk)
-                self.bytes_sent += len(chunk) + 6
-                if self._reply() != "":
-                    raise DeployError(f"unexpected reply from {self.port} while writing {path}")
-            else:
-                self.request("D" + binascii.b2a_base64(chunk, newline=False).decode())
+        """Write a file. The request carries the first chunk and the board's reply to the last one is
+        the hash of what it wrote: a file of one chunk takes one round trip. The reply holds 64 bits of
+        the sha256, enough to catch a damaged transfer: a tree is checked in full by its manifest."""
+        wire = _deflate(data) if self.deflate else data
+        chunks = [wire[i : i + _CHUNK] for i in range(0, len(wire), _CHUNK)] or [b""]
+        head = f"P {path} {'z' if self.deflate else '-'} {len(wire)}\n".encode()
+        for i, chunk in enumerate(chunks):
+            line = (head if i == 0 else b"") + self._chunk_line(chunk)
+            self.serial.write(line)
+            self.bytes_sent += len(line)
+            reply = self._reply(f"P {path}")
+            if (reply != "") != (i == len(chunks) - 1):
+                raise DeployError(f"unexpected reply from {self.port} while writing {path}: {reply!r}")
             if progress:
                 progress(len(chunk) * len(data) // max(1, len(wire)))
-        sha = self.request("E")
-        if sha != hashlib.sha256(data).hexdigest():
-            raise DeployError(f"{path} arrived corrupted on {self.port} (hash {sha}); deploy again")
+        if reply != hashlib.sha256(data).hexdigest()[:16]:
+            raise DeployError(f"{path} arrived corrupted on {self.port} (hash {reply}); deploy again")
+
+    def _chunk_line(self, chunk: bytes) -> bytes:
+        """Raw bytes after a length where the board reads binary stdin, else base64 (no control bytes)."""
+        if self.binary:
+            return b"B%d\n" % len(chunk) + chunk
+        return b"D" + binascii.b2a_base64(chunk, newline=False) + b"\n"
 
     def keep_copy(self) -> None:
         """Leave the agent on the board (under the deploy root) for the next deploy to start from."""
