@@ -56,25 +56,35 @@ def loader(root: str = "") -> bytes:
 # so neither a tty nor a port's Ctrl-C handling can touch it), one reply line per request.
 # A line holding Ctrl-C (0x03) ends it, so a new deploy can always take over after a cut link.
 AGENT = """
-import os,sys,binascii,hashlib
+import os,sys,binascii,hashlib,gc
 try:
-    import io,deflate;_z=1;_B=io.IOBase
+    import io,deflate;_B=io.IOBase
+    gc.collect();_z=10  # the window of one deflate stream for every file: up to an 8th of the free heap
+    while _z<15 and 16<<_z<gc.mem_free():_z+=1
 except ImportError:
     _z=0;_B=object
 class _R(_B):
-    # The data of one put: n bytes in chunk lines, the first read before the file is opened. A chunk
-    # is acknowledged (K: send the next) when the writer starts on it; the last one by the put's reply.
-    def __init__(s,n):s.n=n;s.b=s._l()
+    # The wire bytes of the puts: each adds n bytes in chunk lines, the first read before the file is
+    # opened. A chunk is acknowledged (K: send the next) when the writer starts on it, the last one by
+    # the put's reply. Compressed, the bytes a file leaves unread (its stream's flush) open the next.
+    def __init__(s):s.n=0;s.k=0;s.b=b'';s.i=0
+    def put(s,n):
+        s.n=n;s._l()
     def _l(s):
         l=sys.stdin.readline()
         if '\\x03' in l:raise KeyboardInterrupt
-        d=_d(l);s.n-=len(d);s.k=s.n>0
-        return d
+        d=_d(l);s.n-=len(d);s.k=s.n>0;s.b=s.b[s.i:]+d if s.i<len(s.b) else d;s.i=0
     def readinto(s,m):
-        if not s.b and s.n>0:s.b=s._l()
+        if s.i==len(s.b) and s.n>0:s._l()
         if s.k:_o('K');s.k=0
-        n=min(len(m),len(s.b));m[:n]=s.b[:n];s.b=s.b[n:]
+        n=min(len(m),len(s.b)-s.i);m[:n]=memoryview(s.b)[s.i:s.i+n];s.i+=n
         return n
+    def end(s):
+        while s.n>0:
+            if s.k:_o('K')
+            s._l()
+_r=_R()
+if _z:_zs=deflate.DeflateIO(_r,deflate.RAW,_z)
 try:
     import select,micropython
     _p=select.poll();_p.register(sys.stdin,select.POLLIN);_i=sys.stdin.buffer;_b=1
@@ -149,16 +159,15 @@ while 1:
             else:
                 with open(a[0],'rb') as f:_o('OK '+binascii.b2a_base64(f.read()).decode().strip())
         elif c=='P':
-            r=_R(int(a[2]));i=a[0].rfind('/')
+            _r.put(int(a[2]));i=a[0].rfind('/')
             if i>0:_md(a[0][:i])
-            h=hashlib.sha256();b=bytearray(512);m=memoryview(b)
-            d=deflate.DeflateIO(r,deflate.RAW,10) if a[1]=='z' else r
+            h=hashlib.sha256();k=int(a[3]);m=memoryview(bytearray(512))
             with open(a[0],'wb') as f:
-                while 1:
-                    n=d.readinto(b)
-                    if not n:break
-                    f.write(m[:n]);h.update(m[:n])
-            while r.readinto(m):pass
+                while k:
+                    n=(_zs if a[1]=='z' else _r).readinto(m[:min(k,512)])
+                    if not n:raise EOFError
+                    f.write(m[:n]);h.update(m[:n]);k-=n
+            _r.end()
             _o('OK '+binascii.hexlify(h.digest()).decode()[:16])
         elif c=='C':
             i=a[1].rfind('/')
@@ -193,7 +202,7 @@ if _b:micropython.kbd_intr(3)
 
 _AGENT_SHA = hashlib.sha256(AGENT.encode()).hexdigest()
 AGENT_FILE = f".sbd-{_AGENT_SHA[:8]}.py"
-_WBITS = 10  # raw deflate with a 1 KB window: what a board with a small heap can inflate (as in AGENT)
+_WBITS = 10  # the agent travels as raw deflate with a 1 KB window: what any heap can inflate
 # The only code pasted through the raw REPL: it runs the agent copy an earlier deploy left on the board
 # if that is whole (its sha256 matches), else reads the agent as one base64 line (deflated if the board
 # can inflate: half the bytes of a paste, and no raw-paste window round trips). `_src` stays for `S`.
@@ -396,9 +405,11 @@ class Agent:
             if hello == "SBD-BAD":
                 raise DeployError(f"the deploy agent arrived damaged on {self.port}; check the cable")
             hello = self._line()
-        _, mpy, deflate, binary, self.platform = hello.split(" ", 4)
+        _, mpy, wbits, binary, self.platform = hello.split(" ", 4)
         self.mpy_version = int(mpy) & 0xFF
-        self.deflate = deflate == "1"  # the board can inflate: files travel compressed
+        # The board can inflate: the files travel as one raw deflate stream, flushed at the end of each
+        # (the board writes a file as soon as its bytes are in), with the window the board's heap allows.
+        self._stream = zlib.compressobj(9, zlib.DEFLATED, -int(wbits)) if wbits != "0" else None
         self.binary = binary == "1"  # binary stdin with a poll timeout: data lines need no base64
 
     def _enter_raw_repl(self, timeout: float) -> None:
@@ -478,9 +489,9 @@ class Agent:
         """Write a file. The request carries the first chunk and the board's reply to the last one is
         the hash of what it wrote: a file of one chunk takes one round trip. The reply holds 64 bits of
         the sha256, enough to catch a damaged transfer: a tree is checked in full by its manifest."""
-        wire = _deflate(data) if self.deflate else data
+        wire = self._stream.compress(data) + self._stream.flush(zlib.Z_SYNC_FLUSH) if self._stream else data
         chunks = [wire[i : i + _CHUNK] for i in range(0, len(wire), _CHUNK)] or [b""]
-        head = f"P {path} {'z' if self.deflate else '-'} {len(wire)}\n".encode()
+        head = f"P {path} {'z' if self._stream else '-'} {len(wire)} {len(data)}\n".encode()
         for i, chunk in enumerate(chunks):
             line = (head if i == 0 else b"") + self._chunk_line(chunk)
             self.serial.write(line)
