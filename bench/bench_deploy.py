@@ -5,6 +5,7 @@ empty flash; both tools are run as the commands a user types (process start incl
 takes the process start and connection out: mpremote's file API (SerialTransport.fs_writefile) against
 spoolbus's deploy agent, in process, over the same pty.
 
+    .venv/bin/pip install -e '.[bench]'   # mpremote, the peer
     .venv/bin/python bench/bench_deploy.py [--trials 3]
 """
 
