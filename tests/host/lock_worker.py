@@ -2,7 +2,7 @@
 
 Usage: lock_worker.py MODE LOCK_DIR [ARGS]. Prints one line per event the test waits for.
   count LOCK COUNTER ROUNDS [GO]  once file GO exists, increment the number in COUNTER ROUNDS times under
-                              the lock (LOCK "none": without it, to show that the count then comes out short)
+                              the lock (LOCK "none": without it, to show that the count then comes out wrong)
   hold LOCK                   acquire, print "held <token>", then sleep until killed
   renew LOCK LEASE            acquire with LEASE seconds, check() in a loop; print "lost <token>" on LockLost
   take LOCK TIMEOUT           acquire within TIMEOUT seconds, print "took <token>", release
