@@ -525,6 +525,10 @@ class Spool:
             if p is None:
                 self._quarantine(path, name)
             elif not _alive(p[1]):
+                # tmp/ was listed before the writer was known dead: a put it committed (renamed into
+                # new/) in between has returned, and only a tmp file still here now was cut short.
+                if not _exists(path):
+                    continue
                 # A rename into new/ cut by power on FAT can leave both entries on one cluster chain;
                 # that put never returned, so drop both (with nothing allocated in between).
                 _remove(path)
@@ -546,7 +550,9 @@ class Spool:
 
     def _return_claim(self, path, name):
         for target, kind in ((self._new + name, ".dn"), (self._qdir + name, ".dq")):
-            if _exists(target):  # a rename cut by power on FAT: two entries share one cluster chain
+            # Both there: a rename cut by power on FAT, two entries on one cluster chain. Checked in this
+            # order, a claim another process returned meanwhile (one atomic rename) never looks like that.
+            if _exists(target) and _exists(path):
                 self._repair(target, path, name + kind)
                 return 0
         try:

@@ -225,6 +225,28 @@ def test_open_removes_tmp_files_of_dead_writers_and_keeps_live_ones():
         remove_tree(d)
 
 
+def test_recovery_keeps_a_put_committed_after_it_listed_tmp():
+    """Listed tmp/ while a writer was mid-put; the put committed and returned, then the writer died.
+
+    kill -9 trials lost a returned put this way: recovery took the stale listing for a FAT double entry.
+    """
+    d = tmpdir()
+    try:
+        s = spool.Spool(d)
+        name = _dead_name(9)
+        _write(d + "/new/" + name, spool.record(b"committed"))  # tmp/name renamed, then the writer died
+        real = spool._names
+        spool._names = lambda path: [name] if path.endswith("/tmp/") else real(path)
+        try:
+            assert s.recover() == (0, 0)
+        finally:
+            spool._names = real
+        assert _files(d + "/new") == [name]
+        assert _drain(s) == [b"committed"]
+    finally:
+        remove_tree(d)
+
+
 def test_claims_of_a_dead_consumer_return_to_new_in_order():
     d = tmpdir()
     try:
