@@ -624,9 +624,7 @@ def _sync(agent: Agent, b: Build, r: str, progress: Progress | None) -> Report:
     todo.sort(key=lambda p: (p in sends, len(b.files[p]) if p in sends else 0, p))
     if progress:
         progress.start(len(todo), sum(len(b.files[p]) for p in sends))
-    for p in sorted(set(present) - set(b.files) - {MANIFEST_NAME}):
-        agent.request(f"X {stage}/{p}")
-        report.removed += 1
+    _remove_extra(agent, b, stage, present, report)
     for p in todo:
         if p in sends:
             agent.put(f"{stage}/{p}", b.files[p], progress.advance_bytes if progress else None)
@@ -657,9 +655,7 @@ def _verify(agent: Agent, b: Build, stage: str, want: str, report: Report) -> No
     differs are sent once more, extra ones removed; the per-file hashes are fetched only then."""
     if agent.tree_digest(stage, write=True) != want:
         got = agent.hashes(stage)
-        for p in sorted(set(got) - set(b.files) - {MANIFEST_NAME}):
-            agent.request(f"X {stage}/{p}")
-            report.removed += 1
+        _remove_extra(agent, b, stage, got, report)
         for p in [p for p in sorted(b.files) if got.get(p) != b.hashes[p]]:
             agent.put(f"{stage}/{p}", b.files[p])
             report.sent += 1
@@ -671,6 +667,13 @@ def _verify(agent: Agent, b: Build, stage: str, want: str, report: Report) -> No
                 "the old code still runs: deploy again"
             )
     report.verified = len(b.files) + 1  # and the manifest
+
+
+def _remove_extra(agent: Agent, b: Build, stage: str, held: dict[str, str], report: Report) -> None:
+    """Delete the files of the stage (`held`: path -> hash) that the build does not have."""
+    for p in sorted(set(held) - set(b.files) - {MANIFEST_NAME}):
+        agent.request(f"X {stage}/{p}")
+        report.removed += 1
 
 
 def _write_loader(agent: Agent, r: str) -> None:

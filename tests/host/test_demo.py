@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from spoolbus_host.demo import _alive
 from spoolbus_host.unix_board import MICROPYTHON
 
 pytestmark = pytest.mark.skipif(
@@ -27,14 +28,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 DEMO = [sys.executable, "-m", "spoolbus_host.cli", "demo", "--json"]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _processes_using(path: str) -> list[int]:
