@@ -168,8 +168,9 @@ class Node:
         if len(self._pending) >= self.max_pending:
             raise errors.Busy("%d calls already waiting for replies on %s" % (len(self._pending), self.name))
         timeout = self.timeout if timeout is None else timeout
-        env = wire.Envelope(wire.CALL, self._next_id(), self.name, dst, method, version or "1.0",
-                            args if args is not None else {}, self._deadline(timeout))
+        env = wire.Envelope(kind=wire.CALL, id=self._next_id(), src=self.name, dst=dst, method=method,
+                            version=version or "1.0", body=args if args is not None else {},
+                            deadline=self._deadline(timeout))
         self._send(env)
         now = _ticks_ms()
         ticket = [False, None, None, env, now, int(timeout * 1000),
@@ -203,8 +204,9 @@ class Node:
 
     def cast(self, dst, method, args=None, version=None, ttl=None):
         """Send a one-way call: no reply, errors are only counted on the server."""
-        env = wire.Envelope(wire.CAST, self._next_id(), self.name, dst, method, version or "1.0",
-                            args if args is not None else {}, self._deadline(ttl))
+        env = wire.Envelope(kind=wire.CAST, id=self._next_id(), src=self.name, dst=dst, method=method,
+                            version=version or "1.0", body=args if args is not None else {},
+                            deadline=self._deadline(ttl))
         self._send(env)
 
     def notify(self, event, body=None, ttl=None):
@@ -212,8 +214,8 @@ class Node:
         n = 0
         for peer in self.peers:
             if event in self.peers[peer][1]:
-                env = wire.Envelope(wire.NOTIFY, self._next_id(), self.name, peer, event,
-                                    body=body, deadline=self._deadline(ttl))
+                env = wire.Envelope(kind=wire.NOTIFY, id=self._next_id(), src=self.name, dst=peer,
+                                    method=event, body=body, deadline=self._deadline(ttl))
                 if self._send_quietly(env):
                     n += 1
         return n
@@ -379,7 +381,8 @@ class Node:
         self._dedup[key] = entry
 
     def _reply(self, call, kind, body):
-        env = wire.Envelope(kind, self._next_id(), self.name, call.src, body=body, reply_to=call.id)
+        env = wire.Envelope(kind=kind, id=self._next_id(), src=self.name, dst=call.src, reply_to=call.id,
+                            body=body)
         try:
             self._send(env)
         except errors.CBOREncodeError as e:
@@ -445,7 +448,8 @@ class Node:
             services[name] = self._services[name][0].version
         body = {"services": services, "events": list(self._subs), "now": self.now_ms(),
                 "firmware": self.firmware}
-        return wire.Envelope(wire.HELLO, self._next_id(), self.name, dst, body=body, reply_to=reply_to)
+        return wire.Envelope(kind=wire.HELLO, id=self._next_id(), src=self.name, dst=dst, body=body,
+                             reply_to=reply_to)
 
     def _refuse_wire(self, data, e):
         """Answer an envelope of an unknown wire major, if its id and source can be read at all."""
