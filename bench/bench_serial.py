@@ -72,7 +72,7 @@ class _CountingPort:
 
 
 def rtt(board: Board, n: int) -> tuple[float, float]:
-    for i in range(5):  # warm-up: QEMU's pty may hold the first frames up to a second (docs/boards.md)
+    for i in range(5):  # warm-up: boot to first RPC is measured on its own (boot_to_first_rpc)
         board.call("board.add", {"a": i, "b": 1})
     times = []
     for i in range(n):

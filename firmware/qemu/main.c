@@ -4,7 +4,7 @@
  * The MIT License (MIT)
  *
  * Copyright (c) 2014-2023 Damien P. George
- * spoolbus changes: run the frozen _boot.py and main.py after every (soft) reset.
+ * spoolbus changes: run the frozen _boot.py and main.py after every (soft) reset; wake the UART input.
  *
  * Permission is hereby granted, free of charge, to any person obtaining a copy
  * of this software and associated documentation files (the "Software"), to deal
@@ -41,10 +41,23 @@
 
 static uint32_t gc_heap[MICROPY_HEAP_SIZE / sizeof(uint32_t)];
 
+// UART0 of the MPS2 boards (ports/qemu/uart.c drives it).
+#define UART0_DATA (*(volatile uint32_t *)0x40004000)
+#define UART0_STATE (*(volatile uint32_t *)0x40004004)
+#define UART_STATE_RXFULL (1 << 1)
+
 int main(int argc, char **argv) {
     mp_stack_ctrl_init();
     mp_stack_set_limit(10240);
     gc_init(gc_heap, (char *)gc_heap + MICROPY_HEAP_SIZE);
+
+    // spoolbus: QEMU's CMSDK UART model takes host bytes only while RX is enabled, and it looks at
+    // that again only when its main loop wakes up or the guest reads the DATA register. The startup
+    // code enables RX without a read, so host bytes waited about a second after boot. A read of the
+    // empty DATA register makes QEMU look now (first call after boot: 1.05 s before, 0.1 s after).
+    if (!(UART0_STATE & UART_STATE_RXFULL)) {
+        (void)UART0_DATA;
+    }
 
     for (;;) {
         mp_init();
