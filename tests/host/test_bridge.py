@@ -82,7 +82,8 @@ class PipePort:
 
 
 def device(tmp_path, bridge: str, name: str, *targets: str) -> tuple[subprocess.Popen, SerialTransport]:
-    script = tmp_path / "device.py"
+    # One script per device: rewriting a shared one could truncate it under a device still starting.
+    script = tmp_path / f"device-{bridge}-{name}.py"
     script.write_text(textwrap.dedent(DEVICE))
     proc = subprocess.Popen([MICROPYTHON, str(script), f"{bridge}/{name}", *targets], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -144,7 +145,8 @@ def test_a_device_on_bridge_a_calls_a_device_on_bridge_b_through_the_broker(tmp_
     running(a)
     got = reports(sensor, 2)
     assert got == ["CALLED B/thermo B/thermo A/sensor", "CALLED A/sensor A/sensor A/sensor"], (
-        got, dict(a.stats), dict(b.stats), a.online, b.online, a.uplink, b.uplink)  # what to look at if not
+        got, dict(a.stats), dict(b.stats), a.online, b.online, a.uplink, b.uplink,
+        f"thermo exit status {thermo.poll()}")  # what to look at if not
     deadline = time.monotonic() + 2
     while a.stats["local"] < 2 and time.monotonic() < deadline:
         time.sleep(0.01)  # the bridge thread counts right after it delivers
@@ -513,7 +515,7 @@ while True:
 
 def spool_device(tmp_path, root, name: str, *targets: str) -> subprocess.Popen:
     """A MicroPython process: node `name` on spool directory `root`, its bridge as gateway."""
-    script = tmp_path / "spool_device.py"
+    script = tmp_path / f"spool_device-{name.replace('/', '-')}.py"  # one each: see device()
     script.write_text(textwrap.dedent(SPOOL_DEVICE))
     return subprocess.Popen([MICROPYTHON, str(script), str(root), name, *targets], stdin=subprocess.DEVNULL,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
