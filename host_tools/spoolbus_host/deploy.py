@@ -60,6 +60,9 @@ try:
     import io,deflate;_B=io.IOBase
     gc.collect();_z=10  # the window of one deflate stream for every file: up to an 8th of the free heap
     while _z<15 and 16<<_z<gc.mem_free():_z+=1
+    while _z>10:  # and half the largest free block: an application's objects leave the heap in pieces
+        try:bytearray(2<<_z);break
+        except MemoryError:_z-=1
 except ImportError:
     _z=0;_B=object
 class _R(_B):
