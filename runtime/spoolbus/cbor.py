@@ -262,7 +262,7 @@ def loads(data, max_size=65536, max_depth=16, max_items=4096):
             data = bytes(data)
     if len(data) > max_size:
         raise CBORDecodeError("input of %d bytes exceeds max_size %d" % (len(data), max_size), max_size)
-    return (_decode_c or _decode)(data, max_depth, max_items - 1)
+    return _decoder(data, max_depth, max_items - 1)
 
 
 _ARG_FORMAT = (">B", ">H", ">I", ">Q", ">e", ">f", ">d")
@@ -394,6 +394,7 @@ try:  # CPython, installed with its C decoder (csrc/cbor_c.c): the same _decode,
     from spoolbus._cbor_c import decode as _decode_c
 except ImportError:  # MicroPython, or no C compiler at install time
     _decode_c = None
+_decoder = _decode_c or _decode  # chosen once, not on every loads()
 
 
 def _utf8_ok(b):
