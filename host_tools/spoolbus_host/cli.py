@@ -20,7 +20,7 @@ COMMANDS = {"demo": "demo", "build-firmware": "firmware_cmd", "deploy": "deploy_
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of every subcommand, or only of `command`'s module: importing all of them (paho,
-    mpremote, esptool, ...) costs a quarter of a second that `spoolbus deploy` should not wait for."""
+    esptool, ...) costs a quarter of a second that `spoolbus deploy` should not wait for."""
     parser = argparse.ArgumentParser(
         prog="spoolbus",
         description="Versioned CBOR RPC for MicroPython boards and hosts.",

@@ -239,10 +239,12 @@ class _ReplError(Exception):
 
 @dataclass
 class Build:
-    """The compiled tree: relative path -> bytes, its manifest, and the tree id (hash of the manifest)."""
+    """The compiled tree: relative path -> bytes, its manifest, the manifest's sha256 (hex) and the tree
+    id (its first 16 digits)."""
 
     files: dict[str, bytes]
     manifest: bytes = b""
+    digest: str = ""
     tree_id: str = ""
     hashes: dict[str, str] = field(default_factory=dict)
 
@@ -251,7 +253,8 @@ class Build:
         lines = ["spoolbus-manifest 1"]
         lines += [f"{self.hashes[p]} {len(self.files[p])} {p}" for p in sorted(self.files)]
         self.manifest = ("\n".join(lines) + "\n").encode()
-        self.tree_id = hashlib.sha256(self.manifest).hexdigest()[:16]
+        self.digest = hashlib.sha256(self.manifest).hexdigest()
+        self.tree_id = self.digest[:16]
 
 
 @dataclass
@@ -605,8 +608,7 @@ def _sync(agent: Agent, b: Build, r: str, progress: Progress | None) -> Report:
     cur_id = cur_dir.split(".")[0] if cur_dir else None
     report = Report(agent.port, b.tree_id, cur_id, len(b.files))
     loader_ok = agent.get(f"{r}main.py") == loader(r)
-    want = hashlib.sha256(b.manifest).hexdigest()
-    if cur_id == b.tree_id and agent.tree_digest(f"{r}app/{cur_dir}") == want:
+    if cur_id == b.tree_id and agent.tree_digest(f"{r}app/{cur_dir}") == b.digest:
         # The running tree is this build, every file re-hashed on the board (one line comes back).
         report.verified = len(b.files)
         if not loader_ok:
@@ -637,7 +639,7 @@ def _sync(agent: Agent, b: Build, r: str, progress: Progress | None) -> Report:
             report.local_copies += 1
         if progress:
             progress.advance_file(p)
-    _verify(agent, b, stage, want, report)
+    _verify(agent, b, stage, report)
     if not loader_ok:
         _write_loader(agent, r)
     # The switch: one rename replaces the name the loader reads.
@@ -652,17 +654,17 @@ def _sync(agent: Agent, b: Build, r: str, progress: Progress | None) -> Report:
     return report
 
 
-def _verify(agent: Agent, b: Build, stage: str, want: str, report: Report) -> None:
+def _verify(agent: Agent, b: Build, stage: str, report: Report) -> None:
     """The board writes the manifest of the files the stage holds; it must be the build's, byte for byte
     (so no file differs, none is missing, and no extra one could shadow a module). Files whose hash
     differs are sent once more, extra ones removed; the per-file hashes are fetched only then."""
-    if agent.tree_digest(stage, write=True) != want:
+    if agent.tree_digest(stage, write=True) != b.digest:
         got = agent.hashes(stage)
         _remove_extra(agent, b, stage, got, report)
         for p in [p for p in sorted(b.files) if got.get(p) != b.hashes[p]]:
             agent.put(f"{stage}/{p}", b.files[p])
             report.sent += 1
-        if agent.tree_digest(stage, write=True) != want:
+        if agent.tree_digest(stage, write=True) != b.digest:
             got = agent.hashes(stage)
             bad = [p for p in sorted(b.files) if got.get(p) != b.hashes[p]] or sorted(set(got) - set(b.files))
             raise DeployError(
