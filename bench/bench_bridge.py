@@ -20,7 +20,7 @@ from bench_mqtt import PAHO_DIRECT, PY, Broker, run  # noqa: E402
 BRIDGE = """
 import sys, time
 from spoolbus import wire
-from spoolbus_host.bridge import Bridge
+from spoolbus_host.bridge.gateway import Bridge
 port, qos, n, size = (int(a) for a in sys.argv[1:5])
 env = wire.encode(wire.Envelope(kind=wire.CAST, id=1, src="A/dev", dst="bench/sink", method="s.m",
                                 version="1.0", body=bytes(size)))
@@ -52,7 +52,7 @@ b.close()
 FLEET_BRIDGE = """
 import resource, sys, time
 from spoolbus import wire
-from spoolbus_host.bridge import Bridge
+from spoolbus_host.bridge.gateway import Bridge
 port, devices, rate, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 outbox = sys.argv[5]
 gap = devices / rate  # each device sends every `gap` seconds
@@ -152,7 +152,7 @@ while True:
 NODE_CALLER = """
 import sys, time
 from spoolbus.node import Node
-from spoolbus_host.mqtt_paho import PahoTransport
+from spoolbus_host.mqtt.paho import PahoTransport
 port, n = int(sys.argv[1]), int(sys.argv[2])
 t = PahoTransport("127.0.0.1", port, "host", "bench", clean_session=True)
 node = Node("host/bench", t)
@@ -176,7 +176,7 @@ PAHO_RESPONDER = """
 import sys
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from spoolbus_host.mqtt_paho import nodelay
+from spoolbus_host.mqtt.paho import nodelay
 c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
 if sys.argv[2] == "nodelay":
     nodelay(c)
@@ -191,7 +191,7 @@ PAHO_CALLER = """
 import sys, threading, time
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from spoolbus_host.mqtt_paho import nodelay
+from spoolbus_host.mqtt.paho import nodelay
 port, n = int(sys.argv[1]), int(sys.argv[2])
 got = threading.Event()
 c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)

@@ -20,8 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from spoolbus_host import deploy as dp
-from spoolbus_host.unix_board import UnixBoard
+from spoolbus_host.boards.unix_board import UnixBoard
+from spoolbus_host.deploy import micropython as dp
 
 APP_MAIN = "import spoolbus, sensor\nprint('bench app', sensor.VERSION)\n"
 SENSOR = "VERSION = %d\n\ndef read():\n    return [i * i for i in range(10)]\n"

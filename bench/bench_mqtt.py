@@ -76,7 +76,7 @@ c.loop_stop()
 
 PAHO_TRANSPORT = """
 import sys, time
-from spoolbus_host.mqtt_paho import PahoTransport
+from spoolbus_host.mqtt.paho import PahoTransport
 port, qos, n, size = (int(a) for a in sys.argv[1:5])
 t = PahoTransport("127.0.0.1", port, "bench", "paho", qos=qos, clean_session=True)
 payload = bytes(size)

@@ -26,10 +26,10 @@ import tty
 from pathlib import Path
 
 from spoolbus import errors, frame
-from spoolbus_host import boards
-from spoolbus_host.faultproxy import FaultProxy
-from spoolbus_host.hil import Board
+from spoolbus_host.boards import profiles
 from spoolbus_host.serialport import PySerialPort
+from spoolbus_host.testing.faultproxy import FaultProxy
+from spoolbus_host.testing.hil import Board
 
 # The payload the goodput target applies to: a bulk transfer fills most of a frame (max_frame 1024 B).
 # At 256 B the envelope is a fifth of every call frame: see the byte ceiling column and docs/serial.md.
@@ -120,7 +120,7 @@ def rpc_goodput(board: Board, size: int, n: int, window: int) -> float:
     return n * size / (time.perf_counter() - t)
 
 
-def boot_to_first_rpc(profile: boards.BoardProfile) -> tuple[float, float]:
+def boot_to_first_rpc(profile: profiles.BoardProfile) -> tuple[float, float]:
     """(start to hello, start to first reply) in seconds: the board process started, link and node fresh."""
     with tempfile.TemporaryDirectory() as tmp:
         board = Board(profile, Path(tmp))
@@ -135,7 +135,7 @@ def boot_to_first_rpc(profile: boards.BoardProfile) -> tuple[float, float]:
 
 
 def board_numbers(name: str, quick: bool) -> dict:
-    profile = boards.load(name)
+    profile = profiles.load(name)
     boots = [boot_to_first_rpc(profile) for _ in range(5)]
     with tempfile.TemporaryDirectory() as tmp:
         board = Board(profile, Path(tmp))
@@ -222,7 +222,7 @@ def noisy_frames(n: int, ber: float) -> dict:
 def noisy_calls(n: int, ber: float) -> dict:
     """n spool.put calls to the unix board through the fault proxy, with retries (same call id)."""
     with tempfile.TemporaryDirectory() as tmp:
-        board = Board(boards.load("unix"), Path(tmp))
+        board = Board(profiles.load("unix"), Path(tmp))
         proxy = None
         try:
             board.start(link=False)

@@ -1,5 +1,5 @@
 # Frozen into every spoolbus firmware: the portable package and the board's entry point.
-# Used by host_tools/spoolbus_host/firmware.py for the unix and the QEMU builds.
+# Used by host_tools/spoolbus_host/boards/firmware.py for the unix and the QEMU builds.
 package("spoolbus", base_path="../runtime")
 module("_boot.py")
 module("main.py")

@@ -6,7 +6,7 @@ import sys
 import time
 
 import pytest
-from spoolbus_host import boards
+from spoolbus_host.boards import profiles
 
 GOOD = """
 name = "{name}"
@@ -35,16 +35,16 @@ def _profile(tmp_path, text, name="myboard"):
 
 
 def test_every_profile_in_boards_loads_and_the_simulated_ones_are_unix_and_qemu():
-    for name in boards.available():
-        assert boards.load(name).name == name
-    assert boards.simulated() == ["qemu-mps2-an385", "unix"]
-    qemu = boards.load("qemu-mps2-an385")
+    for name in profiles.available():
+        assert profiles.load(name).name == name
+    assert profiles.simulated() == ["qemu-mps2-an385", "unix"]
+    qemu = profiles.load("qemu-mps2-an385")
     assert qemu.port == "qemu" and qemu.mp_board == "MPS2_AN385" and qemu.heap == 143360
     assert qemu.run_command("/fw.elf")[-4:] == ["-kernel", "/fw.elf", "-serial", "pty"]
 
 
 def test_a_good_profile_file_loads(tmp_path):
-    p = boards.load(_profile(tmp_path, GOOD))
+    p = profiles.load(_profile(tmp_path, GOOD))
     assert p.run_command("/bin/mp") == ["/bin/mp", "-X", "heapsize=65536", "-m", "main"]
 
 
@@ -66,14 +66,14 @@ def test_a_good_profile_file_loads(tmp_path):
 def test_a_broken_profile_is_refused_with_the_file_and_the_key(tmp_path, change, message):
     path = _profile(tmp_path, GOOD)
     path.write_text(path.read_text().replace(*change))
-    with pytest.raises(boards.BoardProfileError) as e:
-        boards.load(path)
+    with pytest.raises(profiles.BoardProfileError) as e:
+        profiles.load(path)
     assert message in str(e.value) and str(path) in str(e.value)
 
 
 def test_an_unknown_board_name_lists_the_known_ones():
-    with pytest.raises(boards.BoardProfileError, match="known boards are .*qemu-mps2-an385.*unix"):
-        boards.load("no-such-board")
+    with pytest.raises(profiles.BoardProfileError, match="known boards are .*qemu-mps2-an385.*unix"):
+        profiles.load("no-such-board")
 
 
 def _cli(*args):
@@ -107,7 +107,7 @@ def test_boards_command_lists_every_profile_with_its_filesystem_and_methods():
     out = _boards()
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert [line.split()[0] for line in lines[1:]] == boards.available()
+    assert [line.split()[0] for line in lines[1:]] == profiles.available()
     assert "esp32            esp32  littlefs   esptool  micropython" in out.stdout
     listed = {b["name"]: b for b in json.loads(_boards("--json").stdout)}
     assert listed["raspberry-pi"]["deploy"]["method"] == "linux-service"
@@ -119,9 +119,10 @@ def test_boards_command_lists_every_profile_with_its_filesystem_and_methods():
 
 
 def test_boards_command_shows_a_broken_profile_with_the_reason_and_fails(tmp_path, monkeypatch, capsys):
-    from spoolbus_host import boards_cmd, cli
+    from spoolbus_host.cli import boards as boards_cmd
+    from spoolbus_host.cli import main as cli
 
-    monkeypatch.setattr(boards, "BOARDS_DIR", tmp_path)
+    monkeypatch.setattr(profiles, "BOARDS", tmp_path)
     _profile(tmp_path, GOOD, "good")
     typo = GOOD.format(name="typo") + '[flash]\nmethod = "esptool"\nchip = "esp32"\n'
     (tmp_path / "typo.toml").write_text(typo)
@@ -144,11 +145,11 @@ def test_boards_command_shows_a_broken_profile_with_the_reason_and_fails(tmp_pat
     ],
 )
 def test_deploy_and_flash_settings_of_a_profile_are_checked(tmp_path, table, message):
-    from spoolbus_host import board_profiles
+    from spoolbus_host.boards import methods
 
     text = GOOD.format(name="b")
     text = table + text if table.startswith("deploy") else text + table
     (tmp_path / "b.toml").write_text(text)
-    with pytest.raises(board_profiles.ProfileError) as e:
-        board_profiles.read("b", tmp_path)
+    with pytest.raises(methods.ProfileError) as e:
+        methods.read("b", tmp_path)
     assert message in str(e.value) and "b.toml" in str(e.value)

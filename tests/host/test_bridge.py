@@ -16,7 +16,7 @@ from mosquitto import Broker, free_port
 from mpproc import MICROPYTHON, ROOT
 from spoolbus import errors, wire
 from spoolbus.transport.serial import SerialTransport
-from spoolbus_host.bridge import Bridge
+from spoolbus_host.bridge.gateway import Bridge
 
 DEVICE = """
 import sys, time
@@ -561,7 +561,7 @@ def test_spool_devices_on_bridge_a_call_a_spool_device_on_bridge_b_through_the_b
 
 def test_a_spool_device_and_a_serial_device_talk_locally_with_the_broker_down(
         tmp_path, mosquitto, running, processes):
-    from spoolbus_host.registry import Registry
+    from spoolbus_host.bridge.registry import Registry
 
     a = Bridge("A", "127.0.0.1", mosquitto.port, str(tmp_path / "outbox"),
                registry=Registry(str(tmp_path / "reg.db")))

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 from mpproc import ROOT
-from spoolbus_host import bridge_cmd, bridge_config, cli
-from spoolbus_host.bridge_config import BridgeConfigError, SerialDevice
+from spoolbus_host.bridge import config as bridge_config
+from spoolbus_host.bridge.config import BridgeConfigError, SerialDevice
+from spoolbus_host.cli import bridge as bridge_cmd
+from spoolbus_host.cli import main as cli
 
 
 def test_the_example_config_loads():

@@ -22,7 +22,7 @@ from mpproc import MICROPYTHON, ROOT
 from spoolbus import contract, wire
 from spoolbus.node import Node
 from spoolbus.transport.spool import SpoolTransport
-from spoolbus_host.mqtt_paho import PahoTransport
+from spoolbus_host.mqtt.paho import PahoTransport
 
 CALLS = 150
 

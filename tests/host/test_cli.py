@@ -32,7 +32,7 @@ def test_unknown_command_is_a_clear_error():
 
 def test_a_subcommand_imports_only_its_own_module():
     heavy = ("paho", "mpremote", "esptool", "spoolbus_host.demo")
-    code = (f"import sys; from spoolbus_host import cli; cli.build_parser('boards'); "
+    code = (f"import sys; from spoolbus_host.cli import main; main.build_parser('boards'); "
             f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from spoolbus_host.demo import _alive
-from spoolbus_host.unix_board import MICROPYTHON
+from spoolbus_host.boards.unix_board import MICROPYTHON
+from spoolbus_host.demo.run import _alive
 
 pytestmark = pytest.mark.skipif(
     not Path(MICROPYTHON).exists() or shutil.which("qemu-system-arm") is None

@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from spoolbus_host import deploy as dp
-from spoolbus_host.unix_board import MICROPYTHON, UnixBoard
+from spoolbus_host.boards.unix_board import MICROPYTHON, UnixBoard
+from spoolbus_host.deploy import micropython as dp
 
 REPO_CACHE = dp.REPO / ".cache"
 
@@ -140,7 +140,7 @@ def test_a_damaged_running_tree_is_found_and_rebuilt_beside_it(tmp_path, board, 
 
 def _deploy_process(port: str, app: Path, runtime: Path) -> subprocess.Popen:
     """A deploy in its own process, so the test can kill it (and its end of the link) mid-file."""
-    code = (f"from spoolbus_host.deploy import deploy; "
+    code = (f"from spoolbus_host.deploy.micropython import deploy; "
             f"print(deploy({port!r}, {str(app)!r}, runtime={str(runtime)!r}).tree_id)")
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -303,9 +303,9 @@ def qemu_firmware():
     """The QEMU board's firmware with the deploy-test entry point (tests/host/qemu_deploy), built once."""
     if shutil.which("qemu-system-arm") is None or shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("qemu-system-arm or the ARM toolchain is not installed")
-    from spoolbus_host import boards, firmware
+    from spoolbus_host.boards import firmware, profiles
 
-    profile = boards.load("qemu-mps2-an385")
+    profile = profiles.load("qemu-mps2-an385")
     src = firmware.source_dir(profile)
     if not (src / "py" / "mpconfig.h").is_file():
         pytest.skip("MicroPython source not fetched")
@@ -322,7 +322,7 @@ def qemu_firmware():
 
 @pytest.fixture
 def qemu_board(qemu_firmware):
-    from spoolbus_host.flash import boot_qemu
+    from spoolbus_host.boards.flash import boot_qemu
 
     profile, elf = qemu_firmware
     board = boot_qemu(profile.name, elf)

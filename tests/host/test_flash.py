@@ -15,7 +15,7 @@ import time
 
 import pytest
 import serial
-from spoolbus_host import board_profiles, flash
+from spoolbus_host.boards import flash, methods
 
 RP2040 = 0xE48BFF56
 INFO = "UF2 Bootloader v3.0\nModel: Raspberry Pi RP2\nBoard-ID: RPI-RP2\n"
@@ -83,7 +83,7 @@ def test_a_bad_uf2_is_refused_before_anything_is_written(tmp_path, drive, data, 
     image = tmp_path / "bad.uf2"
     image.write_bytes(data)
     with pytest.raises(flash.FlashError, match=message):
-        flash.flash_uf2(board_profiles.read("rp2-pico"), image, drive)
+        flash.flash_uf2(methods.read("rp2-pico"), image, drive)
     assert not (drive / "bad.uf2").exists()
 
 
@@ -99,7 +99,7 @@ def test_uf2_errors_on_the_command_line(tmp_path, drive):
 
 
 def test_esp32_image_checks_name_a_wrong_chip_and_a_wrong_file(tmp_path):
-    profile = board_profiles.read("esp32")
+    profile = methods.read("esp32")
     flash.check_esp_image(_esp_image(0), "esp32")
     with pytest.raises(flash.FlashError, match="wrong chip: the image is for esp32s3, the board is esp32"):
         flash.check_esp_image(_esp_image(9), "esp32")
@@ -126,7 +126,7 @@ def test_esptool_on_a_port_where_no_chip_answers_is_a_clear_error(tmp_path):
     port = os.ttyname(slave)
     try:
         with pytest.raises(flash.FlashError, match=f"no chip answered on {port}: .*bootloader mode"):
-            flash.flash_esptool(board_profiles.read("esp32"), good, port, connect_attempts=1)
+            flash.flash_esptool(methods.read("esp32"), good, port, connect_attempts=1)
     finally:
         os.close(master)
         os.close(slave)

@@ -4,8 +4,8 @@ bench/bench_serial.py runs the same over 100,000 frames; this is the short versi
 
 import pytest
 from spoolbus import errors
-from spoolbus_host.faultproxy import FaultProxy
-from spoolbus_host.hil import Board
+from spoolbus_host.testing.faultproxy import FaultProxy
+from spoolbus_host.testing.hil import Board
 
 CALLS = {"unix": 60, "qemu-mps2-an385": 20}
 RETRY_S = {"unix": 0.03, "qemu-mps2-an385": 0.15}  # a little over the board's round trip

@@ -1,5 +1,5 @@
 """RPC over a serial line to real firmware: the QEMU board (MPS2-AN385) and the MicroPython unix board,
-each running spoolbus frozen in, booted by the HIL plugin (spoolbus_host.hil)."""
+each running spoolbus frozen in, booted by the HIL plugin (spoolbus_host.testing.hil)."""
 
 import time
 

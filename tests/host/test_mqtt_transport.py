@@ -14,7 +14,7 @@ from mpproc import MicroPython
 from paho.mqtt.enums import CallbackAPIVersion
 from spoolbus import errors, node
 from spoolbus.transport.mqtt import base_topic, inbox_topic
-from spoolbus_host.mqtt_paho import PahoTransport
+from spoolbus_host.mqtt.paho import PahoTransport
 
 PRELUDE = """
 import sys, time

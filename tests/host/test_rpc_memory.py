@@ -19,7 +19,7 @@ import time
 
 from spoolbus import contract, errors, node
 from spoolbus.transport.spool import SpoolTransport
-from spoolbus_host import boards, firmware
+from spoolbus_host.boards import firmware, profiles
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 MICROPYTHON = os.environ.get("SPOOLBUS_MICROPYTHON", str(ROOT / ".cache/micropython-1.25.0/bin/micropython"))
@@ -78,7 +78,7 @@ def _run(tmp: pathlib.Path, micropython: str, heap: str, image: str) -> dict[str
 
 
 def test_frozen_mpy_node_serves_and_makes_1000_signed_calls_in_a_48k_heap(tmp_path):
-    fw, _ = firmware.ensure_built(boards.load("unix"))
+    fw, _ = firmware.ensure_built(profiles.load("unix"))
     n = _run(tmp_path, str(fw), "48k", "-")
     assert n["peak_live"] < 40 * 1024
 

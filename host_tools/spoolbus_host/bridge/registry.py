@@ -1,4 +1,4 @@
-"""The device registry: one SQLite row per device a bridge has seen (issue 7), and `spoolbus devices`.
+"""The device registry: one SQLite row per device a bridge has seen.
 
 Who (node name), where (bridge and link), what (firmware, services and API versions from its hello),
 when (last seen) and whether it is online. Written by the bridge at most once a second per device.
@@ -6,10 +6,8 @@ when (last seen) and whether it is online. Written by the bridge at most once a 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sqlite3
-import sys
 import time
 
 _SCHEMA = """
@@ -76,31 +74,3 @@ class Registry:
 
     def close(self) -> None:
         self.db.close()
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("devices", help="list the devices a bridge has seen (its SQLite registry)")
-    p.add_argument("--db", required=True, help="the bridge's registry file (spoolbus bridge --registry)")
-    p.add_argument("--json", action="store_true", help="print the list as JSON")
-    p.set_defaults(run=run)
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        uri = f"file:{args.db}?mode=ro"
-        sqlite3.connect(uri, uri=True).close()
-    except sqlite3.Error as e:
-        print(f"spoolbus devices: cannot open registry {args.db}: {e}", file=sys.stderr)
-        return 2
-    reg = Registry(args.db)
-    rows = reg.devices()
-    reg.close()
-    if args.json:
-        print(json.dumps(rows))
-        return 0
-    for d in rows:
-        seen = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["last_seen"]))
-        services = " ".join(f"{k}@{v}" for k, v in sorted(d["services"].items())) or "-"
-        print(f"{d['node']:<24} {'online ' if d['online'] else 'offline'} {d['link']:<20} "
-              f"{d['firmware'] or '-':<10} {services}  last seen {seen}")
-    return 0

@@ -15,8 +15,8 @@ from collections import Counter, defaultdict
 from spoolbus import errors
 from spoolbus.node import Node
 
-from spoolbus_host.demo_fleet import APPS, BRIDGE, HOST
-from spoolbus_host.mqtt_paho import PahoTransport
+from spoolbus_host.demo.fleet import APPS, BRIDGE, HOST
+from spoolbus_host.mqtt.paho import PahoTransport
 
 
 def _contracts():

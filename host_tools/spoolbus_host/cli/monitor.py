@@ -16,7 +16,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from spoolbus import errors, wire
 
-from spoolbus_host import mqtt_cli
+from spoolbus_host.cli import mqtt_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="nodes to watch as bridge/device, MQTT wildcards allowed (default +/+: all)")
     p.add_argument("--count", type=int, default=0, help="stop after this many messages")
     p.add_argument("--seconds", type=float, default=0, help="stop after this many seconds")
-    mqtt_cli.add_broker_options(p)
+    mqtt_options.add_broker_options(p)
     p.set_defaults(run=run)
 
 
@@ -48,7 +48,7 @@ def describe(prefix: str, topic: str, payload: bytes) -> dict:
         return out
     out["envelope"] = {"kind": _KINDS.get(env.kind, env.kind),
                        "id": env.id, "src": env.src, "dst": env.dst, "method": env.method,
-                       "version": env.version, "body": mqtt_cli.jsonable(env.body),
+                       "version": env.version, "body": mqtt_options.jsonable(env.body),
                        "reply_to": env.reply_to, "deadline": env.deadline, "signed": env.sig is not None}
     return out
 
@@ -67,7 +67,7 @@ def _line(d: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        host, port = mqtt_cli.broker_address(args.broker)
+        host, port = mqtt_options.broker_address(args.broker)
         if args.filter.count("/") != 1:
             raise ValueError(f"filter {args.filter!r}: expected bridge/device (wildcards + allowed)")
     except ValueError as e:

@@ -31,8 +31,8 @@ from spoolbus.spool import Spool
 from spoolbus.transport.mqtt import OFFLINE, ONLINE, base_topic, inbox_topic
 from spoolbus.transport.spool import SpoolTransport
 
-from spoolbus_host.mqtt_paho import nodelay
-from spoolbus_host.registry import Registry
+from spoolbus_host.bridge.registry import Registry
+from spoolbus_host.mqtt.paho import nodelay
 
 log = logging.getLogger("spoolbus.bridge")
 

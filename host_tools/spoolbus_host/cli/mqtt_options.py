@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 
-from spoolbus_host.mqtt_paho import PahoTransport
+from spoolbus_host.mqtt.paho import PahoTransport
 
 
 def add_broker_options(p: argparse.ArgumentParser) -> None:

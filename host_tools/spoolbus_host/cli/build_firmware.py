@@ -10,7 +10,7 @@ import json
 import sys
 import time
 
-from spoolbus_host import boards, firmware
+from spoolbus_host.boards import firmware, profiles
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -55,8 +55,8 @@ class _Bar:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        profile = boards.load(args.board)
-    except boards.BoardProfileError as e:
+        profile = profiles.load(args.board)
+    except profiles.BoardProfileError as e:
         print(f"spoolbus build-firmware: {e}", file=sys.stderr)
         return 2
     started = time.monotonic()

@@ -8,7 +8,6 @@ errors. What it starts and shows: docs/demo.md.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import signal
@@ -19,24 +18,15 @@ import time
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from spoolbus_host.demo_fleet import Fleet
-from spoolbus_host.demo_traffic import DEVICES, SENSOR, SERIAL, Traffic
-from spoolbus_host.demo_view import Frame, LiveView, summary_text
+from spoolbus_host.demo.fleet import Fleet
+from spoolbus_host.demo.traffic import DEVICES, SENSOR, SERIAL, Traffic
+from spoolbus_host.demo.view import Frame, LiveView, summary_text
 
 # Bridge counters that mean a message was lost or refused: any of them makes the demo fail.
 BRIDGE_ERRORS = ("malformed", "malformed_in", "oversized_in", "bad_topic", "spoofed", "forged", "unsigned",
                  "unknown_key", "replayed", "internal_errors", "link_send_failed", "outbox_full",
                  "outbox_corrupt", "held_full", "quota", "unroutable_in", "bad_destination", "expired")
 READY_TIMEOUT_S = 30.0
-
-
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run the demo of the whole system (broker, bridge, QEMU and unix boards)")
-    p.add_argument("--seconds", type=float, default=30.0,
-                   help="seconds of traffic after start-up (default 30)")
-    p.add_argument("--json", action="store_true",
-                   help="print the summary as JSON on stdout (progress on stderr)")
-    p.set_defaults(run=run)
 
 
 class _BrokerTap:
@@ -146,15 +136,16 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt  # SIGTERM ends the demo the way Ctrl-C does: through every `finally`
 
 
-def run(args: argparse.Namespace) -> int:
-    out = sys.stderr if args.json else sys.stdout
+def run(seconds: float, as_json: bool) -> int:
+    """Run the demo for `seconds` of traffic; the summary goes to stdout (as JSON with `as_json`)."""
+    out = sys.stderr if as_json else sys.stdout
     previous = signal.signal(signal.SIGTERM, _interrupt)
     fleet = Fleet()
     summary: dict = {"ok": False, "errors": 0, "error_list": [], "seconds": 0.0, "startup_s": 0.0,
                      "workdir": str(fleet.workdir)}
     interrupted = False
     try:
-        _demo(fleet, args.seconds, out, summary)
+        _demo(fleet, seconds, out, summary)
     except KeyboardInterrupt:
         interrupted = True
         summary["error_list"].append("interrupted")
@@ -169,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     summary["error_list"] += [f"still running after the end: {x}" for x in summary["left_running"]]
     summary["errors"] = len(summary["error_list"])
     summary["ok"] = summary["errors"] == 0
-    if args.json:
+    if as_json:
         print(json.dumps(summary, indent=1, default=str))
     elif "traffic" in summary:
         print(summary_text(summary), flush=True)

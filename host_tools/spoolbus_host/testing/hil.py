@@ -21,7 +21,7 @@ import pytest
 from spoolbus import errors, frame
 from spoolbus.transport.serial import UP, SerialTransport
 
-from spoolbus_host import boards, firmware
+from spoolbus_host.boards import firmware, profiles
 from spoolbus_host.serialport import PySerialPort
 
 DEFAULT_BOARD = "qemu-mps2-an385"
@@ -39,7 +39,7 @@ class Board:
     `node` is a spoolbus Node named "host" on `link`; the board's node is named `name` (from its hello).
     """
 
-    def __init__(self, profile: boards.BoardProfile, workdir: Path) -> None:
+    def __init__(self, profile: profiles.BoardProfile, workdir: Path) -> None:
         self.profile = profile
         self.workdir = workdir
         self.firmware, _ = firmware.ensure_built(profile)
@@ -211,7 +211,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     only = metafunc.definition.get_closest_marker("boards")
     if metafunc.definition.get_closest_marker("every_board") or metafunc.config.getoption("--all-boards"):
-        names = boards.simulated()
+        names = profiles.simulated()
     else:
         names = [metafunc.config.getoption("--board")]
     if only:
@@ -220,12 +220,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture
-def hil_profile(request: pytest.FixtureRequest) -> boards.BoardProfile:
-    return boards.load(request.param)
+def hil_profile(request: pytest.FixtureRequest) -> profiles.BoardProfile:
+    return profiles.load(request.param)
 
 
 @pytest.fixture
-def hil_board(request: pytest.FixtureRequest, hil_profile: boards.BoardProfile, tmp_path: Path):
+def hil_board(request: pytest.FixtureRequest, hil_profile: profiles.BoardProfile, tmp_path: Path):
     """A booted board with its link UP and a host node (`board.node`) that said hello to it."""
     b = Board(hil_profile, tmp_path)
     request.node.__dict__.setdefault("_spoolbus_boards", []).append(b)

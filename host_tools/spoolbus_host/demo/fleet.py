@@ -16,14 +16,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spoolbus_host import boards, deploy, firmware, serialport
-from spoolbus_host.bridge import Bridge
-from spoolbus_host.broker import Broker
-from spoolbus_host.flash import boot_qemu
-from spoolbus_host.registry import Registry
-from spoolbus_host.unix_board import UnixBoard
+from spoolbus_host import serialport
+from spoolbus_host.boards import firmware, profiles
+from spoolbus_host.boards.flash import boot_qemu
+from spoolbus_host.boards.unix_board import UnixBoard
+from spoolbus_host.bridge.gateway import Bridge
+from spoolbus_host.bridge.registry import Registry
+from spoolbus_host.deploy import micropython as deploy
+from spoolbus_host.mqtt.broker import Broker
+from spoolbus_host.paths import EXAMPLES, REPO, RUNTIME
 
-APPS = deploy.REPO / "examples" / "demo"
+APPS = EXAMPLES / "demo"
 BRIDGE = "gw"
 HOST = "host/demo"  # the demo's own node, straight on the broker
 QEMU_PROFILE = "qemu-mps2-an385"
@@ -91,11 +94,11 @@ class Fleet:
             time.sleep(0.01)
         step(f"bridge {BRIDGE!r}: uplink to the broker, spool {self.spool}")
 
-        profile = boards.load(QEMU_PROFILE)
+        profile = profiles.load(QEMU_PROFILE)
         if not firmware.artifact_path(profile, "deployable").is_file():
             step("building the QEMU firmware (after a change to the runtime or firmware/: about 30 s)")
         elf, cached = firmware.ensure_built(profile, variant="deployable")
-        step(f"QEMU firmware {'(cached)' if cached else 'built'}: {elf.relative_to(deploy.REPO)}")
+        step(f"QEMU firmware {'(cached)' if cached else 'built'}: {elf.relative_to(REPO)}")
         self.qemu = boot_qemu(QEMU_PROFILE, elf)
         self._cleanup.callback(self.qemu.stop)
         self.devices["qemu"].port = self.qemu.port
@@ -156,7 +159,7 @@ class Fleet:
         """The runtime deployed with an app; none to the QEMU board: it is frozen into its firmware, and
         its emulated UART moves a few KB a second."""
         if key != "qemu":
-            return deploy.RUNTIME
+            return RUNTIME
         empty = self.workdir / "apps" / "no-runtime"
         empty.mkdir(parents=True, exist_ok=True)
         return empty

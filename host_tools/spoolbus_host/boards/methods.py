@@ -10,12 +10,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from spoolbus_host.paths import BOARDS
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10: tomli is the same parser
     import tomli as tomllib
 
-BOARDS_DIR = Path(__file__).resolve().parents[2] / "boards"
 DEPLOY_METHODS = ("micropython", "linux-service")
 FLASH_METHODS = ("esptool", "uf2", "qemu", "none")
 
@@ -40,10 +41,10 @@ class ProfileError(ValueError):
 
 
 def available() -> list[str]:
-    return sorted(p.stem for p in BOARDS_DIR.glob("*.toml"))
+    return sorted(p.stem for p in BOARDS.glob("*.toml"))
 
 
-def read(name: str, boards_dir: Path = BOARDS_DIR) -> dict[str, Any]:
+def read(name: str, boards_dir: Path = BOARDS) -> dict[str, Any]:
     """The whole profile as a dict, with its [deploy] and [flash] tables checked."""
     path = boards_dir / f"{name}.toml"
     if not path.is_file():

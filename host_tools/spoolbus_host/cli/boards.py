@@ -12,7 +12,7 @@ import json
 import sys
 from typing import Any
 
-from spoolbus_host import board_profiles, boards
+from spoolbus_host.boards import methods, profiles
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -25,9 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def describe(name: str) -> dict[str, Any]:
     """The board's profile as both loaders check it; {"name", "error"} when one of them refuses it."""
     try:
-        profile = boards.load(name)
-        data = board_profiles.read(name, boards.BOARDS_DIR)
-    except (boards.BoardProfileError, board_profiles.ProfileError) as e:
+        profile = profiles.load(name)
+        data = methods.read(name, profiles.BOARDS)
+    except (profiles.BoardProfileError, methods.ProfileError) as e:
         return {"name": name, "error": str(e)}
     return {
         "name": name,
@@ -45,10 +45,10 @@ def describe(name: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    names = [args.name] if args.name else boards.available()
-    if args.name and args.name not in boards.available():
+    names = [args.name] if args.name else profiles.available()
+    if args.name and args.name not in profiles.available():
         print(f"spoolbus boards: no board profile {args.name!r}: known boards are "
-              f"{', '.join(boards.available())}", file=sys.stderr)
+              f"{', '.join(profiles.available())}", file=sys.stderr)
         return 2
     found = [describe(n) for n in names]
     if args.json:

@@ -1,6 +1,6 @@
 """The `spoolbus` command.
 
-One entry point; each subcommand lives in its own module that offers `add_parser(subparsers)`,
+One entry point; each subcommand lives in its own module of this folder that offers `add_parser(subparsers)`,
 sets `run=` on its parser, and returns an exit status. Errors name the problem and the fix.
 """
 
@@ -12,10 +12,10 @@ import sys
 
 import spoolbus
 
-# Each subcommand and the module of spoolbus_host that defines it, in the order `--help` lists them.
-COMMANDS = {"demo": "demo", "build-firmware": "firmware_cmd", "deploy": "deploy_cmd", "flash": "flash_cmd",
-            "spool": "spool_cmd", "call": "call_cmd", "cast": "call_cmd", "monitor": "monitor_cmd",
-            "bridge": "bridge_cmd", "devices": "registry", "boards": "boards_cmd"}
+# Each subcommand and its module in this folder, in the order `--help` lists them.
+COMMANDS = {"demo": "demo", "build-firmware": "build_firmware", "deploy": "deploy", "flash": "flash",
+            "spool": "spool", "call": "call", "cast": "call", "monitor": "monitor",
+            "bridge": "bridge", "devices": "devices", "boards": "boards"}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
@@ -29,7 +29,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     modules = [COMMANDS[command]] if command in COMMANDS else COMMANDS.values()
     for name in dict.fromkeys(modules):
-        importlib.import_module("spoolbus_host." + name).add_parser(sub)
+        importlib.import_module("spoolbus_host.cli." + name).add_parser(sub)
     return parser
 
 

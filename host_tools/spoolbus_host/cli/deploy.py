@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from spoolbus_host.deploy import DeployError, deploy
+from spoolbus_host.deploy.micropython import DeployError, deploy
 from spoolbus_host.progress import Progress
 
 
@@ -44,16 +44,16 @@ def _fail(msg: str) -> int:
 def run(args: argparse.Namespace) -> int:
     profile = {}
     if args.board:  # imported only here: reading a profile (tomllib) costs a deploy without one 7 ms
-        from spoolbus_host import board_profiles
+        from spoolbus_host.boards import methods
 
         try:
-            profile = board_profiles.read(args.board)
-        except board_profiles.ProfileError as e:
+            profile = methods.read(args.board)
+        except methods.ProfileError as e:
             return _fail(str(e))
     method = profile.get("deploy", {}).get("method", "micropython")
     try:
         if method == "linux-service":
-            from spoolbus_host import linux_service
+            from spoolbus_host.deploy import linux_service
 
             if bool(args.root) == bool(args.ssh):
                 return _fail("--board raspberry-pi needs exactly one of --root DIR or --ssh HOST")

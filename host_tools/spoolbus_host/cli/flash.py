@@ -13,8 +13,8 @@ import signal
 import sys
 import threading
 
-from spoolbus_host import board_profiles
-from spoolbus_host.flash import FlashError, boot_qemu, flash
+from spoolbus_host.boards import methods
+from spoolbus_host.boards.flash import FlashError, boot_qemu, flash
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -34,11 +34,11 @@ def _fail(msg: str) -> int:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        profile = board_profiles.read(args.board)
+        profile = methods.read(args.board)
         if profile["flash"]["method"] == "qemu":
             return _run_qemu(args)
         result = flash(profile, image=args.image, port=args.port, drive=args.drive)
-    except (FlashError, board_profiles.ProfileError) as e:
+    except (FlashError, methods.ProfileError) as e:
         return _fail(str(e))
     print(json.dumps(result.__dict__) if args.json else result.summary())
     return 0
@@ -46,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_qemu(args: argparse.Namespace) -> int:
     """Boot the QEMU board and keep it running until Ctrl-C or SIGTERM; then stop it."""
-    from spoolbus_host.firmware import FirmwareBuildError
+    from spoolbus_host.boards.firmware import FirmwareBuildError
 
     def progress(fraction: float | None, step: str) -> None:
         if not args.json:

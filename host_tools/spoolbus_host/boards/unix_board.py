@@ -18,10 +18,10 @@ import time
 import tty
 from pathlib import Path
 
-from spoolbus_host.deploy import REPO
+from spoolbus_host.paths import MICROPYTHON_BUILD
 
 ROM = Path(__file__).with_name("unix_rom.py")
-MICROPYTHON = REPO / ".cache" / "micropython-1.25.0" / "bin" / "micropython"
+MICROPYTHON = MICROPYTHON_BUILD / "micropython"
 
 
 def _controlling_tty() -> None:

@@ -252,10 +252,10 @@ class QemuBoard:
 
 def boot_qemu(board: str, firmware_path: Path | None = None, log=None) -> QemuBoard:
     """Build the board's firmware (a cache hit when nothing changed) and boot it in qemu-system-arm."""
-    from spoolbus_host import boards, firmware
+    from spoolbus_host.boards import firmware, profiles
 
     started = time.monotonic()
-    profile = boards.load(board)
+    profile = profiles.load(board)
     if firmware_path is None:
         firmware_path, _ = firmware.ensure_built(profile, log)
     if not shutil.which(profile.command[0]):

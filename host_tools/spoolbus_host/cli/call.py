@@ -13,7 +13,7 @@ import sys
 
 from spoolbus import errors, node
 
-from spoolbus_host import mqtt_cli
+from spoolbus_host.cli import mqtt_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="arguments; a value is parsed as JSON if it can be (3, 1.5, true, [1])")
         p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the reply (call)")
         p.add_argument("--version", default=None, help="API version to send (default: the node's default)")
-        mqtt_cli.add_broker_options(p)
+        mqtt_options.add_broker_options(p)
         p.set_defaults(run=run, verb=verb)
 
 
@@ -36,14 +36,14 @@ def _arguments(pairs: list[str]) -> dict:
         key, sep, value = pair.partition("=")
         if not sep or not key:
             raise ValueError(f"argument {pair!r}: expected key=value")
-        out[key] = mqtt_cli.parse_value(value)
+        out[key] = mqtt_options.parse_value(value)
     return out
 
 
 def run(args: argparse.Namespace) -> int:
     try:
         call_args = _arguments(args.args)
-        mqtt_cli.broker_address(args.broker)
+        mqtt_options.broker_address(args.broker)
         if args.node.count("/") != 1 or "." not in args.method:
             raise ValueError(f"expected NODE as bridge/device and METHOD as service.method, got "
                              f"{args.node!r} {args.method!r}")
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"spoolbus {args.verb}: {e}", file=sys.stderr)
         return 2
     try:
-        t = mqtt_cli.transport(args, "host", f"cli-{os.getpid()}")
+        t = mqtt_options.transport(args, "host", f"cli-{os.getpid()}")
     except errors.MQTTConnectionError as e:
         print(f"spoolbus {args.verb}: {e}", file=sys.stderr)
         return 3
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     except errors.RemoteError as e:
         if args.json:
             print(json.dumps({"error": {"type": e.type, "message": e.message,
-                                        "details": mqtt_cli.jsonable(e.details)}}))
+                                        "details": mqtt_options.jsonable(e.details)}}))
         else:
             print(f"error from {args.node}: {e}", file=sys.stderr)
         return 1
@@ -78,6 +78,6 @@ def run(args: argparse.Namespace) -> int:
         return 3
     finally:
         n.close()
-    reply = mqtt_cli.jsonable(reply)
+    reply = mqtt_options.jsonable(reply)
     print(json.dumps({"reply": reply} if args.json else reply))
     return 0

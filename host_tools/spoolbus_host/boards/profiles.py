@@ -11,13 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spoolbus_host.paths import BOARDS
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # Python 3.10 has no tomllib; tomli is the same parser (a conditional dependency)
     import tomli as tomllib
 
-ROOT = Path(__file__).resolve().parents[2]
-BOARDS_DIR = ROOT / "boards"
 BUILDABLE_PORTS = ("unix", "qemu")  # ports firmware.py builds; other boards are flashed from elsewhere
 CONSOLES = ("stdio-pty", "qemu-pty")
 # What the spool and the locks run on: docs/spool-format.md says what each one guarantees.
@@ -55,7 +55,7 @@ class BoardProfile:
 
 def available() -> list[str]:
     """Names of the profiles in boards/."""
-    return sorted(p.stem for p in BOARDS_DIR.glob("*.toml"))
+    return sorted(p.stem for p in BOARDS.glob("*.toml"))
 
 
 def simulated() -> list[str]:
@@ -67,7 +67,7 @@ def load(name_or_path: str | Path) -> BoardProfile:
     """The profile `boards/NAME.toml` (or a .toml path), checked."""
     path = Path(name_or_path)
     if path.suffix != ".toml":
-        path = BOARDS_DIR / f"{name_or_path}.toml"
+        path = BOARDS / f"{name_or_path}.toml"
     if not path.is_file():
         raise BoardProfileError(
             f"no board profile {str(name_or_path)!r}: known boards are {', '.join(available())}"

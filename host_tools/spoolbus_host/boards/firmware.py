@@ -16,10 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from spoolbus_host.boards import BUILDABLE_PORTS, ROOT, BoardProfile
-
-FIRMWARE_DIR = ROOT / "firmware"
-RUNTIME_DIR = ROOT / "runtime" / "spoolbus"
+from spoolbus_host.boards.profiles import BUILDABLE_PORTS, BoardProfile
+from spoolbus_host.paths import CACHE, FIRMWARE, REPO, RUNTIME
 
 # Called with (fraction done 0..1 or None when unknown, a short description of the step).
 Progress = Callable[[float | None, str], None]
@@ -30,7 +28,7 @@ class FirmwareBuildError(RuntimeError):
 
 
 def cache_root(profile: BoardProfile) -> Path:
-    return ROOT / ".cache" / f"micropython-{profile.micropython}"
+    return CACHE / f"micropython-{profile.micropython}"
 
 
 def source_dir(profile: BoardProfile) -> Path:
@@ -39,7 +37,7 @@ def source_dir(profile: BoardProfile) -> Path:
 
 def _manifest(variant: str) -> Path:
     """The frozen manifest of a variant: "" is firmware/manifest.py, "deployable" firmware/deployable/."""
-    path = FIRMWARE_DIR / variant / "manifest.py" if variant else FIRMWARE_DIR / "manifest.py"
+    path = FIRMWARE / variant / "manifest.py" if variant else FIRMWARE / "manifest.py"
     if not path.is_file():
         raise FirmwareBuildError(f"no firmware variant {variant!r}: {path} is missing")
     return path
@@ -54,17 +52,17 @@ def build_key(profile: BoardProfile, variant: str = "") -> str:
     """Hash of the MicroPython version, the profile, the firmware and runtime sources, and this recipe."""
     h = hashlib.sha256(variant.encode())
     files = [profile.path, Path(__file__)]
-    files += sorted(p for p in FIRMWARE_DIR.rglob("*") if p.is_file())
-    files += sorted(RUNTIME_DIR.rglob("*.py"))
+    files += sorted(p for p in FIRMWARE.rglob("*") if p.is_file())
+    files += sorted(RUNTIME.rglob("*.py"))
     h.update(profile.micropython.encode())
     for f in files:
-        h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
+        h.update(str(f.relative_to(REPO)).encode() + b"\0" + f.read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
 def artifact_path(profile: BoardProfile, variant: str = "") -> Path:
     """Where the firmware of the current sources lives (it may not be built yet)."""
-    out = ROOT / ".cache" / "firmware" / f"{_label(profile, variant)}-{build_key(profile, variant)}"
+    out = CACHE / "firmware" / f"{_label(profile, variant)}-{build_key(profile, variant)}"
     return out / profile.artifact
 
 
@@ -78,7 +76,7 @@ def ensure_built(
     target = artifact_path(profile, variant)
     if target.is_file():
         return target, True
-    lock = ROOT / ".cache" / "firmware" / f"build-{_label(profile, variant)}.lock"
+    lock = CACHE / "firmware" / f"build-{_label(profile, variant)}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "w") as held:
         fcntl.flock(held, fcntl.LOCK_EX)  # one build a board at a time (tests run in parallel processes)
@@ -92,7 +90,7 @@ def _fetch_source(profile: BoardProfile, progress: Progress) -> Path:
     src = source_dir(profile)
     if not (src / "py" / "mpconfig.h").is_file():
         progress(None, "fetching MicroPython source")
-        _run(["bash", str(ROOT / "scripts" / "fetch-micropython.sh")], cache_root(profile) / "fetch.log",
+        _run(["bash", str(REPO / "scripts" / "fetch-micropython.sh")], cache_root(profile) / "fetch.log",
              progress, None, env={"MICROPYTHON_VERSION": profile.micropython})
     if not (src / "mpy-cross" / "build" / "mpy-cross").is_file():
         progress(None, "building mpy-cross")
@@ -108,7 +106,7 @@ def _qemu_tree(profile: BoardProfile, src: Path) -> Path:
     mphalport.c, mpconfigport.h, Makefile and linker script (firmware/qemu/) add them; the shared
     source stays untouched.
     """
-    tree = ROOT / ".cache" / "firmware" / f"tree-{profile.micropython}"
+    tree = CACHE / "firmware" / f"tree-{profile.micropython}"
     port = tree / "ports" / "qemu"
     port.parent.mkdir(parents=True, exist_ok=True)
     for entry in src.iterdir():
@@ -117,7 +115,7 @@ def _qemu_tree(profile: BoardProfile, src: Path) -> Path:
             link.symlink_to(entry)
     if not port.is_dir():
         shutil.copytree(src / "ports" / "qemu", port, ignore=shutil.ignore_patterns("build-*"))
-    overlay = FIRMWARE_DIR / "qemu"
+    overlay = FIRMWARE / "qemu"
     for f in sorted(p for p in overlay.rglob("*") if p.is_file()):
         dest = port / f.relative_to(overlay)
         if not dest.is_file() or dest.read_bytes() != f.read_bytes():
@@ -127,7 +125,7 @@ def _qemu_tree(profile: BoardProfile, src: Path) -> Path:
 
 def _empty_micropython_lib() -> Path:
     """Debian's source has no micropython-lib; we freeze none of it, but the build checks it is there."""
-    lib = ROOT / ".cache" / "firmware" / "micropython-lib-none"
+    lib = CACHE / "firmware" / "micropython-lib-none"
     lib.mkdir(parents=True, exist_ok=True)
     (lib / "README.md").write_text("spoolbus firmware freezes no micropython-lib package.\n")
     return lib
@@ -142,7 +140,7 @@ def build(profile: BoardProfile, target: Path, progress: Progress, variant: str 
     started = time.monotonic()
     src = _fetch_source(profile, progress)
     label = _label(profile, variant)
-    build_dir = ROOT / ".cache" / "firmware" / f"build-{label}"
+    build_dir = CACHE / "firmware" / f"build-{label}"
     make_vars = dict(profile.make_vars)
     make_vars["FROZEN_MANIFEST"] = str(_manifest(variant))
     make_vars["BUILD"] = str(build_dir)
@@ -175,14 +173,14 @@ def build(profile: BoardProfile, target: Path, progress: Progress, variant: str 
     for old in target.parent.parent.glob(f"{label}-*"):
         if old != target.parent and old.is_dir():  # builds of older sources
             shutil.rmtree(old, ignore_errors=True)
-    progress(1.0, f"built {target.relative_to(ROOT)}")
+    progress(1.0, f"built {target.relative_to(REPO)}")
 
 
 def _clean_if_config_changed(profile: BoardProfile, build_dir: Path) -> None:
     """Start from an empty build dir when C sources, config or profile changed (stale qstrs otherwise);
     Python-only changes rebuild incrementally (frozen content only)."""
     h = hashlib.sha256(profile.path.read_bytes() + Path(__file__).read_bytes())
-    for f in sorted(p for p in (FIRMWARE_DIR / "qemu").rglob("*") if p.is_file()):
+    for f in sorted(p for p in (FIRMWARE / "qemu").rglob("*") if p.is_file()):
         h.update(f.read_bytes())
     stamp = build_dir / ".spoolbus-config"
     if stamp.is_file() and stamp.read_text() == h.hexdigest():

@@ -23,11 +23,10 @@ from pathlib import Path
 
 import serial
 
+from spoolbus_host.paths import MICROPYTHON_BUILD, RUNTIME
 from spoolbus_host.progress import Progress
 
-REPO = Path(__file__).resolve().parents[2]
-RUNTIME = REPO / "runtime" / "spoolbus"
-PROJECT_MPY_CROSS = REPO / ".cache" / "micropython-1.25.0" / "bin" / "mpy-cross"
+PROJECT_MPY_CROSS = MICROPYTHON_BUILD / "mpy-cross"
 MANIFEST_NAME = ".manifest"
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 _CHUNK = 2048  # bytes of file data a line (base64); one acknowledgement a line keeps any UART buffer safe

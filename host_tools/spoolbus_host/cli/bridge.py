@@ -19,10 +19,11 @@ import threading
 import serial
 from spoolbus import errors
 
-from spoolbus_host import bridge_config, mqtt_cli
-from spoolbus_host.bridge import Bridge
-from spoolbus_host.bridge_config import BridgeConfig, SerialDevice
-from spoolbus_host.registry import Registry
+from spoolbus_host.bridge import config as bridge_config
+from spoolbus_host.bridge.config import BridgeConfig, SerialDevice
+from spoolbus_host.bridge.gateway import Bridge
+from spoolbus_host.bridge.registry import Registry
+from spoolbus_host.cli import mqtt_options
 from spoolbus_host.serialport import connect
 
 
@@ -40,7 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device-quota", type=int,
                    help="messages one device may have in the outbox (default: a tenth); more are dropped")
     p.add_argument("--registry", help="SQLite file of the devices seen (read it with `spoolbus devices`)")
-    mqtt_cli.add_broker_options(p)
+    mqtt_options.add_broker_options(p)
     p.add_argument("--tls-cert", help="client certificate file for the broker (with --tls-key)")
     p.add_argument("--tls-key", help="private key file of --tls-cert")
     # None: not given, so the file (then the environment, then the built-in default) decides.
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
     try:
         cfg = settings(args)
-        host, port = mqtt_cli.broker_address(cfg.broker)
+        host, port = mqtt_options.broker_address(cfg.broker)
         tls = {k: cfg.tls[t] for k, t in (("ca_certs", "ca"), ("certfile", "cert"), ("keyfile", "key"))
                if t in cfg.tls} or None
         bridge = Bridge(cfg.name, host, port, cfg.outbox, prefix=cfg.prefix, user=cfg.user,

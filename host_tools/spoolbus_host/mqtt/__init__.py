@@ -1,0 +1,2 @@
+"""MQTT on CPython: the spoolbus transport over paho-mqtt, and a real mosquitto on a free port.
+"""
