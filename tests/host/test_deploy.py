@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from spoolbus_host.boards.unix_board import MICROPYTHON, UnixBoard
 from spoolbus_host.deploy import micropython as dp
+from spoolbus_host.paths import CACHE
 
-REPO_CACHE = dp.REPO / ".cache"
+REPO_CACHE = CACHE
 
 pytestmark = pytest.mark.skipif(
     not Path(os.environ.get("SPOOLBUS_MICROPYTHON", MICROPYTHON)).exists(), reason="MicroPython not built"
