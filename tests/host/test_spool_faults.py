@@ -73,9 +73,8 @@ def test_spool_removed_under_a_consumer_is_a_clear_error(tmp_path):
         s.put(b"x")
 
 
-def test_durable_put_and_put_many_commit_with_one_sync_per_batch(tmp_path, monkeypatch):
-    s = spool.Spool(str(tmp_path / "s"), durable=True)
-    assert s._sync, "syncfs(2) is expected on Linux"
+def _count_syncs(s: spool.Spool) -> list[int]:
+    """Make the spool's syncfs calls land in the returned list (the real call still runs)."""
     calls = []
     real = s._sync._libc
 
@@ -85,6 +84,13 @@ def test_durable_put_and_put_many_commit_with_one_sync_per_batch(tmp_path, monke
             return real.syncfs(fd)
 
     s._sync._libc = Counting()
+    return calls
+
+
+def test_durable_put_and_put_many_commit_with_one_sync_per_batch(tmp_path, monkeypatch):
+    s = spool.Spool(str(tmp_path / "s"), durable=True)
+    assert s._sync, "syncfs(2) is expected on Linux"
+    calls = _count_syncs(s)
     ids = s.put_many([b"m%d" % i for i in range(50)])
     s.put(b"one more")
     assert len(calls) == 2
@@ -98,15 +104,7 @@ def test_durable_put_and_put_many_commit_with_one_sync_per_batch(tmp_path, monke
 
 def test_durable_puts_from_threads_share_syncs(tmp_path):
     s = spool.Spool(str(tmp_path / "s"), durable=True)
-    calls = []
-    real = s._sync._libc
-
-    class Counting:
-        def syncfs(self, fd):
-            calls.append(fd)
-            return real.syncfs(fd)
-
-    s._sync._libc = Counting()
+    calls = _count_syncs(s)
 
     def producer(k):
         for i in range(40):

@@ -4,6 +4,7 @@ import array
 import struct
 
 from mpcompat import raises
+from prng import Rng
 from spoolbus import cbor
 from spoolbus.errors import CBORDecodeError, CBOREncodeError
 
@@ -281,24 +282,6 @@ def test_non_bytes_input_is_a_decode_error():
         assert _offset(bad) == 0
 
 
-class _Rng:
-    """xorshift32: the same pseudo-random sequence on both interpreters."""
-
-    def __init__(self, seed):
-        self.s = seed or 1
-
-    def next(self):
-        s = self.s
-        s ^= (s << 13) & 0xFFFFFFFF
-        s ^= s >> 17
-        s ^= (s << 5) & 0xFFFFFFFF
-        self.s = s
-        return s
-
-    def below(self, n):
-        return self.next() % n
-
-
 def _random_value(r, depth):
     k = r.below(12 if depth < 4 else 8)
     if k == 0:
@@ -334,7 +317,7 @@ def _random_value(r, depth):
 
 
 def test_seeded_random_values_round_trip_and_reencode_identically():
-    r = _Rng(12345)
+    r = Rng(12345)
     for _ in range(300):
         v = _random_value(r, 0)
         data = cbor.dumps(v)
@@ -344,7 +327,7 @@ def test_seeded_random_values_round_trip_and_reencode_identically():
 
 
 def test_seeded_mutations_raise_only_decode_errors():
-    r = _Rng(777)
+    r = Rng(777)
     seeds = [cbor.dumps(_random_value(r, 0)) for _ in range(30)]
     seeds.append(cbor.dumps({0: [1, 0], 1: 0, 2: 12345, 3: "sensor-1", 7: {"unit": "C", "s": [21.5]}}))
     for n in range(3000):
