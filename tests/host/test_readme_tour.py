@@ -9,6 +9,7 @@ run on until the end; the sensor runs once for each interpreter the tour offers.
 from __future__ import annotations
 
 import os
+import pathlib
 import re
 import selectors
 import signal
@@ -16,7 +17,6 @@ import subprocess
 import time
 
 import pytest
-from mosquitto import Broker
 from mpproc import MICROPYTHON, ROOT
 
 README = ROOT / "README.md"
@@ -46,7 +46,7 @@ def tour() -> tuple[dict[str, str], list[tuple[list[str], str | None]]]:
     return files, steps
 
 
-def substitutions(tmp_path, port: int) -> dict[str, str]:
+def substitutions(tmp_path: pathlib.Path, port: int) -> dict[str, str]:
     """The only changes the test makes to what the README says: a temporary directory for the tour's,
     the test broker's port, and the MicroPython the suite is configured with (SPOOLBUS_MICROPYTHON)."""
     return {"/tmp/spoolbus-tour": str(tmp_path / "spoolbus-tour"), "1883": str(port),
@@ -54,9 +54,8 @@ def substitutions(tmp_path, port: int) -> dict[str, str]:
 
 
 def substitute(text: str, table: dict[str, str]) -> str:
-    for old, new in table.items():
-        text = text.replace(old, new)
-    return text
+    """One pass: what a substitution put in (a temporary path with 1883 in it) is not substituted again."""
+    return re.sub("|".join(map(re.escape, table)), lambda m: table[m.group()], text)
 
 
 def matches(expected: str, got: str) -> bool:
@@ -77,6 +76,19 @@ def shell(command: str) -> list[str]:
 
 ENV = {k: v for k, v in os.environ.items() if k not in ("MICROPYPATH", "VIRTUAL_ENV")}
 ENV["PYTHONUNBUFFERED"] = "1"  # CPython's print reaches the pipe at once, as MicroPython's does
+
+
+def run(command: str) -> subprocess.CompletedProcess:
+    """A command of the tour that ends by itself; on timeout its whole process group is killed."""
+    proc = subprocess.Popen(shell(command), cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=STEP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"{command!r} did not end in {STEP_TIMEOUT} s: {out} {err}") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 class Background:
@@ -152,47 +164,42 @@ SENSORS = ["cpython", "micropython", "frozen-firmware"]  # the README's three wa
 
 
 @pytest.mark.parametrize("interpreter", SENSORS)
-def test_the_readme_tour_runs_as_written(tmp_path, background, interpreter):
+def test_the_readme_tour_runs_as_written(tmp_path, mosquitto, background, interpreter):
     files, steps = tour()
     assert sorted(files) == ["controller.py", "host.py", "sensor.py", "sensor_api.py"]
-    broker = Broker(tmp_path / "mosquitto").start()
-    table = substitutions(tmp_path, broker.port)
-    try:
-        sensor_step = next(cmds for cmds, _ in steps if any("sensor.py" in c for c in cmds))
-        assert len(sensor_step) == len(SENSORS), sensor_step
-        sensor_command = sensor_step[SENSORS.index(interpreter)]
-        if interpreter == "frozen-firmware":  # build it now if the sources changed: the sensor starts at once
-            from spoolbus_host.boards import firmware, profiles
+    table = substitutions(tmp_path, mosquitto.port)
+    sensor_step = next(cmds for cmds, _ in steps if any("sensor.py" in c for c in cmds))
+    assert len(sensor_step) == len(SENSORS), sensor_step
+    sensor_command = sensor_step[SENSORS.index(interpreter)]
+    if interpreter == "frozen-firmware":  # build it now if the sources changed: the sensor starts at once
+        from spoolbus_host.boards import firmware, profiles
 
-            firmware.ensure_built(profiles.load("unix"))
-        for commands, expected in steps:
-            if any("spoolbus bridge" in c for c in commands):
-                [command] = commands
-                bridge = background(substitute(command, table), "bridge")
-                assert bridge_online(broker.port, 30), (tmp_path / "bridge.log").read_text()
-                continue
-            if commands is sensor_step:
-                sensor = background(substitute(sensor_command, table), "sensor")
-                got = sensor.read_lines(len(expected.strip().splitlines()), 30)
-                assert matches(expected, got), (got, (tmp_path / "sensor.log").read_text())
-                continue
+        firmware.ensure_built(profiles.load("unix"))
+    for commands, expected in steps:
+        if any("spoolbus bridge" in c for c in commands):
             [command] = commands
-            if "controller.py" in command:
-                # "To run it under MicroPython, use the same interpreter as for the sensor."
-                same = sensor_command.replace("sensor.py", "controller.py")
-                assert interpreter != "cpython" or command == same
-                command = same
-            r = subprocess.run(shell(substitute(command, table)), cwd=ROOT, env=ENV, capture_output=True,
-                               text=True, timeout=STEP_TIMEOUT)
-            assert r.returncode == 0, (command, r.stdout, r.stderr)
-            if command.startswith("mkdir"):
-                for name, source in files.items():
-                    (tmp_path / "spoolbus-tour" / name).write_text(substitute(source, table))
-            if expected is not None:
-                assert matches(substitute(expected, table), r.stdout), (command, r.stdout, r.stderr)
-        assert bridge.proc.poll() is None and sensor.proc.poll() is None  # both served to the end
-    finally:
-        broker.stop()
+            bridge = background(substitute(command, table), "bridge")
+            assert bridge_online(mosquitto.port, 30), (tmp_path / "bridge.log").read_text()
+            continue
+        if commands is sensor_step:
+            sensor = background(substitute(sensor_command, table), "sensor")
+            got = sensor.read_lines(len(expected.strip().splitlines()), 30)
+            assert matches(expected, got), (got, (tmp_path / "sensor.log").read_text())
+            continue
+        [command] = commands
+        if "controller.py" in command:
+            # "To run it under MicroPython, use the same interpreter as for the sensor."
+            same = sensor_command.replace("sensor.py", "controller.py")
+            assert interpreter != "cpython" or command == same
+            command = same
+        r = run(substitute(command, table))
+        assert r.returncode == 0, (command, r.stdout, r.stderr)
+        if command.startswith("mkdir"):
+            for name, source in files.items():
+                (tmp_path / "spoolbus-tour" / name).write_text(substitute(source, table))
+        if expected is not None:
+            assert matches(substitute(expected, table), r.stdout), (command, r.stdout, r.stderr)
+    assert bridge.proc.poll() is None and sensor.proc.poll() is None  # both served to the end
 
 
 def test_the_expected_output_matcher_takes_dots_for_anything_and_spaces_for_any_whitespace():
