@@ -9,6 +9,7 @@ from spoolbus.errors import FrameTooLarge
 
 DELIMITER = b"\x00"
 MAX_FRAME = 1024  # default largest payload, in bytes
+_TEXT_ROOM = 12  # bytes of text a run may hold before a maximal frame, with on_text
 
 
 def encode(payload, max_frame=MAX_FRAME):
@@ -70,64 +71,123 @@ class Decoder:
     Counters: `frames` delivered, `corrupt` (bad COBS or CRC, line noise, console text between frames),
     `oversize` (longer than max_frame). Empty frames (consecutive delimiters) are idle fill, not counted.
     Memory is one buffer of about max_frame bytes, allocated once; frames are decoded in place.
+
+    With `on_text`, the stream is a console too (a board's REPL line): a run that is not a frame is retried
+    from just after each newline in it, so text that runs into a frame costs the text, not the frame, and
+    every byte that is no frame goes to on_text(memoryview), valid only during the call: the text of a run
+    when its delimiter comes, or its head when a long line fills the buffer. One failed run counts once.
+    The run is kept as received in a second buffer, with room for a short line before a maximal frame.
     """
 
-    def __init__(self, max_frame=MAX_FRAME):
+    def __init__(self, max_frame=MAX_FRAME, on_text=None):
         self.max_frame = max_frame
         self.frames = 0
         self.corrupt = 0
         self.oversize = 0
         n = max_frame + 4
-        self._buf = bytearray(n + 1 + n // 254)
+        n += 1 + n // 254
+        self._on_text = on_text
+        if on_text is not None:
+            n += _TEXT_ROOM
+            self._raw = bytearray(n)
+            self._rawmv = memoryview(self._raw)
+        self._buf = bytearray(n)
         self._mv = memoryview(self._buf)
-        self._n = 0  # bytes of the unfinished frame held in _buf
+        self._in = self._mv if on_text is None else self._rawmv  # where a run gathers
+        self._n = 0  # bytes of the unfinished run
         self._drop = False  # discarding an oversize run up to the next delimiter
+        self._spilled = False  # with on_text: the run outgrew the buffer and its head went to on_text
 
-    def feed(self, chunk):
-        """Take bytes (bytes, bytearray or memoryview); return the list of payloads (bytes) completed."""
+    def feed(self, chunk, end=None):
+        """Take bytes (bytes, bytearray or memoryview), the first `end` of them if given; return the list of
+        payloads (bytes) completed."""
         if type(chunk) is memoryview:
             chunk = bytes(chunk)
         out = []
         src = memoryview(chunk)
         cap = len(self._buf)
+        run = self._in
+        text = self._on_text
         n = self._n
         pos = 0
-        end = len(chunk)
+        if end is None:
+            end = len(chunk)
         while True:
-            z = chunk.find(DELIMITER, pos)
+            z = chunk.find(DELIMITER, pos, end)
             stop = end if z < 0 else z
             k = stop - pos
             if k and not self._drop:
-                if n + k > cap:
+                if n + k <= cap:
+                    run[n : n + k] = src[pos:stop]
+                    n += k
+                elif text is None:
                     self._drop = True
                     self.oversize += 1
                     n = 0
                 else:
-                    self._mv[n : n + k] = src[pos:stop]
-                    n += k
+                    n = self._spill(n, src[pos:stop])
             if z < 0:
                 break
             if self._drop:
                 self._drop = False
+            elif text is not None:
+                if n or self._spilled:
+                    self._text_run(n, out)
             elif n:
-                self._frame(n, out)
+                self._frame(0, n, out)
             n = 0
             pos = z + 1
         self._n = n
         return out
 
-    def _frame(self, n, out):
-        """Decode the n COBS bytes in _buf in place (payload lands at _buf[1:]), check size and CRC."""
+    def _text_run(self, n, out):
+        """Deliver the run _raw[:n] as a frame, as text up to a newline and a frame, or as text."""
+        raw = self._raw
+        counted = self.corrupt, self.oversize + 1  # a run that spilled and holds no frame: one oversize
+        if n:
+            self._buf[:] = raw
+            if self._frame(0, n, out):
+                self._spilled = False
+                return
+            if not self._spilled:
+                counted = self.corrupt, self.oversize
+            nl = raw.find(b"\n", 0, n - 1)  # a newline that ends the run starts no frame
+            while nl >= 0:  # the frame may hold 0x0A bytes too: try each newline
+                self._buf[:] = raw
+                if self._frame(nl + 1, n, out):
+                    self._on_text(self._rawmv[: nl + 1])
+                    self._spilled = False
+                    return
+                nl = raw.find(b"\n", nl + 1, n - 1)
+            self._on_text(self._rawmv[:n])
+        self.corrupt, self.oversize = counted
+        self._spilled = False
+
+    def _spill(self, n, piece):
+        """A run longer than the buffer: hand its head to on_text, keep the tail that may still hold a
+        frame (it starts after a newline and fits), and return that tail's length."""
+        run = bytes(self._rawmv[:n]) + bytes(piece)
+        cap = len(self._raw)
+        nl = run.find(b"\n", len(run) - cap - 1)
+        keep = 0 if nl < 0 else len(run) - nl - 1
+        self._on_text(memoryview(run)[: len(run) - keep])
+        self._rawmv[:keep] = memoryview(run)[len(run) - keep :]
+        self._spilled = True
+        return keep
+
+    def _frame(self, r, n, out):
+        """Decode the COBS bytes _buf[r:n] in place (payload lands at _buf[r + 1:]), check size and CRC;
+        True if a payload went to out."""
         buf = self._buf
         mv = self._mv
-        r = 0  # code byte of the current block
-        w = 1  # where the current block's data belongs
-        c = buf[0]
+        w = r + 1  # where the current block's data belongs
+        p = w  # where the payload starts
+        c = buf[r]
         while True:
             nxt = r + c
             if nxt > n:
                 self.corrupt += 1
-                return
+                return False
             if w != r + 1:
                 mv[w : w + c - 1] = mv[r + 1 : nxt]
             w += c - 1
@@ -139,13 +199,15 @@ class Decoder:
                 w += 1
             c = nc
             r = nxt
-        m = w - 5  # payload length
+        m = w - 4 - p  # payload length
         if m < 0:
             self.corrupt += 1
         elif m > self.max_frame:
             self.oversize += 1
-        elif crc32(mv[1 : w - 4]) != buf[w - 4] | buf[w - 3] << 8 | buf[w - 2] << 16 | buf[w - 1] << 24:
+        elif crc32(mv[p : w - 4]) != buf[w - 4] | buf[w - 3] << 8 | buf[w - 2] << 16 | buf[w - 1] << 24:
             self.corrupt += 1
         else:
             self.frames += 1
-            out.append(bytes(mv[1 : w - 4]))
+            out.append(bytes(mv[p : w - 4]))
+            return True
+        return False

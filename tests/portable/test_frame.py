@@ -230,3 +230,44 @@ def test_seeded_random_bytes_never_raise():
         dec.feed(r.bytes(r.below(200)))
     assert dec.frames == 0
     assert dec.corrupt > 50 and dec.oversize > 50
+
+
+def _text_decoder(max_frame=frame.MAX_FRAME):
+    text = []
+    return frame.Decoder(max_frame, on_text=lambda t: text.append(bytes(t))), text
+
+
+def test_with_on_text_text_run_into_a_frame_costs_the_text_and_goes_to_the_callback():
+    dec, text = _text_decoder()
+    stream = (b"boot\r\n>>> " + frame.DELIMITER + b"print()\r\n" + frame.encode(b"\x82\x0a\x0a")
+              + b"a\nb\n" + frame.encode(b"two\n") + b"tail, no delimiter yet")
+    for sizes in ([len(stream)], [1], [7]):
+        dec, text = _text_decoder()
+        assert _feed_all(dec, stream, sizes) == [b"\x82\x0a\x0a", b"two\n"]
+        assert b"".join(text) == b"boot\r\n>>> print()\r\na\nb\n"
+        assert dec.frames == 2
+
+
+def test_with_on_text_a_segment_of_text_counts_once_and_reaches_the_callback_whole():
+    dec, text = _text_decoder()
+    assert dec.feed(b"line 1\nline 2\nline 3\n\x00" + frame.encode(b"x")) == [b"x"]
+    assert text == [b"line 1\nline 2\nline 3\n"]
+    assert (dec.frames, dec.corrupt, dec.oversize) == (1, 1, 0)
+
+
+def test_with_on_text_a_long_console_line_goes_to_the_callback_and_the_frame_after_it_is_kept():
+    banner = b"".join(b"log line %d of a long boot banner\r\n" % i for i in range(60))
+    p = bytes(range(1, 200)) * 5
+    for sizes in ([10 ** 6], [64], [1000]):
+        dec, text = _text_decoder()
+        assert _feed_all(dec, banner + frame.encode(p) + b"x" * 3000 + b"\x00", sizes) == [p], sizes
+        assert b"".join(text) == banner + b"x" * 3000, sizes
+        assert (dec.frames, dec.oversize) == (1, 1), sizes  # the run of x: no frame in it
+
+
+def test_with_on_text_an_oversize_frame_is_text_and_counts_once():
+    dec, text = _text_decoder(max_frame=64)
+    big = frame.encode(b"y" * 100, max_frame=100)
+    assert dec.feed(big + frame.encode(b"ok")) == [b"ok"]
+    assert b"".join(text) == big[:-1]
+    assert (dec.frames, dec.corrupt, dec.oversize) == (1, 0, 1)
