@@ -9,7 +9,6 @@ from spoolbus.errors import FrameTooLarge
 
 DELIMITER = b"\x00"
 MAX_FRAME = 1024  # default largest payload, in bytes
-_TEXT_ROOM = 12  # bytes of text a run may hold before a maximal frame, with on_text
 
 
 def encode(payload, max_frame=MAX_FRAME):
@@ -74,9 +73,10 @@ class Decoder:
 
     With `on_text`, the stream is a console too (a board's REPL line): a run that is not a frame is retried
     from just after each newline in it, so text that runs into a frame costs the text, not the frame, and
-    every byte that is no frame goes to on_text(memoryview), valid only during the call: the text of a run
-    when its delimiter comes, or its head when a long line fills the buffer. One failed run counts once.
-    The run is kept as received in a second buffer, with room for a short line before a maximal frame.
+    every byte that is no frame goes to on_text(data), a bytes-like object valid only during the call: a
+    run's text when its delimiter comes, an oversize run as it streams in (a frame glued to it is lost).
+    One failed run counts once. The run is kept as received in a second buffer, with room for a short
+    line of text before a maximal frame.
     """
 
     def __init__(self, max_frame=MAX_FRAME, on_text=None):
@@ -88,15 +88,12 @@ class Decoder:
         n += 1 + n // 254
         self._on_text = on_text
         if on_text is not None:
-            n += _TEXT_ROOM
-            self._raw = bytearray(n)
-            self._rawmv = memoryview(self._raw)
+            n += 12  # room for a short line of text before a maximal frame
+            self._raw = bytearray(n)  # the run as received, while _buf is decoded in place
         self._buf = bytearray(n)
         self._mv = memoryview(self._buf)
-        self._in = self._mv if on_text is None else self._rawmv  # where a run gathers
         self._n = 0  # bytes of the unfinished run
         self._drop = False  # discarding an oversize run up to the next delimiter
-        self._spilled = False  # with on_text: the run outgrew the buffer and its head went to on_text
 
     def feed(self, chunk, end=None):
         """Take bytes (bytes, bytearray or memoryview), the first `end` of them if given; return the list of
@@ -106,8 +103,8 @@ class Decoder:
         out = []
         src = memoryview(chunk)
         cap = len(self._buf)
-        run = self._in
         text = self._on_text
+        run = self._mv if text is None else self._raw  # where a run gathers
         n = self._n
         pos = 0
         if end is None:
@@ -117,63 +114,42 @@ class Decoder:
             stop = end if z < 0 else z
             k = stop - pos
             if k and not self._drop:
-                if n + k <= cap:
-                    run[n : n + k] = src[pos:stop]
-                    n += k
-                elif text is None:
+                if n + k > cap:
+                    if text is not None:
+                        text(run[:n])
                     self._drop = True
                     self.oversize += 1
                     n = 0
                 else:
-                    n = self._spill(n, src[pos:stop])
+                    run[n : n + k] = src[pos:stop]
+                    n += k
+            if self._drop and k and text is not None:
+                text(src[pos:stop])
             if z < 0:
                 break
             if self._drop:
                 self._drop = False
             elif text is not None:
-                if n or self._spilled:
-                    self._text_run(n, out)
+                if n:
+                    self._buf[:] = run
+                    if not self._frame(0, n, out):  # text may run into a frame: try after each newline
+                        counted = self.corrupt, self.oversize
+                        nl = run.find(b"\n", 0, n - 1)  # a newline that ends the run starts no frame
+                        while nl >= 0:
+                            self._buf[:] = run
+                            if self._frame(nl + 1, n, out):
+                                break
+                            nl = run.find(b"\n", nl + 1, n - 1)
+                        else:
+                            self.corrupt, self.oversize = counted
+                            nl = n - 1
+                        text(memoryview(run)[: nl + 1])
             elif n:
                 self._frame(0, n, out)
             n = 0
             pos = z + 1
         self._n = n
         return out
-
-    def _text_run(self, n, out):
-        """Deliver the run _raw[:n] as a frame, as text up to a newline and a frame, or as text."""
-        raw = self._raw
-        counted = self.corrupt, self.oversize + 1  # a run that spilled and holds no frame: one oversize
-        if n:
-            self._buf[:] = raw
-            if self._frame(0, n, out):
-                self._spilled = False
-                return
-            if not self._spilled:
-                counted = self.corrupt, self.oversize
-            nl = raw.find(b"\n", 0, n - 1)  # a newline that ends the run starts no frame
-            while nl >= 0:  # the frame may hold 0x0A bytes too: try each newline
-                self._buf[:] = raw
-                if self._frame(nl + 1, n, out):
-                    self._on_text(self._rawmv[: nl + 1])
-                    self._spilled = False
-                    return
-                nl = raw.find(b"\n", nl + 1, n - 1)
-            self._on_text(self._rawmv[:n])
-        self.corrupt, self.oversize = counted
-        self._spilled = False
-
-    def _spill(self, n, piece):
-        """A run longer than the buffer: hand its head to on_text, keep the tail that may still hold a
-        frame (it starts after a newline and fits), and return that tail's length."""
-        run = bytes(self._rawmv[:n]) + bytes(piece)
-        cap = len(self._raw)
-        nl = run.find(b"\n", len(run) - cap - 1)
-        keep = 0 if nl < 0 else len(run) - nl - 1
-        self._on_text(memoryview(run)[: len(run) - keep])
-        self._rawmv[:keep] = memoryview(run)[len(run) - keep :]
-        self._spilled = True
-        return keep
 
     def _frame(self, r, n, out):
         """Decode the COBS bytes _buf[r:n] in place (payload lands at _buf[r + 1:]), check size and CRC;

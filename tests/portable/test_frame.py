@@ -255,14 +255,15 @@ def test_with_on_text_a_segment_of_text_counts_once_and_reaches_the_callback_who
     assert (dec.frames, dec.corrupt, dec.oversize) == (1, 1, 0)
 
 
-def test_with_on_text_a_long_console_line_goes_to_the_callback_and_the_frame_after_it_is_kept():
+def test_with_on_text_a_run_longer_than_the_buffer_goes_to_the_callback_and_counts_once():
     banner = b"".join(b"log line %d of a long boot banner\r\n" % i for i in range(60))
-    p = bytes(range(1, 200)) * 5
     for sizes in ([10 ** 6], [64], [1000]):
         dec, text = _text_decoder()
-        assert _feed_all(dec, banner + frame.encode(p) + b"x" * 3000 + b"\x00", sizes) == [p], sizes
-        assert b"".join(text) == banner + b"x" * 3000, sizes
-        assert (dec.frames, dec.oversize) == (1, 1), sizes  # the run of x: no frame in it
+        line = b"x" * 3000 + b"\n" + frame.encode(b"lost")  # a frame glued to an oversize run goes with it
+        stream = banner + frame.DELIMITER + line + frame.encode(b"kept")
+        assert _feed_all(dec, stream, sizes) == [b"kept"], sizes
+        assert b"".join(text) == banner + line[:-1], sizes
+        assert (dec.frames, dec.corrupt, dec.oversize) == (1, 0, 2), sizes
 
 
 def test_with_on_text_an_oversize_frame_is_text_and_counts_once():
