@@ -10,6 +10,8 @@ import time
 
 from spoolbus import errors
 from spoolbus.crc import crc32
+from spoolbus.errors import ticks_diff as _ticks_diff
+from spoolbus.errors import ticks_ms as _ticks_ms  # not time.time(): it may count whole seconds on a board
 
 try:
     import random as _random
@@ -93,17 +95,6 @@ if hasattr(os, "register_at_fork"):  # CPython: a forked child is another proces
 def _now_ms():
     """Wall-clock milliseconds: lease expiries are compared between processes."""
     return time.time_ns() // 1000000 if hasattr(time, "time_ns") else int(time.time() * 1000)
-
-
-if hasattr(time, "ticks_ms"):  # MicroPython: time.time() may count whole seconds on a board
-    _ticks_ms, _ticks_diff = time.ticks_ms, time.ticks_diff
-else:
-
-    def _ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def _ticks_diff(a, b):
-        return a - b
 
 
 def _parse(name):

@@ -6,21 +6,10 @@ link reconnects by itself. Byte format and states: docs/serial.md.
 """
 
 import os
-import time
 
 from spoolbus import errors, frame
-
-try:
-    _ticks_ms = time.ticks_ms
-    _ticks_diff = time.ticks_diff
-except AttributeError:  # CPython
-
-    def _ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def _ticks_diff(a, b):
-        return a - b
-
+from spoolbus.errors import ticks_diff as _ticks_diff
+from spoolbus.errors import ticks_ms as _ticks_ms
 
 # Link-control frames start with 0xFF, which no CBOR data item starts with (it is the "break" code).
 _CTRL = 0xFF
