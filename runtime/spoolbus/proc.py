@@ -18,10 +18,10 @@ def fields(stat):
     return stat[stat.rfind(")") + 2 :].split()
 
 
-def alive(pid, start):
-    """Whether process `pid` runs and is the one that started at `start`: not a zombie, not a reused pid."""
+def alive(pid, start=None):
+    """Whether process `pid` runs (not a zombie) and, given its `start` time, is that one: no reused pid."""
     s = read("/proc/%s/stat" % pid)
     if not s:
         return False
     f = fields(s)
-    return f[0] not in ("Z", "X") and f[19] == start
+    return f[0] not in ("Z", "X") and (start is None or f[19] == start)
