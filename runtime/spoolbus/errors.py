@@ -1,4 +1,4 @@
-"""The typed errors of spoolbus, one family for every layer.
+"""The typed errors of spoolbus, one family for every layer, and the millisecond ticks their timeouts use.
 
 Every error a caller can meet derives from SpoolbusError and says what to do about it.
 """
@@ -146,3 +146,25 @@ class LinkReset(LinkError):
 class LinkDown(LinkError):
     """Nothing arrived from the peer for dead_ms: it stopped, was unplugged or the line is cut; the link
     keeps saying hello and comes back UP (raising LinkReset if the peer rebooted meanwhile)."""
+
+
+# --- ticks for timeouts, every layer's (here, not in a module of their own, which would cost more heap) ---
+# MicroPython's time.ticks_* where the port has them: ticks_diff(a, b) is a - b across the wraparound of a
+# board's ticks, ticks_add(t, ms) is t + ms. On CPython, monotonic milliseconds.
+try:
+    from time import sleep_ms, ticks_add, ticks_diff, ticks_ms
+except ImportError:  # CPython
+    from time import monotonic as _monotonic
+    from time import sleep as _sleep
+
+    def ticks_ms():
+        return int(_monotonic() * 1000)
+
+    def ticks_diff(a, b):
+        return a - b
+
+    def ticks_add(a, b):
+        return a + b
+
+    def sleep_ms(ms):
+        _sleep(ms / 1000)

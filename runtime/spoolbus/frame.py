@@ -70,64 +70,100 @@ class Decoder:
     Counters: `frames` delivered, `corrupt` (bad COBS or CRC, line noise, console text between frames),
     `oversize` (longer than max_frame). Empty frames (consecutive delimiters) are idle fill, not counted.
     Memory is one buffer of about max_frame bytes, allocated once; frames are decoded in place.
+
+    With `on_text`, the stream is a console too (a board's REPL line): a run that is not a frame is retried
+    from just after each newline in it, so text that runs into a frame costs the text, not the frame, and
+    every byte that is no frame goes to on_text(data), a bytes-like object valid only during the call: a
+    run's text when its delimiter comes, an oversize run as it streams in (a frame glued to it is lost).
+    One failed run counts once. The run is kept as received in a second buffer, with room for a short
+    line of text before a maximal frame.
     """
 
-    def __init__(self, max_frame=MAX_FRAME):
+    def __init__(self, max_frame=MAX_FRAME, on_text=None):
         self.max_frame = max_frame
         self.frames = 0
         self.corrupt = 0
         self.oversize = 0
         n = max_frame + 4
-        self._buf = bytearray(n + 1 + n // 254)
+        n += 1 + n // 254
+        self._on_text = on_text
+        if on_text is not None:
+            n += 12  # room for a short line of text before a maximal frame
+            self._raw = bytearray(n)  # the run as received, while _buf is decoded in place
+        self._buf = bytearray(n)
         self._mv = memoryview(self._buf)
-        self._n = 0  # bytes of the unfinished frame held in _buf
+        self._n = 0  # bytes of the unfinished run
         self._drop = False  # discarding an oversize run up to the next delimiter
 
-    def feed(self, chunk):
-        """Take bytes (bytes, bytearray or memoryview); return the list of payloads (bytes) completed."""
+    def feed(self, chunk, end=None):
+        """Take bytes (bytes, bytearray or memoryview), the first `end` of them if given; return the list of
+        payloads (bytes) completed."""
         if type(chunk) is memoryview:
             chunk = bytes(chunk)
         out = []
         src = memoryview(chunk)
         cap = len(self._buf)
+        text = self._on_text
+        run = self._mv if text is None else self._raw  # where a run gathers
         n = self._n
         pos = 0
-        end = len(chunk)
+        if end is None:
+            end = len(chunk)
         while True:
-            z = chunk.find(DELIMITER, pos)
+            z = chunk.find(DELIMITER, pos, end)
             stop = end if z < 0 else z
             k = stop - pos
             if k and not self._drop:
                 if n + k > cap:
+                    if text is not None:
+                        text(run[:n])
                     self._drop = True
                     self.oversize += 1
                     n = 0
                 else:
-                    self._mv[n : n + k] = src[pos:stop]
+                    run[n : n + k] = src[pos:stop]
                     n += k
+            if self._drop and k and text is not None:
+                text(src[pos:stop])
             if z < 0:
                 break
             if self._drop:
                 self._drop = False
+            elif text is not None:
+                if n:
+                    self._buf[:] = run
+                    if not self._frame(0, n, out):  # text may run into a frame: try after each newline
+                        counted = self.corrupt, self.oversize
+                        nl = run.find(b"\n", 0, n - 1)  # a newline that ends the run starts no frame
+                        while nl >= 0:
+                            self._buf[:] = run
+                            if self._frame(nl + 1, n, out):
+                                break
+                            nl = run.find(b"\n", nl + 1, n - 1)
+                        else:
+                            self.corrupt, self.oversize = counted
+                            nl = n - 1
+                        text(memoryview(run)[: nl + 1])
             elif n:
-                self._frame(n, out)
+                self._frame(0, n, out)
             n = 0
             pos = z + 1
         self._n = n
         return out
 
-    def _frame(self, n, out):
-        """Decode the n COBS bytes in _buf in place (payload lands at _buf[1:]), check size and CRC."""
+    def _frame(self, r, n, out):
+        """Decode the COBS bytes _buf[r:n] in place (payload lands at _buf[r + 1:]), check size and CRC;
+        True if a payload went to out."""
         buf = self._buf
         mv = self._mv
-        r = 0  # code byte of the current block
-        w = 1  # where the current block's data belongs
-        c = buf[0]
+        w = r + 1  # where the current block's data belongs
+        p = w  # where the payload starts
+        c = buf[r]
         while True:
             nxt = r + c
             if nxt > n:
                 self.corrupt += 1
-                return
+                return False
             if w != r + 1:
                 mv[w : w + c - 1] = mv[r + 1 : nxt]
             w += c - 1
@@ -139,13 +175,15 @@ class Decoder:
                 w += 1
             c = nc
             r = nxt
-        m = w - 5  # payload length
+        m = w - 4 - p  # payload length
         if m < 0:
             self.corrupt += 1
         elif m > self.max_frame:
             self.oversize += 1
-        elif crc32(mv[1 : w - 4]) != buf[w - 4] | buf[w - 3] << 8 | buf[w - 2] << 16 | buf[w - 1] << 24:
+        elif crc32(mv[p : w - 4]) != buf[w - 4] | buf[w - 3] << 8 | buf[w - 2] << 16 | buf[w - 1] << 24:
             self.corrupt += 1
         else:
             self.frames += 1
-            out.append(bytes(mv[1 : w - 4]))
+            out.append(bytes(mv[p : w - 4]))
+            return True
+        return False

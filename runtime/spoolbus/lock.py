@@ -10,6 +10,11 @@ import time
 
 from spoolbus import errors
 from spoolbus.crc import crc32
+from spoolbus.errors import ticks_diff as _ticks_diff
+from spoolbus.errors import ticks_ms as _ticks_ms  # not time.time(): it may count whole seconds on a board
+from spoolbus.proc import alive as _alive
+from spoolbus.proc import fields as _fields
+from spoolbus.proc import read as _read
 
 try:
     import random as _random
@@ -22,23 +27,6 @@ _BACKOFF_MIN = 0.0005
 _BACKOFF_MAX = 0.02
 _me = None  # this process: (node, boot, pid namespace, pid, start time, the five joined by ".")
 _created = [0]  # lock directories this process prepared: their names must differ within one millisecond
-
-
-def _read(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
-
-
-def _proc_stat(pid):
-    """(state, start time) of a Linux process from /proc/PID/stat, or None if there is no such process."""
-    s = _read("/proc/%s/stat" % pid)
-    if not s:
-        return None
-    rest = s[s.rfind(")") + 2 :].split()
-    return rest[0], rest[19]
 
 
 def _hex12(data):
@@ -59,7 +47,7 @@ def _identity():
         if _read("/proc/1/stat") is None:  # /proc mounted with hidepid: others' processes look dead
             ns = "0"
         node = "%s%04x" % (machine_id, crc32(host.encode()) & 0xFFFF)
-        return node, boot, ns, s.split(None, 1)[0], s[s.rfind(")") + 2 :].split()[19]
+        return node, boot, ns, s.split(None, 1)[0], _fields(s)[19]
     if sys.implementation.name == "micropython":  # a board: one interpreter a boot, a fresh random boot id
         try:
             import machine
@@ -95,17 +83,6 @@ def _now_ms():
     return time.time_ns() // 1000000 if hasattr(time, "time_ns") else int(time.time() * 1000)
 
 
-if hasattr(time, "ticks_ms"):  # MicroPython: time.time() may count whole seconds on a board
-    _ticks_ms, _ticks_diff = time.ticks_ms, time.ticks_diff
-else:
-
-    def _ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def _ticks_diff(a, b):
-        return a - b
-
-
 def _parse(name):
     """Rank of a state entry name (newer states rank higher), or None for a name that is not one.
 
@@ -136,8 +113,7 @@ def _why_stale(name, now):
         return "its machine restarted"
     if ns == "0" or ns != me[2] or pid == me[3] or pid == "0":
         return None  # another pid namespace (container), a hidden /proc, or this process: lease only
-    st = _proc_stat(pid)
-    if st is None or st[0] in ("Z", "X") or st[1] != start:
+    if not _alive(pid, start):
         return "process %s is gone" % pid
     return None
 

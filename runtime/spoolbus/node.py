@@ -9,22 +9,9 @@ import sys
 import time
 
 from spoolbus import auth, cbor, contract, errors, wire
-
-try:
-    _ticks_ms = time.ticks_ms
-    _ticks_diff = time.ticks_diff
-    _ticks_add = time.ticks_add
-except AttributeError:  # CPython
-
-    def _ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def _ticks_diff(a, b):
-        return a - b
-
-    def _ticks_add(a, b):
-        return a + b
-
+from spoolbus.errors import ticks_add as _ticks_add
+from spoolbus.errors import ticks_diff as _ticks_diff
+from spoolbus.errors import ticks_ms as _ticks_ms
 
 # Seconds between the port's epoch and the unix epoch (ports with a 2000 epoch).
 _EPOCH = 946684800 if time.gmtime(0)[0] == 2000 else 0

@@ -9,6 +9,9 @@ import sys
 import time
 
 from spoolbus import crc, errors
+from spoolbus.proc import alive as _pid_alive
+from spoolbus.proc import fields as _stat_fields
+from spoolbus.proc import read as _read_text
 
 _MAGIC = b"SPL1"
 _HEAD = 12  # magic, payload length (u32 LE), CRC-32 of the payload (u32 LE)
@@ -27,19 +30,6 @@ try:
     _stamp_lock = _thread.allocate_lock()
 except ImportError:  # a port without threads has nothing to race with
     _stamp_lock = None
-
-
-def _stat_fields(text):
-    """The fields of /proc/<pid>/stat after the command name: [state, ppid, ...]; [19] is start time."""
-    return text[text.rfind(")") + 2 :].split()
-
-
-def _read_text(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return None
 
 
 _PROC = _read_text("/proc/self/stat")
@@ -77,11 +67,7 @@ def _alive(owner):
         except OSError:
             pass
         return True
-    text = _read_text("/proc/%d/stat" % pid)
-    if text is None:
-        return False
-    fields = _stat_fields(text)
-    return fields[0] not in ("Z", "X") and fields[19] == start
+    return _pid_alive(pid, start)
 
 
 def _stamp():

@@ -9,6 +9,7 @@ RUNTIME = pathlib.Path(__file__).resolve().parents[2] / "runtime" / "spoolbus"
 LAYERS = [
     "errors",
     "crc",
+    "proc",
     "_cbor_c",  # built from csrc/cbor_c.c on CPython hosts; it imports errors
     "cbor",
     "frame",

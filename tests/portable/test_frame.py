@@ -230,3 +230,45 @@ def test_seeded_random_bytes_never_raise():
         dec.feed(r.bytes(r.below(200)))
     assert dec.frames == 0
     assert dec.corrupt > 50 and dec.oversize > 50
+
+
+def _text_decoder(max_frame=frame.MAX_FRAME):
+    text = []
+    return frame.Decoder(max_frame, on_text=lambda t: text.append(bytes(t))), text
+
+
+def test_with_on_text_text_run_into_a_frame_costs_the_text_and_goes_to_the_callback():
+    dec, text = _text_decoder()
+    stream = (b"boot\r\n>>> " + frame.DELIMITER + b"print()\r\n" + frame.encode(b"\x82\x0a\x0a")
+              + b"a\nb\n" + frame.encode(b"two\n") + b"tail, no delimiter yet")
+    for sizes in ([len(stream)], [1], [7]):
+        dec, text = _text_decoder()
+        assert _feed_all(dec, stream, sizes) == [b"\x82\x0a\x0a", b"two\n"]
+        assert b"".join(text) == b"boot\r\n>>> print()\r\na\nb\n"
+        assert dec.frames == 2
+
+
+def test_with_on_text_a_segment_of_text_counts_once_and_reaches_the_callback_whole():
+    dec, text = _text_decoder()
+    assert dec.feed(b"line 1\nline 2\nline 3\n\x00" + frame.encode(b"x")) == [b"x"]
+    assert text == [b"line 1\nline 2\nline 3\n"]
+    assert (dec.frames, dec.corrupt, dec.oversize) == (1, 1, 0)
+
+
+def test_with_on_text_a_run_longer_than_the_buffer_goes_to_the_callback_and_counts_once():
+    banner = b"".join(b"log line %d of a long boot banner\r\n" % i for i in range(60))
+    for sizes in ([10 ** 6], [64], [1000]):
+        dec, text = _text_decoder()
+        line = b"x" * 3000 + b"\n" + frame.encode(b"lost")  # a frame glued to an oversize run goes with it
+        stream = banner + frame.DELIMITER + line + frame.encode(b"kept")
+        assert _feed_all(dec, stream, sizes) == [b"kept"], sizes
+        assert b"".join(text) == banner + line[:-1], sizes
+        assert (dec.frames, dec.corrupt, dec.oversize) == (1, 0, 2), sizes
+
+
+def test_with_on_text_an_oversize_frame_is_text_and_counts_once():
+    dec, text = _text_decoder(max_frame=64)
+    big = frame.encode(b"y" * 100, max_frame=100)
+    assert dec.feed(big + frame.encode(b"ok")) == [b"ok"]
+    assert b"".join(text) == big[:-1]
+    assert (dec.frames, dec.corrupt, dec.oversize) == (1, 0, 1)

@@ -8,7 +8,7 @@ import time
 
 from blockdev import RAMBlockDevice
 from mpcompat import raises, remove_tree, tmpdir
-from spoolbus import errors, lock
+from spoolbus import errors, lock, proc
 from spoolbus.lock import Lock
 
 try:
@@ -212,7 +212,7 @@ def test_holder_whose_pid_was_reused_by_another_process_is_broken():
     d = tmpdir()
     try:
         p = _fresh(d)
-        init_start = lock._proc_stat(1)[1]
+        init_start = proc.fields(proc.read("/proc/1/stat"))[19]
         _plant(p, _held_by(p, pid="1", start=str(int(init_start) + 1), expiry=0))
         with Lock(p, timeout=0) as b:
             assert b.token == 8

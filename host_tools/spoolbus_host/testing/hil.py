@@ -178,17 +178,10 @@ class Board:
         """Everything the board sent, frames shown as [frame N bytes], console text as it came."""
         with self._lock:
             raw = bytes(self._console)
-        parts = []
-        for seg in raw.split(b"\x00"):
-            text, tail = seg, b""
-            starts = [0] + [i + 1 for i, b in enumerate(seg) if b == 10]  # text may run into a frame
-            for start in starts:
-                if frame.Decoder(self.profile.max_frame).feed(seg[start:] + b"\x00"):
-                    text, tail = seg[:start], seg[start:]
-                    break
-            parts.append(text.decode("utf-8", "replace"))
-            if tail:
-                parts.append(f"[frame {len(tail)} bytes]")
+        parts: list[str] = []
+        dec = frame.Decoder(self.profile.max_frame, lambda t: parts.append(str(t, "utf-8", "replace")))
+        for seg in raw.split(b"\x00"):  # a run at a time: its text reaches parts before its frame
+            parts.extend(f"[frame {len(p)} bytes]" for p in dec.feed(seg + b"\x00"))
         return "".join(parts)
 
 

@@ -8,7 +8,7 @@ A Node on this transport is named "bridge/device", the form peers() returns and 
 from time import sleep
 
 from spoolbus import errors
-from spoolbus.transport.mqtt_client import ticks_diff, ticks_ms
+from spoolbus.errors import ticks_diff, ticks_ms
 
 ONLINE = b"online"
 OFFLINE = b"offline"

@@ -8,18 +8,7 @@ import select
 import socket
 
 from spoolbus import errors
-
-try:
-    from time import ticks_diff, ticks_ms
-except ImportError:  # CPython
-    from time import monotonic as _monotonic
-
-    def ticks_ms():
-        return int(_monotonic() * 1000)
-
-    def ticks_diff(a, b):
-        return a - b
-
+from spoolbus.errors import ticks_diff, ticks_ms
 
 try:
     from micropython import const

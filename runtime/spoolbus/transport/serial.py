@@ -6,21 +6,10 @@ link reconnects by itself. Byte format and states: docs/serial.md.
 """
 
 import os
-import time
 
 from spoolbus import errors, frame
-
-try:
-    _ticks_ms = time.ticks_ms
-    _ticks_diff = time.ticks_diff
-except AttributeError:  # CPython
-
-    def _ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def _ticks_diff(a, b):
-        return a - b
-
+from spoolbus.errors import ticks_diff as _ticks_diff
+from spoolbus.errors import ticks_ms as _ticks_ms
 
 # Link-control frames start with 0xFF, which no CBOR data item starts with (it is the "break" code).
 _CTRL = 0xFF
@@ -77,6 +66,10 @@ class StreamPort:
         pass
 
 
+def _skip(text):
+    """Console text on the line is not for the link."""
+
+
 def _nonce():
     return bytes(os.urandom(4))
 
@@ -98,16 +91,10 @@ class SerialTransport:
         self.nonce = _nonce()
         self.peer = None
         self.state = DOWN
-        self.decoder = frame.Decoder(max_frame)
+        self.decoder = frame.Decoder(max_frame, _skip)
         self.stats = {"sent": 0, "received": 0, "resets": 0, "downs": 0, "pings": 0}
         self._rxbuf = bytearray(max_frame + 16)
-        self._rxmv = memoryview(self._rxbuf)
         self._queue = []
-        self._seg_max = max_frame + 16 + max_frame // 254
-        self._seg = bytearray(self._seg_max + 1)  # bytes since the last delimiter
-        self._segmv = memoryview(self._seg)
-        self._seg_n = 0
-        self._seg_drop = False
         self._event = None
         now = _ticks_ms()
         self._last_rx = now
@@ -162,50 +149,11 @@ class SerialTransport:
                 return None
 
     def _feed(self, n):
-        """Cut the n received bytes in _rxbuf at delimiters, decode each frame; True if a message came.
-
-        Segments gather in one preallocated buffer. A frame that fails is retried from just after each
-        newline in it: console text printed right before a frame costs only the text, not the frame.
-        """
-        buf = self._rxbuf
-        src = self._rxmv
-        seg = self._segmv
-        dec = self.decoder
-        k = self._seg_n
-        got = False
-        pos = 0
-        while True:
-            z = buf.find(b"\x00", pos, n)
-            stop = n if z < 0 else z
-            if self._seg_drop or k + stop - pos > self._seg_max:
-                self._seg_drop = True  # an endless line of garbage: skip to the next delimiter
-                k = 0
-            else:
-                seg[k : k + stop - pos] = src[pos:stop]
-                k += stop - pos
-            if z < 0:
-                break
-            if self._seg_drop:
-                self._seg_drop = False
-                dec.oversize += 1
-            elif k:
-                seg[k] = 0
-                out = dec.feed(seg[: k + 1])
-                if not out:
-                    counted = dec.corrupt, dec.oversize
-                    nl = self._seg.find(b"\n", 0, k)
-                    while nl >= 0 and not out:  # the frame may hold 0x0A bytes too: try each newline
-                        out = dec.feed(seg[nl + 1 : k + 1])
-                        nl = self._seg.find(b"\n", nl + 1, k)
-                    if not out:  # one bad segment counts once
-                        dec.corrupt, dec.oversize = counted
-                if out:
-                    self._queue.extend(out)
-                    got = True
-                k = 0
-            pos = z + 1
-        self._seg_n = k
-        return got
+        """Decode the n received bytes in _rxbuf; True if a message came."""
+        out = self.decoder.feed(self._rxbuf, n)
+        if out:
+            self._queue.extend(out)
+        return bool(out)
 
     def peers(self):
         """The peer's node name once its hello came (a serial line has one peer)."""

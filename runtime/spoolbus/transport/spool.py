@@ -8,25 +8,12 @@ node that has no inbox under root goes to the gateway's inbox instead (a bridge:
 """
 
 import os
-import time
 
 from spoolbus import errors
+from spoolbus.errors import sleep_ms as _sleep_ms
+from spoolbus.errors import ticks_diff as _ticks_diff
+from spoolbus.errors import ticks_ms as _ticks_ms
 from spoolbus.spool import Spool
-
-try:
-    _ticks_ms = time.ticks_ms
-    _ticks_diff = time.ticks_diff
-    _sleep_ms = time.sleep_ms
-except AttributeError:  # CPython
-
-    def _ticks_ms():
-        return int(time.monotonic() * 1000)
-
-    def _ticks_diff(a, b):
-        return a - b
-
-    def _sleep_ms(ms):
-        time.sleep(ms / 1000)
 
 
 def _valid_part(part):
