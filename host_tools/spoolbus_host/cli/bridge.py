@@ -38,8 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spool", action="append", default=[], metavar="DIR",
                    help="a spool directory of devices (SpoolTransport with gateway NAME/_bridge); repeatable")
     p.add_argument("--outbox", help="spool directory for messages held while the uplink is down")
-    p.add_argument("--baudrate", type=options.positive_int, help="of the serial ports (default 115200)")
-    p.add_argument("--device-quota", type=options.positive_int,
+    p.add_argument("--baudrate", type=options.positive_int("115200"),
+                   help="of the serial ports (default 115200)")
+    p.add_argument("--device-quota", type=options.positive_int("1000"),
                    help="messages one device may have in the outbox (default: a tenth); more are dropped")
     p.add_argument("--registry", help="SQLite file of the devices seen (read it with `spoolbus devices`)")
     mqtt_options.add_broker_options(p)

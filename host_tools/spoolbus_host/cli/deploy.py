@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("app", type=Path, help="application directory (must contain main.py)")
     p.add_argument("--board", help="board profile from boards/ (default: a MicroPython board on --port)")
     p.add_argument("--port", help="serial port of a MicroPython board, e.g. /dev/ttyUSB0 or /dev/pts/3")
-    p.add_argument("--baud", type=options.positive_int,
+    p.add_argument("--baud", type=options.positive_int("115200"),
                    help="serial baud rate (default: the profile's, else 115200)")
     p.add_argument("--board-dir", help="directory on the board that holds main.py and app/ "
                    "(default: the profile's deploy.root, else the working directory)")

@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
         except sqlite3.Error as e:
             problem = f"not a device registry ({e})"
     if problem:
-        print(f"spoolbus devices: {args.db}: {problem}; {fix}", file=sys.stderr)
+        print(f"spoolbus devices: cannot open registry {args.db}: {problem}; {fix}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(rows))

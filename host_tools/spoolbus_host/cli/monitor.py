@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("monitor", help="show the live spoolbus traffic on the MQTT broker, decoded")
     p.add_argument("filter", nargs="?", default="+/+", type=options.argtype(_filter),
                    help="nodes to watch as bridge/device, MQTT wildcards allowed (default +/+: all)")
-    p.add_argument("--count", type=options.positive_int, help="stop after this many messages")
+    p.add_argument("--count", type=options.positive_int("10"), help="stop after this many messages")
     p.add_argument("--seconds", type=options.seconds, help="stop after this many seconds")
     mqtt_options.add_broker_options(p)
     p.set_defaults(run=run)

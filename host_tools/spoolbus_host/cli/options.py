@@ -40,11 +40,16 @@ def seconds(text: str) -> float:
     return value
 
 
-@argtype
-def positive_int(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise ValueError(f"{text!r} is not a whole number above 0; give e.g. 10")
-    return int(text)
+def positive_int(example: str) -> Callable[[str], int]:
+    """An argparse type for a whole number above 0; the error suggests `example`."""
+
+    @argtype
+    def positive_int(text: str) -> int:
+        if not text.strip().isdigit() or int(text) < 1:
+            raise ValueError(f"{text!r} is not a whole number above 0; give e.g. {example}")
+        return int(text)
+
+    return positive_int
 
 
 def topic_level(text: str, what: str, example: str) -> str:
