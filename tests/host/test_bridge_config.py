@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from mosquitto import make_certs
 from mpproc import ROOT
 from spoolbus_host.bridge import config as bridge_config
 from spoolbus_host.bridge.config import BridgeConfigError, SerialDevice
@@ -20,17 +21,18 @@ def test_the_example_config_loads():
 
 
 def test_flags_override_the_file_and_add_devices(tmp_path):
+    ca, _, _ = make_certs(tmp_path / "tls")
     key = tmp_path / "pump.key"
     key.write_bytes(b"\x00secret")
     conf = tmp_path / "b.toml"
-    conf.write_text(f'name = "gw1"\nbroker = "file:1"\noutbox = "o"\nspools = ["s1"]\n'
+    conf.write_text(f'name = "gw1"\nbroker = "file:1"\noutbox = "{tmp_path}/o"\nspools = ["s1"]\n'
                     f'[serial]\nsensor = "/dev/a"\n[keys]\npump = {{ file = "{key}" }}\n')
     args = cli.build_parser().parse_args(["bridge", "--config", str(conf), "--broker", "flag:2",
-                                          "--spool", "s2", "--serial", "sensor=/dev/b", "--ca", "ca.crt"])
+                                          "--spool", "s2", "--serial", "sensor=/dev/b", "--ca", str(ca)])
     cfg = bridge_cmd.settings(args)
-    assert (cfg.name, cfg.broker, cfg.prefix, cfg.outbox) == ("gw1", "flag:2", "spoolbus", "o")
+    assert (cfg.name, cfg.broker, cfg.prefix, cfg.outbox) == ("gw1", "flag:2", "spoolbus", f"{tmp_path}/o")
     assert cfg.spools == ["s1", "s2"] and cfg.serial == {"sensor": SerialDevice("/dev/b")}
-    assert cfg.keys == {"pump": b"\x00secret"} and cfg.tls == {"ca": "ca.crt"}
+    assert cfg.keys == {"pump": b"\x00secret"} and cfg.tls == {"ca": str(ca)}
     cfg = bridge_cmd.settings(cli.build_parser().parse_args(["bridge", "other", "--config", str(conf)]))
     assert (cfg.name, cfg.broker) == ("other", "file:1")
 

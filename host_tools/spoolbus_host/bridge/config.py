@@ -73,6 +73,9 @@ def load(path: str | Path) -> BridgeConfig:
         data = tomllib.loads(path.read_text())
     except OSError as e:
         raise BridgeConfigError(f"{path}: cannot read the bridge configuration: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise BridgeConfigError(f"{path}: not a text file; give the bridge's TOML file "
+                                "(examples/bridge.toml)") from None
     except tomllib.TOMLDecodeError as e:
         raise BridgeConfigError(f"{path}: not valid TOML: {e}") from None
     cfg = BridgeConfig()
@@ -82,7 +85,7 @@ def load(path: str | Path) -> BridgeConfig:
         if key in ("name", "broker", "prefix", "user", "password", "outbox", "registry"):
             setattr(cfg, key, _typed(path, key, value, str))
         elif key in ("baudrate", "device_quota"):
-            setattr(cfg, key, _typed(path, key, value, int))
+            setattr(cfg, key, _positive(path, key, value))
         elif key == "spools":
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise _wrong(path, key, value)
@@ -110,6 +113,12 @@ def _typed(path: Path, key: str, value: object, kind: type, example: str | None 
     return value
 
 
+def _positive(path: Path, key: str, value: object, example: str | None = None) -> int:
+    if type(value) is not int or value < 1:
+        raise _wrong(path, key, value, example)
+    return value
+
+
 def _table(path: Path, key: str, value: object) -> dict:
     if not isinstance(value, dict):
         raise _wrong(path, key, value)
@@ -124,8 +133,8 @@ def _serial(path: Path, device: str, value: object) -> SerialDevice:
             and set(value) <= {"port", "baudrate"}):
         raise _wrong(path, f"serial.{device}", value, example)
     baudrate = value.get("baudrate")
-    if baudrate is not None and type(baudrate) is not int:
-        raise _wrong(path, f"serial.{device}.baudrate", baudrate, "baudrate = 115200")
+    if baudrate is not None:
+        _positive(path, f"serial.{device}.baudrate", baudrate, "baudrate = 115200")
     return SerialDevice(value["port"], baudrate)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from pathlib import Path
 
 _SCHEMA = """
 create table if not exists devices (
@@ -26,11 +27,29 @@ create table if not exists devices (
 
 
 class Registry:
-    def __init__(self, path: str):
-        self.db = sqlite3.connect(path, check_same_thread=False)
-        self.db.execute("pragma journal_mode=wal")
-        self.db.execute(_SCHEMA)
-        self.db.commit()
+    """The registry in SQLite file `path`, created if new; sqlite3.Error for a file that is not one.
+
+    read_only: open an existing registry without writing anything (`spoolbus devices`). Either way, a
+    database that has tables but not the registry's is refused (sqlite3.DatabaseError), never changed.
+    """
+
+    def __init__(self, path: str, read_only: bool = False):
+        if read_only:
+            uri = Path(path).absolute().as_uri() + "?mode=ro"
+            self.db = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        else:
+            self.db = sqlite3.connect(path, check_same_thread=False)
+        try:
+            tables = {r[0] for r in self.db.execute("select name from sqlite_master where type='table'")}
+            if "devices" not in tables and (tables or read_only):
+                raise sqlite3.DatabaseError("no devices table: not a spoolbus device registry")
+            if not read_only:
+                self.db.execute("pragma journal_mode=wal")
+                self.db.execute(_SCHEMA)
+                self.db.commit()
+        except sqlite3.Error:
+            self.db.close()
+            raise
         self._written: dict[str, float] = {}
 
     def attach(self, node: str, bridge: str, link: str) -> None:

@@ -45,15 +45,15 @@ def describe(name: str) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    names = [args.name] if args.name else profiles.available()
-    if args.name and args.name not in profiles.available():
+    names = [args.name] if args.name is not None else profiles.available()
+    if args.name is not None and args.name not in profiles.available():
         print(f"spoolbus boards: no board profile {args.name!r}: known boards are "
               f"{', '.join(profiles.available())}", file=sys.stderr)
         return 2
     found = [describe(n) for n in names]
     if args.json:
-        print(json.dumps(found[0] if args.name else found, indent=2))
-    elif args.name and "error" not in found[0]:
+        print(json.dumps(found[0] if args.name is not None else found, indent=2))
+    elif args.name is not None and "error" not in found[0]:
         for key, value in found[0].items():
             print(f"{key:12} {json.dumps(value) if isinstance(value, dict) else value}")
     else:

@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import sys
 import threading
 
@@ -21,9 +22,9 @@ from spoolbus import errors
 
 from spoolbus_host.bridge import config as bridge_config
 from spoolbus_host.bridge.config import BridgeConfig, SerialDevice
-from spoolbus_host.bridge.gateway import Bridge
+from spoolbus_host.bridge.gateway import BRIDGE_NODE, Bridge
 from spoolbus_host.bridge.registry import Registry
-from spoolbus_host.cli import mqtt_options
+from spoolbus_host.cli import mqtt_options, options
 from spoolbus_host.serialport import connect
 
 
@@ -37,8 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--spool", action="append", default=[], metavar="DIR",
                    help="a spool directory of devices (SpoolTransport with gateway NAME/_bridge); repeatable")
     p.add_argument("--outbox", help="spool directory for messages held while the uplink is down")
-    p.add_argument("--baudrate", type=int, help="of the serial ports (default 115200)")
-    p.add_argument("--device-quota", type=int,
+    p.add_argument("--baudrate", type=options.positive_int("115200"),
+                   help="of the serial ports (default 115200)")
+    p.add_argument("--device-quota", type=options.positive_int("1000"),
                    help="messages one device may have in the outbox (default: a tenth); more are dropped")
     p.add_argument("--registry", help="SQLite file of the devices seen (read it with `spoolbus devices`)")
     mqtt_options.add_broker_options(p)
@@ -64,19 +66,80 @@ def settings(args: argparse.Namespace) -> BridgeConfig:
             raise ValueError(f"--serial {spec!r}: expected DEVICE=PORT, e.g. --serial sensor=/dev/ttyUSB0")
         cfg.serial[device] = SerialDevice(port)
     cfg.spools += args.spool
-    cfg.broker = cfg.broker or os.environ.get("SPOOLBUS_BROKER", "127.0.0.1:1883")
-    cfg.prefix = cfg.prefix or "spoolbus"
-    cfg.password = cfg.password or os.environ.get("SPOOLBUS_BROKER_PASSWORD")
+    if cfg.broker is None:
+        cfg.broker = os.environ.get("SPOOLBUS_BROKER", "127.0.0.1:1883")
+    if cfg.prefix is None:
+        cfg.prefix = "spoolbus"
+    if cfg.password is None:
+        cfg.password = os.environ.get("SPOOLBUS_BROKER_PASSWORD")
+    _check(cfg)
+    return cfg
+
+
+def _check(cfg: BridgeConfig) -> None:
+    """What neither argparse nor the file's loader can check alone: the settings as merged."""
     if not cfg.name:
         raise ValueError("no bridge name: give NAME, or name = \"gw1\" in the --config file")
+    options.topic_level(cfg.name, "bridge name", "gw1")
+    options.topic_level(cfg.prefix, "prefix", "spoolbus (--prefix or prefix in the file)")
+    mqtt_options.broker_address(cfg.broker)
     if not cfg.outbox:
         raise ValueError("no outbox: give --outbox DIR, or outbox = \"/var/lib/spoolbus/outbox\" in the file")
     if not cfg.serial and not cfg.spools:
         raise ValueError("no devices: expected --serial DEVICE=PORT or --spool DIR at least once "
                          "(or [serial] / spools in the --config file)")
+    for device in list(cfg.serial) + list(cfg.keys):
+        options.topic_level(device, "device name", "sensor (in --serial, [serial] or [keys])")
+        if device == BRIDGE_NODE or device.startswith("."):
+            raise ValueError(f"device name {device!r} is reserved ({BRIDGE_NODE} is the bridge's own node, "
+                             "a leading '.' its held messages); give the device another name")
+    _check_directories(cfg)
+    if cfg.registry:
+        _check_registry(cfg.registry)
     if ("cert" in cfg.tls) != ("key" in cfg.tls):
         raise ValueError("a client certificate needs both --tls-cert and --tls-key (tls.cert and tls.key)")
-    return cfg
+    try:
+        if "ca" in cfg.tls:
+            mqtt_options.check_ca(cfg.tls["ca"])
+        if "cert" in cfg.tls:
+            mqtt_options.check_client_cert(cfg.tls["cert"], cfg.tls["key"])
+    except ValueError as e:
+        raise ValueError(f"TLS (--ca, --tls-cert, --tls-key or [tls] in the file): {e}") from None
+
+
+def _check_directories(cfg: BridgeConfig) -> None:
+    """The outbox (and its .held) and the spools: each a directory or new, none inside another."""
+    outbox = os.path.realpath(cfg.outbox)
+    _check_parent("--outbox", outbox)
+    places = [("--outbox", outbox), ("--outbox (its .held)", outbox.rstrip("/") + ".held")]
+    places += [("--spool", os.path.realpath(s)) for s in cfg.spools]
+    for i, (flag, path) in enumerate(places):
+        if os.path.exists(path) and not os.path.isdir(path):
+            raise ValueError(f"{flag} {path} is not a directory; give a spool directory (created if new)")
+        for other_flag, other in places[:i]:
+            if os.path.commonpath([path, other]) in (path, other):
+                raise ValueError(f"{other_flag} {other} and {flag} {path} overlap; give each its own "
+                                 "directory, none inside another")
+
+
+def _check_parent(flag: str, path: str) -> None:
+    """The directory `path` is made in exists: state directories are the operator's to create."""
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(f"{flag} {path}: directory {parent} does not exist; create it "
+                         f"(mkdir -p {parent}) or give a place in another directory")
+
+
+def _check_registry(path: str) -> None:
+    _check_parent("--registry", path)
+    if os.path.isdir(path):
+        raise ValueError(f"--registry {path} is a directory; give the registry's file (created if new)")
+    if os.path.exists(path) and os.path.getsize(path):
+        try:
+            Registry(path, read_only=True).close()
+        except sqlite3.Error as e:
+            raise ValueError(f"--registry {path}: not a device registry ({e}); give the bridge's own "
+                             "registry file or a new one") from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -86,12 +149,15 @@ def run(args: argparse.Namespace) -> int:
         host, port = mqtt_options.broker_address(cfg.broker)
         tls = {k: cfg.tls[t] for k, t in (("ca_certs", "ca"), ("certfile", "cert"), ("keyfile", "key"))
                if t in cfg.tls} or None
+        registry = Registry(cfg.registry) if cfg.registry else None
         bridge = Bridge(cfg.name, host, port, cfg.outbox, prefix=cfg.prefix, user=cfg.user,
-                        password=cfg.password, tls=tls,
-                        registry=Registry(cfg.registry) if cfg.registry else None,
+                        password=cfg.password, tls=tls, registry=registry,
                         keys={f"{cfg.name}/{d}": k for d, k in cfg.keys.items()},
                         device_quota=cfg.device_quota)
-    except (ValueError, errors.SpoolbusError) as e:
+    except sqlite3.Error as e:
+        print(f"spoolbus bridge: --registry {cfg.registry}: {e}; give a writable file", file=sys.stderr)
+        return 2
+    except (ValueError, OSError, errors.SpoolbusError) as e:
         print(f"spoolbus bridge: {e}", file=sys.stderr)
         return 2
     try:
@@ -100,7 +166,7 @@ def run(args: argparse.Namespace) -> int:
             bridge.attach(device, connect(dev.port, name=cfg.name, baudrate=baudrate), where=dev.port)
         for root in cfg.spools:
             bridge.attach_spool(root)
-    except (ValueError, serial.SerialException, errors.SpoolbusError) as e:
+    except (ValueError, OSError, serial.SerialException, errors.SpoolbusError) as e:
         print(f"spoolbus bridge: {e}", file=sys.stderr)
         bridge.close()
         return 2

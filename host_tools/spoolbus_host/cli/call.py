@@ -13,43 +13,30 @@ import sys
 
 from spoolbus import errors, node
 
-from spoolbus_host.cli import mqtt_options
+from spoolbus_host.cli import mqtt_options, options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     for verb, text in (("call", "call a method on a node through the MQTT broker and print the reply"),
                        ("cast", "send a one-way call (no reply) to a node through the MQTT broker")):
         p = sub.add_parser(verb, help=text)
-        p.add_argument("node", help="the node, as bridge/device")
-        p.add_argument("method", help="service.method")
-        p.add_argument("args", nargs="*", metavar="key=value",
+        p.add_argument("node", type=options.node, help="the node, as bridge/device")
+        p.add_argument("method", type=options.method, help="service.method")
+        p.add_argument("args", nargs="*", metavar="key=value", type=options.key_value,
                        help="arguments; a value is parsed as JSON if it can be (3, 1.5, true, [1])")
-        p.add_argument("--timeout", type=float, default=5.0, help="seconds to wait for the reply (call)")
-        p.add_argument("--version", default=None, help="API version to send (default: the node's default)")
+        p.add_argument("--timeout", type=options.seconds, default=5.0,
+                       help="seconds to wait for the reply (call)")
+        p.add_argument("--version", type=options.api_version, default=None,
+                       help="API version to send, major.minor (default: the node's default)")
         mqtt_options.add_broker_options(p)
         p.set_defaults(run=run, verb=verb)
 
 
-def _arguments(pairs: list[str]) -> dict:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"argument {pair!r}: expected key=value")
-        out[key] = mqtt_options.parse_value(value)
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
-    try:
-        call_args = _arguments(args.args)
-        mqtt_options.broker_address(args.broker)
-        if args.node.count("/") != 1 or "." not in args.method:
-            raise ValueError(f"expected NODE as bridge/device and METHOD as service.method, got "
-                             f"{args.node!r} {args.method!r}")
-    except ValueError as e:
-        print(f"spoolbus {args.verb}: {e}", file=sys.stderr)
-        return 2
+    call_args = {}
+    for pair in args.args:  # each checked as key=value by argparse
+        key, _, value = pair.partition("=")
+        call_args[key] = mqtt_options.parse_value(value)
     try:
         t = mqtt_options.transport(args, "host", f"cli-{os.getpid()}")
     except errors.MQTTConnectionError as e:
@@ -76,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
     except errors.MQTTConnectionError as e:
         print(f"spoolbus {args.verb}: {e}", file=sys.stderr)
         return 3
+    except errors.SpoolbusError as e:  # what the node refuses to send (too large, not encodable)
+        print(f"spoolbus {args.verb}: {e}", file=sys.stderr)
+        return 2
     finally:
         n.close()
     reply = mqtt_options.jsonable(reply)

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from spoolbus_host.cli import options
 from spoolbus_host.deploy.micropython import DeployError, deploy
 from spoolbus_host.progress import Progress
 
@@ -25,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("app", type=Path, help="application directory (must contain main.py)")
     p.add_argument("--board", help="board profile from boards/ (default: a MicroPython board on --port)")
     p.add_argument("--port", help="serial port of a MicroPython board, e.g. /dev/ttyUSB0 or /dev/pts/3")
-    p.add_argument("--baud", type=int, help="serial baud rate (default: the profile's, else 115200)")
+    p.add_argument("--baud", type=options.positive_int("115200"),
+                   help="serial baud rate (default: the profile's, else 115200)")
     p.add_argument("--board-dir", help="directory on the board that holds main.py and app/ "
                    "(default: the profile's deploy.root, else the working directory)")
     p.add_argument("--mpy-cross", help="mpy-cross to compile with (default: the project's own build)")
@@ -51,6 +54,13 @@ def run(args: argparse.Namespace) -> int:
         except methods.ProfileError as e:
             return _fail(str(e))
     method = profile.get("deploy", {}).get("method", "micropython")
+    if args.root is not None and args.root.exists() and not args.root.is_dir():
+        return _fail(f"--root {args.root} is not a directory; give the directory that stands for the "
+                     "board's / (created if new)")
+    mpy_cross = args.mpy_cross
+    if mpy_cross is not None and not (os.path.isfile(mpy_cross) and os.access(mpy_cross, os.X_OK)):
+        return _fail(f"--mpy-cross {args.mpy_cross} is not an executable file; give the path of mpy-cross "
+                     "(or leave it out for the project's own build)")
     try:
         if method == "linux-service":
             from spoolbus_host.deploy import linux_service

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -22,15 +23,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        uri = f"file:{args.db}?mode=ro"
-        sqlite3.connect(uri, uri=True).close()
-    except sqlite3.Error as e:
-        print(f"spoolbus devices: cannot open registry {args.db}: {e}", file=sys.stderr)
+    fix = "give the file a bridge keeps (spoolbus bridge --registry FILE)"
+    problem = None
+    if os.path.isdir(args.db):
+        problem = "is a directory"
+    elif not os.path.exists(args.db):
+        problem = "no such file"
+    else:
+        try:
+            reg = Registry(args.db, read_only=True)
+            rows = reg.devices()
+            reg.close()
+        except sqlite3.Error as e:
+            problem = f"not a device registry ({e})"
+    if problem:
+        print(f"spoolbus devices: cannot open registry {args.db}: {problem}; {fix}", file=sys.stderr)
         return 2
-    reg = Registry(args.db)
-    rows = reg.devices()
-    reg.close()
     if args.json:
         print(json.dumps(rows))
         return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -33,6 +34,8 @@ def _fail(msg: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.image and os.path.isdir(args.image):
+        return _fail(f"--image {args.image} is a directory; give the firmware file (firmware.bin or .uf2)")
     try:
         profile = methods.read(args.board)
         if profile["flash"]["method"] == "qemu":

@@ -6,17 +6,21 @@ import argparse
 import json
 import os
 
+from spoolbus_host.cli import options
 from spoolbus_host.mqtt.paho import PahoTransport
 
 
 def add_broker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", default=os.environ.get("SPOOLBUS_BROKER", "127.0.0.1:1883"),
+                   type=options.argtype(_broker_text),
                    help="MQTT broker HOST:PORT (default $SPOOLBUS_BROKER or 127.0.0.1:1883)")
-    p.add_argument("--prefix", default="spoolbus", help="topic prefix (default spoolbus)")
+    p.add_argument("--prefix", default="spoolbus", type=options.prefix,
+                   help="topic prefix, one topic level (default spoolbus)")
     p.add_argument("--user", help="MQTT user name")
     p.add_argument("--password", default=os.environ.get("SPOOLBUS_BROKER_PASSWORD"),
                    help="MQTT password (default $SPOOLBUS_BROKER_PASSWORD)")
-    p.add_argument("--ca", help="CA certificate file: connect with TLS and verify the broker against it")
+    p.add_argument("--ca", type=options.argtype(check_ca),
+                   help="CA certificate file: connect with TLS and verify the broker against it")
     p.add_argument("--json", action="store_true", help="print results as JSON")
 
 
@@ -24,10 +28,44 @@ def broker_address(text: str) -> tuple[str, int]:
     """HOST:PORT (or HOST, port 1883); ValueError with the fix for anything else."""
     host, sep, port = text.rpartition(":")
     if not sep:
-        return text, 1883
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"--broker {text!r}: expected HOST:PORT, e.g. 127.0.0.1:1883")
+        host, port = text, "1883"
+    if not host or any(c.isspace() for c in host) or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"broker {text!r} is not HOST:PORT (from --broker, $SPOOLBUS_BROKER or a file); "
+                         "give e.g. 127.0.0.1:1883")
     return host, int(port)
+
+
+def _broker_text(text: str) -> str:
+    broker_address(text)
+    return text
+
+
+def check_ca(path: str) -> str:
+    """A file of PEM CA certificates, as TLS will load it; ValueError with the fix."""
+    import ssl  # only for TLS: its import costs a command without it 10 ms
+
+    fix = "the CA certificate (PEM) that signed the broker's certificate"
+    options.readable_file(path, fix)
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a CA certificate ({getattr(e, 'reason', None) or e}); "
+                         f"give {fix}") from None
+    return path
+
+
+def check_client_cert(cert: str, key: str) -> None:
+    """A PEM client certificate and its private key that match, as TLS will load them."""
+    import ssl
+
+    fix = "a client certificate (PEM) and its private key"
+    options.readable_file(cert, fix)
+    options.readable_file(key, fix)
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as e:
+        raise ValueError(f"{cert}, {key}: not a certificate and its key "
+                         f"({getattr(e, 'reason', None) or e}); give {fix}") from None
 
 
 def transport(args: argparse.Namespace, bridge: str, device: str) -> PahoTransport:

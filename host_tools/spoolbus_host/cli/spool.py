@@ -36,8 +36,10 @@ def _stamp_seconds(name: str) -> float:
 
 def inspect(path: str) -> dict:
     """The report as a dict (what --json prints); ValueError for a missing or non-spool directory."""
+    if not os.path.exists(path):
+        raise ValueError(f"{path}: no such directory; give a spool directory")
     if not os.path.isdir(path):
-        raise ValueError(f"{path}: no such directory")
+        raise ValueError(f"{path} is not a directory; give a spool directory")
     if not os.path.isdir(os.path.join(path, "new")):
         raise ValueError(f"{path}: not a spool (no new/ directory; a spool has tmp/ new/ cur/ quarantine/)")
     new = sorted(e.name for e in _entries(os.path.join(path, "new")))

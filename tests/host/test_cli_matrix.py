@@ -1,0 +1,254 @@
+"""Every `spoolbus` command refuses bad input with one line that names the problem and the fix.
+
+Each case runs `python -m spoolbus_host.cli` as a user would, from a fresh process: missing, malformed and
+out-of-range values, a directory where a file goes, a missing file, a file of the wrong kind, a closed
+loopback port, a silent broker (a listener that accepts and never answers), a broker that refuses the
+login. Each must exit non-zero with exactly one line on stderr (or argparse's usage and its `error:`
+line), no traceback, and the expected words. The cases run in parallel threads: the silent ones each
+wait out a 5 s CONNACK timeout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pty
+import shlex
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from mosquitto import Broker, free_port, make_certs
+from mpproc import ROOT
+
+S = "gw/sensor s.m"  # a well-formed node and method, for the cases about something else
+
+# (argv, exit status, words the message must contain); {names} are filled in by the `world` fixture.
+CASES = [
+    ("demo --seconds 0", 2, "argument --seconds: '0' is not a number of seconds above 0"),
+    ("demo --seconds -1", 2, "is not a number of seconds above 0; give e.g. 5"),
+    ("demo --seconds nan", 2, "is not a number of seconds above 0"),
+    ("build-firmware", 2, "the following arguments are required: --board"),
+    ("build-firmware --board nosuch", 2, "no board profile 'nosuch': known boards are"),
+    ("build-firmware --board {badtoml}", 2, "not valid TOML"),
+    ("build-firmware --board unix --variant nosuch", 1, "no firmware variant 'nosuch'"),
+    ("deploy", 2, "the following arguments are required: app"),
+    ("deploy {tmp}/missing --port /dev/null", 2, "has no main.py"),
+    ("deploy {app}", 2, "--port is required"),
+    ("deploy {app} --port {tmp}/missing", 2, "cannot open {tmp}/missing"),
+    ("deploy {app} --port {tmp}", 2, "Is a directory"),
+    ("deploy {app} --port {pty}", 2, "no MicroPython REPL answered on {pty}"),
+    ("deploy {app} --port /dev/null --baud 0", 2, "argument --baud: '0' is not a whole number above 0"),
+    ("deploy {app} --board nosuch", 2, "no board profile 'nosuch'"),
+    ("deploy {app} --board raspberry-pi", 2, "needs exactly one of --root DIR or --ssh HOST"),
+    ("deploy {app} --board raspberry-pi --root {file}", 2, "--root {file} is not a directory"),
+    ("deploy {app} --port /dev/null --mpy-cross {tmp}/missing", 2, "is not an executable file"),
+    ("flash", 2, "the following arguments are required: --board"),
+    ("flash --board nosuch", 2, "no board profile 'nosuch'"),
+    ("flash --board esp32", 2, "no firmware image given: pass --image"),
+    ("flash --board esp32 --image {tmp}/missing", 2, "does not exist"),
+    ("flash --board esp32 --image {tmp}", 2, "--image {tmp} is a directory; give the firmware file"),
+    ("flash --board esp32 --image {file} --port /dev/null", 2, "not an ESP firmware image"),
+    ("flash --board rp2-pico --image {file}", 2, "not a UF2 file"),
+    ("spool", 2, "the following arguments are required: VERB"),
+    ("spool inspect {tmp}/missing", 2, "no such directory"),
+    ("spool inspect {file}", 2, "is not a directory; give a spool directory"),
+    ("spool inspect {tmp}", 2, "not a spool"),
+    (f"call --broker '' {S}", 2, "argument --broker: broker '' is not HOST:PORT"),
+    (f"call --broker 127.0.0.1:0 {S}", 2, "is not HOST:PORT"),
+    (f"cast --broker 127.0.0.1:x {S}", 2, "is not HOST:PORT"),
+    (f"call --broker {{live}} {S} --version abc", 2, "'abc' is not an API version; give it as major.minor"),
+    ("call --broker {live} gw/sensor sensor.", 2, "argument method: 'sensor.' is not a method"),
+    ("cast --broker {live} gw/sensor sensor.", 2, "'sensor.' is not a method; give it as service.method"),
+    ("call --broker {live} gw/+ s.m", 2, "argument node: 'gw/+' is not a node"),
+    ("call --broker {live} gw/ s.m", 2, "'gw/' is not a node; give it as bridge/device"),
+    ("cast --broker {live} gw/ s.m", 2, "'gw/' is not a node"),
+    ("cast --broker {live} gw/a/b s.m", 2, "'gw/a/b' is not a node"),
+    ("call --broker {live} gw s.m", 2, "'gw' is not a node"),
+    (f"call --broker {{live}} {S} nokey", 2, "'nokey' is not key=value"),
+    (f"call --broker {{live}} {S} --timeout -1", 2, "argument --timeout: '-1' is not a number of seconds"),
+    (f"call --broker {{live}} {S} --timeout 0", 2, "is not a number of seconds above 0"),
+    (f"call --broker {{live}} {S} --ca {{tmp}}/missing", 2, "argument --ca: {tmp}/missing: no such file"),
+    (f"call --broker {{live}} {S} --ca {{file}}", 2, "not a CA certificate"),
+    (f"cast --broker {{live}} {S} --ca {{tmp}}", 2, "is a directory; give the CA certificate"),
+    (f"call --broker {{live}} {S} --prefix a/b", 2, "prefix 'a/b' must be one MQTT topic level"),
+    (f"call --broker {{live}} {S} --prefix '#'", 2, "must be one MQTT topic level"),
+    (f"cast --broker {{live}} {S} --prefix +", 2, "must be one MQTT topic level"),
+    (f"call --broker {{live}} {S} --prefix ''", 2, "must be one MQTT topic level"),
+    (f"call --broker {{closed}} {S}", 3, "cannot connect to MQTT broker 127.0.0.1:{closed_port}"),
+    (f"cast --broker {{closed}} {S}", 3, "cannot connect to MQTT broker"),
+    (f"call --broker {{silent}} {S}", 3, "MQTT broker 127.0.0.1:{silent_port}"),
+    (f"call --broker {{auth}} {S}", 3, "refused"),
+    (f"call --broker {{live}} {S} --ca {{ca}}", 3, "MQTT broker 127.0.0.1:{live_port}"),
+    (f"call --broker {{live}} {S} --timeout 0.3", 4, "no reply from gw/sensor in 0.3 s"),
+    ("monitor --broker ''", 2, "argument --broker: broker '' is not HOST:PORT"),
+    ("monitor --broker {live} --count -1", 2, "argument --count: '-1' is not a whole number above 0"),
+    ("monitor --broker {live} --count 0", 2, "is not a whole number above 0"),
+    ("monitor --broker {live} --seconds -1", 2, "argument --seconds: '-1' is not a number of seconds"),
+    ("monitor --broker {live} gw/#", 2, "'gw/#' is not a node filter"),
+    ("monitor --broker {live} gw", 2, "'gw' is not a node filter"),
+    ("monitor --broker {live} gw/+/x", 2, "is not a node filter"),
+    ("monitor --broker {live} --ca {tmp}/missing", 2, "no such file; give the CA certificate"),
+    ("monitor --broker {live} --ca {file}", 2, "not a CA certificate"),
+    ("monitor --broker {live} --prefix a/b", 2, "must be one MQTT topic level"),
+    ("monitor --broker {closed}", 3, "cannot connect to MQTT broker 127.0.0.1:{closed_port}"),
+    ("monitor --broker {silent}", 3, "did not accept the connection in 5 s"),
+    ("monitor --broker {auth}", 3, "refused the connection"),
+    ("monitor --broker {live} --ca {ca}", 3, "cannot connect to MQTT broker 127.0.0.1:{live_port}"),
+    ("bridge", 2, "no bridge name: give NAME"),
+    ("bridge gw --spool {spool}", 2, "no outbox: give --outbox DIR"),
+    ("bridge gw --outbox {outbox}", 2, "no devices: expected --serial DEVICE=PORT or --spool DIR"),
+    ("bridge g/w --outbox {outbox} --spool {spool}", 2, "bridge name 'g/w' must be one MQTT topic level"),
+    ("bridge gw --outbox {spool} --spool {spool}", 2, "overlap; give each its own directory"),
+    ("bridge gw --outbox {spool}/out --spool {spool}", 2, "overlap"),
+    ("bridge gw --outbox {outbox} --spool {outbox}/in", 2, "overlap"),
+    ("bridge gw --outbox {outbox} --spool {spool} --spool {spool}", 2, "overlap"),
+    ("bridge gw --outbox {file} --spool {spool}", 2, "--outbox {file} is not a directory"),
+    ("bridge gw --outbox {tmp}/missing/out --spool {spool}", 2, "does not exist; create it (mkdir -p"),
+    ("bridge gw --outbox {outbox} --serial _bridge=/dev/null", 2, "device name '_bridge' is reserved"),
+    ("bridge gw --outbox {outbox} --serial a/b=/dev/null", 2, "device name 'a/b' must be one MQTT"),
+    ("bridge gw --outbox {outbox} --serial sensor", 2, "expected DEVICE=PORT"),
+    ("bridge gw --outbox {outbox} --spool {spool} --device-quota 0", 2, "argument --device-quota: '0'"),
+    ("bridge gw --outbox {outbox} --spool {spool} --baudrate 0", 2, "argument --baudrate: '0' is not"),
+    ("bridge gw --outbox {outbox} --spool {spool} --baudrate -1", 2, "is not a whole number above 0"),
+    ("bridge gw --outbox {outbox} --spool {spool} --prefix a/b", 2, "must be one MQTT topic level"),
+    ("bridge gw --outbox {outbox} --spool {spool} --prefix '#'", 2, "must be one MQTT topic level"),
+    ("bridge gw --outbox {outbox} --spool {spool} --prefix +", 2, "must be one MQTT topic level"),
+    ("bridge gw --outbox {outbox} --spool {spool} --prefix ''", 2, "must be one MQTT topic level"),
+    ("bridge gw --outbox {outbox} --spool {spool} --broker ''", 2, "is not HOST:PORT"),
+    ("bridge gw --outbox {outbox} --spool {spool} --registry {tmp}/missing/devices.db", 2,
+     "directory {tmp}/missing does not exist; create it"),
+    ("bridge gw --outbox {outbox} --spool {spool} --registry {file}", 2,
+     "not a device registry (file is not a database)"),
+    ("bridge gw --outbox {outbox} --spool {spool} --registry {otherdb}", 2, "no devices table"),
+    ("bridge gw --outbox {outbox} --spool {spool} --registry {tmp}", 2, "is a directory; give the registry"),
+    ("bridge gw --outbox {outbox} --spool {spool} --ca {tmp}/missing", 2, "no such file"),
+    ("bridge gw --outbox {outbox} --spool {spool} --ca {file}", 2, "not a CA certificate"),
+    ("bridge gw --outbox {outbox} --spool {spool} --tls-cert {ca}", 2, "needs both --tls-cert and --tls-key"),
+    ("bridge gw --outbox {outbox} --spool {spool} --tls-cert {file} --tls-key {file}", 2,
+     "not a certificate and its key"),
+    ("bridge gw --outbox {outbox} --serial s={tmp}/missing --broker {live}", 2, "cannot open serial port"),
+    ("bridge --config {tmp}/missing.toml", 2, "cannot read the bridge configuration"),
+    ("bridge --config {tmp}", 2, "cannot read the bridge configuration: Is a directory"),
+    ("bridge --config {binary}", 2, "not a text file"),
+    ("bridge --config {example}", 2, "/var/lib/spoolbus does not exist; create it"),
+    ("bridge --config {zeroquota}", 2, "device_quota = 0 is not valid; write device_quota = 1000"),
+    ("devices", 2, "the following arguments are required: --db"),
+    ("devices --db {tmp}/missing.db", 2, "no such file"),
+    ("devices --db {tmp}", 2, "is a directory"),
+    ("devices --db {file}", 2, "not a device registry (file is not a database)"),
+    ("devices --db /dev/null", 2, "no devices table"),
+    ("devices --db {otherdb}", 2, "no devices table"),
+    ("boards nosuch", 2, "no board profile 'nosuch': known boards are"),
+    ("boards ''", 2, "no board profile ''"),
+    ("no-such-command", 2, "invalid choice: 'no-such-command'"),
+]
+ENV_CASES = [  # (environment, argv, status, words)
+    ({"SPOOLBUS_BROKER": "nonsense:x"}, f"call {S}", 2, "$SPOOLBUS_BROKER"),
+    ({"SPOOLBUS_BROKER": ""}, "monitor", 2, "broker '' is not HOST:PORT"),
+]
+ALL = [({}, *case) for case in CASES] + ENV_CASES
+
+
+def _silent_listener() -> socket.socket:
+    """Accepts TCP connections and never answers: a broker that hangs."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    held = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    return sock
+
+
+def _spoolbus(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "spoolbus_host.cli", *argv], capture_output=True,
+                          text=True, timeout=20, env=env, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """The files, brokers and ports the cases point at; runs every case once, in parallel."""
+    tmp = tmp_path_factory.mktemp("cli")
+    live = Broker(tmp / "live").start()
+    auth = Broker(tmp / "auth", users={"gw": "secret"}).start()
+    silent = _silent_listener()
+    master, slave = pty.openpty()  # a serial port nobody answers on
+    ca, _, _ = make_certs(tmp / "tls")
+    (tmp / "app").mkdir()
+    (tmp / "app" / "main.py").write_text("print('app')\n")
+    (tmp / "spool").mkdir()
+    (tmp / "outbox").mkdir()
+    (tmp / "file").write_text("not a certificate, a database or a firmware image\n")
+    (tmp / "binary").write_bytes(b"\xff\xfe\x00TOML?")
+    (tmp / "bad.toml").write_text("name = \n")
+    (tmp / "zeroquota.toml").write_text("device_quota = 0\n")
+    (tmp / "example.toml").write_text(  # the example as a fresh host without /var/lib/spoolbus has it
+        (ROOT / "examples" / "bridge.toml").read_text().replace("/var/lib/", f"{tmp}/var/lib/"))
+    other = tmp / "other.db"
+    with sqlite3.connect(other) as db:
+        db.execute("create table notes (text)")
+    db.close()
+    closed = free_port()
+    names = {"tmp": str(tmp), "app": str(tmp / "app"), "spool": str(tmp / "spool"),
+             "outbox": str(tmp / "outbox"), "file": str(tmp / "file"), "binary": str(tmp / "binary"),
+             "badtoml": str(tmp / "bad.toml"), "zeroquota": str(tmp / "zeroquota.toml"),
+             "example": str(tmp / "example.toml"), "otherdb": str(other), "ca": str(ca),
+             "pty": os.ttyname(slave), "live": f"127.0.0.1:{live.port}", "live_port": str(live.port),
+             "auth": f"127.0.0.1:{auth.port}", "closed": f"127.0.0.1:{closed}", "closed_port": str(closed),
+             "silent": f"127.0.0.1:{silent.getsockname()[1]}", "silent_port": str(silent.getsockname()[1])}
+    before = hashlib.sha256(other.read_bytes()).hexdigest()
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SPOOLBUS_BROKER", "SPOOLBUS_DEBUG"))}
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            results = list(pool.map(lambda case: _spoolbus(shlex.split(case[1].format(**names)),
+                                                           {**base, **case[0]}), ALL))
+    finally:
+        live.stop()
+        auth.stop()
+        silent.close()
+        os.close(master)
+        os.close(slave)
+    yield names, results, (other, before)
+
+
+def _the_line(stderr: str) -> str:
+    """The one line a refusal prints; argparse's usage (possibly wrapped) before it is allowed."""
+    lines = stderr.splitlines()
+    if lines and lines[0].startswith("usage: "):
+        rest = lines[1:]
+        while rest and rest[0].startswith(" "):  # the usage wrapped onto more lines
+            rest = rest[1:]
+        assert len(rest) == 1 and ": error: " in rest[0], stderr
+        return rest[0]
+    assert len(lines) == 1 and lines[0].startswith("spoolbus ") and lines[0].strip(), stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("index", [pytest.param(i, id=" ".join(f"{k}={v}" for k, v in env.items()) + argv)
+                                   for i, (env, argv, _, _) in enumerate(ALL)])
+def test_a_bad_argument_gets_one_line_naming_the_fix(world, index):
+    names, results, _ = world
+    _, _, status, words = ALL[index]
+    out = results[index]
+    assert "Traceback" not in out.stdout + out.stderr, out.stderr
+    assert out.returncode == status, out.stderr
+    assert out.stdout == ""
+    line = _the_line(out.stderr)
+    assert words.format(**names) in line
+
+
+def test_a_refused_registry_is_left_unchanged(world):
+    _, _, (other, before) = world
+    assert hashlib.sha256(other.read_bytes()).hexdigest() == before
