@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
+from spoolbus import proc
 from spoolbus_host.boards.unix_board import MICROPYTHON
-from spoolbus_host.demo.run import _alive
 
 pytestmark = pytest.mark.skipif(
     not Path(MICROPYTHON).exists() or shutil.which("qemu-system-arm") is None
@@ -47,7 +47,7 @@ def _processes_using(path: str) -> list[int]:
 
 
 def _assert_nothing_left(summary: dict) -> None:
-    assert summary["processes"] and not [p for p in summary["processes"] if _alive(p)]
+    assert summary["processes"] and not [p for p in summary["processes"] if proc.alive(p)]
     assert summary["left_running"] == []
     assert not Path(summary["workdir"]).exists()
     assert _processes_using(summary["workdir"]) == []

@@ -17,6 +17,7 @@ import time
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
+from spoolbus import proc
 
 from spoolbus_host.demo.fleet import Fleet
 from spoolbus_host.demo.traffic import DEVICES, SENSOR, SERIAL, Traffic
@@ -155,7 +156,7 @@ def run(seconds: float, as_json: bool) -> int:
         summary["processes"] = fleet.processes()
         fleet.close()
         signal.signal(signal.SIGTERM, previous)
-    summary["left_running"] = [pid for pid in summary["processes"] if _alive(pid)]
+    summary["left_running"] = [pid for pid in summary["processes"] if proc.alive(pid)]
     summary["left_running"] += ["work directory"] if fleet.workdir.exists() else []
     summary["error_list"] += [f"still running after the end: {x}" for x in summary["left_running"]]
     summary["errors"] = len(summary["error_list"])
@@ -169,14 +170,6 @@ def run(seconds: float, as_json: bool) -> int:
     if interrupted:
         return 130
     return 0 if summary["ok"] else 1
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1][:1] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def _demo(fleet: Fleet, seconds: float, out, summary: dict) -> None:
