@@ -89,3 +89,18 @@ def remove_tree(path):
         os.rmdir(path)
     else:
         os.remove(path)
+
+
+class temp_dir:
+    """`with temp_dir() as d:` a fresh directory from tmpdir(), removed afterwards whatever happens."""
+
+    def __init__(self, prefix="spoolbus-test"):
+        self.prefix = prefix
+
+    def __enter__(self):
+        self.path = tmpdir(self.prefix)
+        return self.path
+
+    def __exit__(self, et, ev, tb):
+        remove_tree(self.path)
+        return False

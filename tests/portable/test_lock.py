@@ -7,7 +7,7 @@ import os
 import time
 
 from blockdev import RAMBlockDevice
-from mpcompat import raises, remove_tree, tmpdir
+from mpcompat import raises, temp_dir
 from spoolbus import errors, lock, proc
 from spoolbus.lock import Lock
 
@@ -41,8 +41,7 @@ def _fresh(root):
 
 
 def test_tokens_grow_with_every_acquisition():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         a = Lock(d + "/lk", timeout=0)
         tokens = []
         for _ in range(3):
@@ -56,13 +55,10 @@ def test_tokens_grow_with_every_acquisition():
             tokens.append(b.token)
         assert tokens == [1, 2, 3, 4]
         assert _entries(d + "/lk") == ["f4"]
-    finally:
-        remove_tree(d)
 
 
 def test_second_holder_times_out_naming_the_first():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         a = Lock(d + "/lk").acquire()
         t = time.time()
         with raises(errors.LockTimeout) as e:
@@ -73,24 +69,18 @@ def test_second_holder_times_out_naming_the_first():
         a.release()
         with Lock(d + "/lk", timeout=0) as b:
             assert b.token == 2
-    finally:
-        remove_tree(d)
 
 
 def test_context_manager_releases_when_the_block_raises():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         with raises(KeyError):
             with Lock(d + "/lk"):
                 raise KeyError("x")
         assert _entries(d + "/lk") == ["f1"]
-    finally:
-        remove_tree(d)
 
 
 def test_expired_lease_is_broken_and_the_old_holder_sees_lock_lost():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         a = Lock(d + "/lk", lease=0.03).acquire()
         time.sleep(0.06)
         b = Lock(d + "/lk", timeout=0).acquire()
@@ -103,13 +93,10 @@ def test_expired_lease_is_broken_and_the_old_holder_sees_lock_lost():
         a.release()  # a lost lock has nothing to give back
         b.check()
         b.release()
-    finally:
-        remove_tree(d)
 
 
 def test_release_of_a_broken_lock_raises_lock_lost_and_leaves_the_new_holder_alone():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         a = Lock(d + "/lk", lease=0.03).acquire()
         time.sleep(0.06)
         b = Lock(d + "/lk", timeout=0).acquire()
@@ -118,13 +105,10 @@ def test_release_of_a_broken_lock_raises_lock_lost_and_leaves_the_new_holder_alo
         b.check()
         assert _entries(d + "/lk")[0].startswith("h2.")
         b.release()
-    finally:
-        remove_tree(d)
 
 
 def test_check_renews_the_lease_so_a_live_holder_is_not_broken():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         a = Lock(d + "/lk", lease=0.1).acquire()
         end = time.time() + 0.35
         while time.time() < end:
@@ -134,13 +118,10 @@ def test_check_renews_the_lease_so_a_live_holder_is_not_broken():
             time.sleep(0.02)
         assert a.token == 1
         a.release()
-    finally:
-        remove_tree(d)
 
 
 def test_of_two_breakers_of_one_stale_holder_only_one_wins():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         p = _fresh(d)
         stale = _held_by(p, node="ffffffffffff", expiry=1, token=5)
         _plant(p, stale)
@@ -152,13 +133,10 @@ def test_of_two_breakers_of_one_stale_holder_only_one_wins():
             c.acquire()
         b.check()
         b.release()
-    finally:
-        remove_tree(d)
 
 
 def test_holder_on_another_machine_is_kept_until_its_lease_expires():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         p = _fresh(d)
         _plant(p, _held_by(p, node="ffffffffffff", expiry=int(time.time() * 1000) + 150))
         with raises(errors.LockTimeout) as e:
@@ -166,51 +144,39 @@ def test_holder_on_another_machine_is_kept_until_its_lease_expires():
         assert "node ffffffffffff" in str(e.value)
         with Lock(p, timeout=2) as b:
             assert b.token == 8
-    finally:
-        remove_tree(d)
 
 
 def test_holder_without_lease_on_another_machine_is_never_broken():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         p = _fresh(d)
         _plant(p, _held_by(p, node="ffffffffffff", expiry=0))
         with raises(errors.LockTimeout):
             Lock(p, timeout=0.05).acquire()
-    finally:
-        remove_tree(d)
 
 
 def test_holder_from_an_earlier_boot_of_this_machine_is_broken_at_once():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         p = _fresh(d)
         _plant(p, _held_by(p, boot="000000000001", expiry=0))
         with Lock(p, timeout=0) as b:
             assert b.token == 8
             assert "restarted" in b._holder
-    finally:
-        remove_tree(d)
 
 
 def test_holder_whose_process_is_gone_is_broken_at_once():
     if lock._whoami()[3] == "0":
         return  # a board has no other processes
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         p = _fresh(d)
         _plant(p, _held_by(p, pid="4194305", expiry=0))  # above Linux's pid_max: no such process
         with Lock(p, timeout=0) as b:
             assert "process 4194305 is gone" in b._holder
-    finally:
-        remove_tree(d)
 
 
 def test_holder_whose_pid_was_reused_by_another_process_is_broken():
     if lock._whoami()[3] == "0":
         return
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         p = _fresh(d)
         init_start = proc.fields(proc.read("/proc/1/stat"))[19]
         _plant(p, _held_by(p, pid="1", start=str(int(init_start) + 1), expiry=0))
@@ -219,71 +185,53 @@ def test_holder_whose_pid_was_reused_by_another_process_is_broken():
         _plant(p, _held_by(p, pid="1", start=init_start, expiry=0))  # pid 1 with its own start: alive
         with raises(errors.LockTimeout):
             Lock(p, timeout=0).acquire()
-    finally:
-        remove_tree(d)
 
 
 def test_holder_in_another_pid_namespace_is_kept_until_its_lease_expires():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         p = _fresh(d)
         _plant(p, _held_by(p, ns="1", pid="4194305", expiry=0))  # a container's pid means nothing here
         with raises(errors.LockTimeout):
             Lock(p, timeout=0).acquire()
-    finally:
-        remove_tree(d)
 
 
 def test_holder_in_this_process_without_lease_is_never_broken():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         a = Lock(d + "/lk", lease=None).acquire()
         with raises(errors.LockTimeout):
             Lock(d + "/lk", timeout=0.03).acquire()
         a.check()
         a.release()
-    finally:
-        remove_tree(d)
 
 
 def test_empty_lock_directory_is_taken_over():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         os.mkdir(d + "/lk")
         with Lock(d + "/lk", timeout=0) as a:
             assert a.token == 1
-    finally:
-        remove_tree(d)
 
 
 def test_foreign_files_alone_in_the_lock_directory_are_reported_not_removed():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         os.mkdir(d + "/lk")
         open(d + "/lk/notes.txt", "w").close()
         with raises(errors.LockTimeout) as e:
             Lock(d + "/lk", timeout=0).acquire()
         assert "notes.txt" in str(e.value)
         assert _entries(d + "/lk") == ["notes.txt"]
-    finally:
-        remove_tree(d)
 
 
 def test_foreign_files_next_to_the_state_are_ignored():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         p = _fresh(d)
         open(p + "/notes.txt", "w").close()
         with Lock(p, timeout=0) as a:
             assert a.token == 2
         assert _entries(p) == ["f2", "notes.txt"]
-    finally:
-        remove_tree(d)
 
 
 def test_older_state_entries_left_by_a_cut_rename_are_ignored_then_removed():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         p = _fresh(d)
         _plant(p, "f5")
         open(p + "/" + _held_by(p, node="ffffffffffff", expiry=0, token=5), "w").close()  # cut release
@@ -291,8 +239,6 @@ def test_older_state_entries_left_by_a_cut_rename_are_ignored_then_removed():
         with Lock(p, timeout=0) as a:
             assert a.token == 6
         assert _entries(p) == ["f6"]
-    finally:
-        remove_tree(d)
 
 
 def test_missing_parent_directory_is_a_clear_lock_error():
@@ -302,14 +248,11 @@ def test_missing_parent_directory_is_a_clear_lock_error():
 
 
 def test_acquiring_a_held_lock_object_twice_is_an_error():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         a = Lock(d + "/lk").acquire()
         with raises(errors.LockError):
             a.acquire()
         a.release()
-    finally:
-        remove_tree(d)
 
 
 def _holder(path, counter, rounds, log):
@@ -350,18 +293,14 @@ def _interleave(root, holders=4, rounds=15):
 
 
 def test_interleaved_holders_count_exactly_on_the_host_filesystem():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         _interleave(d)
-    finally:
-        remove_tree(d)
 
 
 def test_threads_count_exactly():
     import _thread
 
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         box = [0]
         finished = []
 
@@ -381,8 +320,6 @@ def test_threads_count_exactly():
         while len(finished) < 4 and time.time() < end:
             time.sleep(0.01)
         assert len(finished) == 4 and box[0] == 200
-    finally:
-        remove_tree(d)
 
 
 def _mount(kind, bdev, mkfs=True):

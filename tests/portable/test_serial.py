@@ -3,7 +3,7 @@ supervision reports a rebooted peer (LinkReset) and a silent one (LinkDown) once
 
 import time
 
-from mpcompat import raises, remove_tree, tmpdir
+from mpcompat import raises, temp_dir
 from spoolbus import errors, frame
 from spoolbus.transport import serial
 
@@ -137,8 +137,7 @@ def test_a_message_starting_with_0xff_is_refused():
 
 
 def test_stream_port_reads_up_to_a_delimiter_then_waits():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         path = d + "/line"
         with open(path, "wb") as f:
             f.write(frame.encode(b"\xa1\x01\x02") + frame.encode(b"\xa0"))
@@ -150,5 +149,3 @@ def test_stream_port_reads_up_to_a_delimiter_then_waits():
             n = port.read_into(buf, 0)
             assert bytes(buf[:n]) == frame.encode(b"\xa0")
             assert port.read_into(buf, 0) == 0
-    finally:
-        remove_tree(d)

@@ -2,7 +2,7 @@
 
 import os
 
-from mpcompat import raises, remove_tree, tmpdir
+from mpcompat import raises, remove_tree, temp_dir, tmpdir
 from spoolbus import errors, spool
 
 _DEAD = "p7ffffffe.1"  # a pid no process has: its claims and tmp files belong to a dead process
@@ -32,8 +32,7 @@ def _write(path, data):
 
 
 def test_messages_come_out_in_put_order_and_ack_removes_them():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         s = spool.Spool(d)
         ids = [s.put(b"m%d" % i) for i in range(20)]
         assert ids == sorted(ids)
@@ -42,25 +41,19 @@ def test_messages_come_out_in_put_order_and_ack_removes_them():
         assert len(s) == 0
         assert s.claim() is None
         assert _files(d + "/new") == [] and _files(d + "/tmp") == []
-    finally:
-        remove_tree(d)
 
 
 def test_put_many_returns_ids_in_order_and_empty_payloads_work():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         s = spool.Spool(d)
         ids = s.put_many([b"a", b"", b"c" * 1000])
         assert ids == sorted(ids) and len(ids) == 3
         assert _drain(s) == [b"a", b"", b"c" * 1000]
         assert s.put_many([]) == []
-    finally:
-        remove_tree(d)
 
 
 def test_nack_returns_the_message_to_its_place_in_fifo_order():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         s = spool.Spool(d)
         for i in range(5):
             s.put(b"%d" % i)
@@ -69,13 +62,10 @@ def test_nack_returns_the_message_to_its_place_in_fifo_order():
         s.nack(second[0])
         s.nack(first[0])
         assert _drain(s) == [b"0", b"1", b"2", b"3", b"4"]
-    finally:
-        remove_tree(d)
 
 
 def test_nacked_message_is_seen_by_another_consumer_after_its_refill():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         a = spool.Spool(d)
         b = spool.Spool(d)
         a.put(b"x")
@@ -83,13 +73,10 @@ def test_nacked_message_is_seen_by_another_consumer_after_its_refill():
         assert b.claim() is None
         a.nack(m[0])
         assert b.claim()[1] == b"x"
-    finally:
-        remove_tree(d)
 
 
 def test_competing_consumers_each_message_is_claimed_once():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         p = spool.Spool(d)
         for i in range(50):
             p.put(b"%d" % i)
@@ -106,13 +93,10 @@ def test_competing_consumers_each_message_is_claimed_once():
                     got.append(m[1])
                     c.ack(m[0])
         assert sorted(got) == sorted(b"%d" % i for i in range(50))
-    finally:
-        remove_tree(d)
 
 
 def test_ack_or_nack_of_an_unclaimed_id_is_a_clear_error():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         s = spool.Spool(d)
         mid = s.put(b"x")
         with raises(errors.SpoolError) as e:
@@ -122,13 +106,10 @@ def test_ack_or_nack_of_an_unclaimed_id_is_a_clear_error():
         s.ack(m[0])
         with raises(errors.SpoolError):
             s.nack(m[0])
-    finally:
-        remove_tree(d)
 
 
 def test_message_quota_raises_spool_full_and_frees_up_after_consuming():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         s = spool.Spool(d, max_messages=3)
         s.put_many([b"1", b"2"])
         s.put(b"3")
@@ -140,13 +121,10 @@ def test_message_quota_raises_spool_full_and_frees_up_after_consuming():
         assert _drain(s)[0] == b"1"
         s.put(b"again")
         assert len(s) == 1
-    finally:
-        remove_tree(d)
 
 
 def test_byte_quota_counts_payload_bytes_and_claimed_messages():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         s = spool.Spool(d, max_bytes=100)
         s.put(b"x" * 60)
         m = s.claim()  # claimed but not acked: still held
@@ -155,13 +133,10 @@ def test_byte_quota_counts_payload_bytes_and_claimed_messages():
         s.put(b"y" * 40)
         s.ack(m[0])
         s.put(b"z" * 50)
-    finally:
-        remove_tree(d)
 
 
 def test_quota_sees_the_puts_of_another_producer():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         a = spool.Spool(d, max_messages=10)
         b = spool.Spool(d, max_messages=10)
         a.put_many([b"a"] * 6)
@@ -170,13 +145,10 @@ def test_quota_sees_the_puts_of_another_producer():
                 b.put(b"b")
         # b counted before a's puts: it rescans after spending half the room it saw (5 of 10)
         assert 10 <= len(a) <= 10 + 5
-    finally:
-        remove_tree(d)
 
 
 def test_torn_and_foreign_files_are_quarantined_never_delivered():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         s = spool.Spool(d)
         good = s.put(b"good")
         rec = spool.record(b"payload")
@@ -195,8 +167,6 @@ def test_torn_and_foreign_files_are_quarantined_never_delivered():
         assert c.corrupt == 5
         assert sorted(c.quarantined) == sorted(_files(d + "/quarantine"))
         assert "README" in c.quarantined and "subdir" in c.quarantined
-    finally:
-        remove_tree(d)
 
 
 def test_record_check_rejects_every_truncation_and_foreign_magic():
@@ -209,8 +179,7 @@ def test_record_check_rejects_every_truncation_and_foreign_magic():
 
 
 def test_open_removes_tmp_files_of_dead_writers_and_keeps_live_ones():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         spool.Spool(d)
         dead = _dead_name()
         live = "%013x-%s-%x" % (5, spool._OWNER, 3)
@@ -221,8 +190,6 @@ def test_open_removes_tmp_files_of_dead_writers_and_keeps_live_ones():
         assert _files(d + "/tmp") == [live]
         assert _files(d + "/quarantine") == ["junk"]
         assert s.claim() is None
-    finally:
-        remove_tree(d)
 
 
 def test_recovery_keeps_a_put_committed_after_it_listed_tmp():
@@ -230,8 +197,7 @@ def test_recovery_keeps_a_put_committed_after_it_listed_tmp():
 
     kill -9 trials lost a returned put this way: recovery took the stale listing for a FAT double entry.
     """
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         s = spool.Spool(d)
         name = _dead_name(9)
         _write(d + "/new/" + name, spool.record(b"committed"))  # tmp/name renamed, then the writer died
@@ -243,13 +209,10 @@ def test_recovery_keeps_a_put_committed_after_it_listed_tmp():
             spool._names = real
         assert _files(d + "/new") == [name]
         assert _drain(s) == [b"committed"]
-    finally:
-        remove_tree(d)
 
 
 def test_claims_of_a_dead_consumer_return_to_new_in_order():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         s = spool.Spool(d)
         ids = [s.put(b"%d" % i) for i in range(4)]
         os.mkdir(d + "/cur/" + _DEAD)
@@ -258,13 +221,10 @@ def test_claims_of_a_dead_consumer_return_to_new_in_order():
         assert s.recover() == (2, 0)
         assert _files(d + "/cur") == [spool._OWNER]  # the dead one is gone; ours is made on open
         assert _drain(spool.Spool(d)) == [b"0", b"1", b"2", b"3"]
-    finally:
-        remove_tree(d)
 
 
 def test_claims_of_a_live_consumer_stay_claimed():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         s = spool.Spool(d)
         s.put(b"x")
         m = s.claim()
@@ -272,14 +232,11 @@ def test_claims_of_a_live_consumer_stay_claimed():
         assert other.claim() is None
         assert len(other) == 1
         s.ack(m[0])
-    finally:
-        remove_tree(d)
 
 
 def test_claim_left_in_two_places_by_a_cut_rename_is_kept_once():
     # On FAT a rename cut by power leaves two directory entries on one cluster chain (new/ and cur/).
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         s = spool.Spool(d)
         mid = s.put(b"once")
         os.mkdir(d + "/cur/" + _DEAD)
@@ -288,13 +245,10 @@ def test_claim_left_in_two_places_by_a_cut_rename_is_kept_once():
         assert _files(d + "/new") == [mid] and _files(d + "/tmp") == []
         assert _files(d + "/cur") == [spool._OWNER]
         assert _drain(s) == [b"once"]
-    finally:
-        remove_tree(d)
 
 
 def test_interrupted_repair_copy_is_finished_on_the_next_open():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         s = spool.Spool(d)
         mid = s.put(b"kept")
         _write(d + "/tmp/" + mid + ".dn", spool.record(b"kept"))  # copy complete, old entries not yet gone
@@ -307,13 +261,10 @@ def test_interrupted_repair_copy_is_finished_on_the_next_open():
         spool.Spool(d)
         assert _files(d + "/tmp") == []
         assert _drain(s) == [b"kept", b"whole"]
-    finally:
-        remove_tree(d)
 
 
 def test_uncommitted_put_left_in_tmp_and_new_by_a_cut_rename_is_dropped():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         spool.Spool(d)
         name = _dead_name(1)
         _write(d + "/tmp/" + name, spool.record(b"x"))
@@ -321,8 +272,6 @@ def test_uncommitted_put_left_in_tmp_and_new_by_a_cut_rename_is_dropped():
         s = spool.Spool(d)
         assert _files(d + "/tmp") == [] and _files(d + "/new") == []
         assert s.claim() is None
-    finally:
-        remove_tree(d)
 
 
 def test_a_producer_stamps_after_the_backlog_even_if_the_clock_is_behind():
@@ -348,22 +297,16 @@ def test_missing_parent_directory_is_a_clear_error():
 
 
 def test_spool_directory_is_created_with_its_subdirectories():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         spool.Spool(d + "/inner/")
         assert _files(d + "/inner") == ["cur", "new", "quarantine", "tmp"]
-    finally:
-        remove_tree(d)
 
 
 def test_recovery_racing_another_process_that_returned_the_claim_first_keeps_one_copy():
-    d = tmpdir()
-    try:
+    with temp_dir() as d:
         s = spool.Spool(d)
         mid = s.put(b"raced")
         # This process listed cur/<dead>/mid, then another process moved it to new/ before our rename.
         assert s._return_claim(d + "/cur/" + _DEAD + "/" + mid, mid) == 0
         assert _files(d + "/new") == [mid] and _files(d + "/tmp") == []
         assert _drain(s) == [b"raced"]
-    finally:
-        remove_tree(d)
