@@ -1,6 +1,7 @@
 """The typed errors of spoolbus, one family for every layer.
 
-Every error a caller can meet derives from SpoolbusError and says what to do about it.
+Every error a caller can meet derives from SpoolbusError and says what to do about it. Those a node
+sends in an ERROR reply have a `wire_type`: their name on the wire (docs/protocol.md, section 3).
 """
 
 
@@ -29,11 +30,20 @@ class FrameTooLarge(SpoolbusError):
 
 
 class EnvelopeError(DecodeError):
-    """A CBOR value that is not a valid envelope (missing or wrongly typed field)."""
+    """A CBOR value that is not a valid envelope (missing or wrongly typed field).
+
+    From wire.decode, `kind`, `id` and `src` are the envelope's keys 1, 2 and 3 when they have their
+    types (None otherwise): enough for a node to answer the sender.
+    """
+
+    wire_type = "invalid_envelope"
+    kind = id = src = None
 
 
 class UnsupportedWireVersion(EnvelopeError):
     """An envelope of a wire major version this node does not speak."""
+
+    wire_type = "unsupported_wire_version"
 
     def __init__(self, got, supported):
         super().__init__("unsupported wire version %r; this node speaks %r" % (got, supported))
@@ -68,23 +78,35 @@ class MQTTMessageTooLarge(SpoolbusError):
 
 
 class ContractError(SpoolbusError):
-    """A call that breaks the service's declared contract; the same type name travels in an ERROR reply."""
+    """A call that breaks the service's declared contract; its wire_type travels in an ERROR reply."""
+
+    wire_type = "contract_error"
 
 
 class InvalidArguments(ContractError):
     """Arguments missing, unknown or of the wrong type for the method; fix the call to match the contract."""
 
+    wire_type = "invalid_arguments"
+
 
 class NoSuchService(ContractError):
     """The destination serves no service of that name; check the node and the service name (see hello)."""
+
+    wire_type = "no_such_service"
 
 
 class NoSuchMethod(ContractError):
     """The service has no such method at any version; check the method name against the contract."""
 
+    wire_type = "no_such_method"
+
 
 class UnsupportedVersion(ContractError):
-    """The API version asked for is not served (other major, or newer minor); lower version_cap or upgrade."""
+    """The API version asked for is not served (other major, or newer minor): lower version_cap or upgrade;
+    or it is older than the method or an argument given needs: declare the version the call needs.
+    From a server, `details` is {"version": the service's version there}."""
+
+    wire_type = "unsupported_version"
 
 
 class RemoteError(SpoolbusError):
@@ -129,7 +151,10 @@ class LockLost(LockError):
 
 
 class Busy(SpoolbusError):
-    """Too many calls in flight on this node (max_pending); wait for replies or raise the limit."""
+    """Too many calls in flight on this node (max_pending), or a server too many calls deep (max_depth):
+    wait for replies or raise the limit."""
+
+    wire_type = "busy"
 
 
 # --- serial link (transport/serial.py) ---

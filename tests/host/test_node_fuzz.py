@@ -99,7 +99,7 @@ def _check(srv: node.Node, hub: Hub, n_sent: int) -> None:
     assert len(srv._dedup) <= LIMITS["dedup_size"]
     assert len(srv.peers) <= LIMITS["max_peers"]
     assert srv.auth.sources() <= 16
-    assert srv._pending == {}
+    assert len(srv._calls) == 0
     assert hub.inboxes["srv"] == []
 
 
