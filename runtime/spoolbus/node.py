@@ -391,7 +391,7 @@ class Node:
         return n
 
     def _internal_error(self, e):
-        """Count a bug met while handling a message, and log it once per exception type and log_interval_ms."""
+        """Count a bug met while handling a message; log it once per exception type and log_interval_ms."""
         self.stats["internal_errors"] += 1
         kind = type(e)
         now = _ticks_ms()
@@ -401,10 +401,11 @@ class Node:
         if last is None and len(self._logged) >= 8:
             self._logged.clear()  # bounded: a board cannot keep a table of every kind
         self._logged[kind] = now
-        self.log("spoolbus node %s: internal error, message dropped: %s: %s (internal_errors=%d; this kind is "
-                 "logged at most every %d s%s)" % (self.name, kind.__name__, e, self.stats["internal_errors"],
-                                                   self.log_interval_ms // 1000,
-                                                   "" if self.debug else "; debug=True adds the traceback"))
+        hint = "" if self.debug else "; debug=True adds the traceback"
+        args = (self.name, kind.__name__, e,
+                self.stats["internal_errors"], self.log_interval_ms // 1000, hint)
+        self.log("spoolbus node %s: internal error, message dropped: %s: %s (internal_errors=%d; this kind "
+                 "is logged at most every %d s%s)" % args)
         if self.debug:
             self.log(_trace(e))
 
@@ -429,7 +430,7 @@ class Node:
         except errors.DecodeError:
             st["malformed"] += 1
             return
-        if env.dst != self.name or not isinstance(env.src, str):
+        if env.dst != self.name and env.dst is not None:  # no dst: the peer of a one-peer link
             st["misrouted"] += 1
             return
         reason = self.auth.check(env)
