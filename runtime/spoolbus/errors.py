@@ -1,7 +1,7 @@
 """The typed errors of spoolbus, one family for every layer.
 
-Every error a caller can meet derives from SpoolbusError and says what to do about it. Those a node
-sends in an ERROR reply have a `wire_type`: their name on the wire (docs/protocol.md, section 3).
+Every error a caller can meet derives from SpoolbusError and says what to do about it. In an ERROR
+reply they travel by their class name in snake_case (docs/protocol.md, section 3).
 """
 
 
@@ -36,14 +36,9 @@ class EnvelopeError(DecodeError):
     types (None otherwise): enough for a node to answer the sender.
     """
 
-    wire_type = "invalid_envelope"
-    kind = id = src = None
-
 
 class UnsupportedWireVersion(EnvelopeError):
     """An envelope of a wire major version this node does not speak."""
-
-    wire_type = "unsupported_wire_version"
 
     def __init__(self, got, supported):
         super().__init__("unsupported wire version %r; this node speaks %r" % (got, supported))
@@ -78,35 +73,25 @@ class MQTTMessageTooLarge(SpoolbusError):
 
 
 class ContractError(SpoolbusError):
-    """A call that breaks the service's declared contract; its wire_type travels in an ERROR reply."""
-
-    wire_type = "contract_error"
+    """A call that breaks the service's declared contract; its type travels in an ERROR reply."""
 
 
 class InvalidArguments(ContractError):
     """Arguments missing, unknown or of the wrong type for the method; fix the call to match the contract."""
 
-    wire_type = "invalid_arguments"
-
 
 class NoSuchService(ContractError):
     """The destination serves no service of that name; check the node and the service name (see hello)."""
 
-    wire_type = "no_such_service"
-
 
 class NoSuchMethod(ContractError):
     """The service has no such method at any version; check the method name against the contract."""
-
-    wire_type = "no_such_method"
 
 
 class UnsupportedVersion(ContractError):
     """The API version asked for is not served (other major, or newer minor): lower version_cap or upgrade;
     or it is older than the method or an argument given needs: declare the version the call needs.
     From a server, `details` is {"version": the service's version there}."""
-
-    wire_type = "unsupported_version"
 
 
 class RemoteError(SpoolbusError):
@@ -153,8 +138,6 @@ class LockLost(LockError):
 class Busy(SpoolbusError):
     """Too many calls in flight on this node (max_pending), or a server too many calls deep (max_depth):
     wait for replies or raise the limit."""
-
-    wire_type = "busy"
 
 
 # --- serial link (transport/serial.py) ---

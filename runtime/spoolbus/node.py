@@ -75,14 +75,22 @@ def _firmware():
     return text + " (" + machine + ")" if machine else text
 
 
-def _log(text):
-    """Node.log's default: one line on stderr (on a board, the console)."""
-    print(text, file=sys.stderr)
-
-
 def _wire_type(e):
-    """An exception's name in an ERROR body: spoolbus's own by their protocol name, others by class."""
-    return getattr(e, "wire_type", None) or type(e).__name__
+    """An exception's "type" in an ERROR body: spoolbus's own by their class name in snake_case
+    (UnsupportedVersion: unsupported_version, CBORDecodeError: cbor_decode_error), others by class name."""
+    name = type(e).__name__
+    if not isinstance(e, errors.SpoolbusError):
+        return name
+    out = ""
+    last = len(name) - 1
+    for i in range(last + 1):
+        c = name[i]
+        if c.isupper():
+            if i and (name[i - 1].islower() or (i < last and name[i + 1].islower())):
+                out += "_"
+            c = c.lower()
+        out += c
+    return out
 
 
 class _Call:
@@ -102,41 +110,28 @@ class _Call:
         return _ticks_diff(now, self.start) >= self.timeout_ms
 
 
-class _Calls:
-    """The calls waiting for replies, by message id (as pw_rpc's PendingRpcs).
+class _Calls(dict):
+    """The calls waiting for replies, {message id: _Call} (as pw_rpc's PendingRpcs).
 
     A call leaves when its reply comes, when its time is up, or when its caller stops waiting (an
     exception in call()); one whose caller never asked again is swept out once its time is up.
     """
 
-    def __init__(self):
-        self._by_id = {}
-
-    def __len__(self):
-        return len(self._by_id)
-
     def full(self, limit):
         """Whether `limit` calls still wait after those whose time is up were dropped."""
-        t = self._by_id
-        if len(t) < limit:
+        if len(self) < limit:
             return False
         now = _ticks_ms()
-        for i in [i for i in t if t[i].expired(now)]:
-            del t[i]
-        return len(t) >= limit
-
-    def add(self, call):
-        self._by_id[call.env.id] = call
-
-    def remove(self, call):
-        self._by_id.pop(call.env.id, None)
+        for i in [i for i in self if self[i].expired(now)]:
+            del self[i]
+        return len(self) >= limit
 
     def answer(self, env):
         """The call that REPLY or ERROR `env` answers, now holding it and removed; None if none waits."""
-        call = self._by_id.get(env.reply_to)
+        call = self.get(env.reply_to)
         if call is None or call.env.dst != env.src:
             return None
-        del self._by_id[env.reply_to]
+        del self[env.reply_to]
         call.reply = env
         return call
 
@@ -206,7 +201,6 @@ class Node:
         self._calls = _Calls()
         self._dedup = _Dedup(dedup_size)
         self._depth = 0
-        self.log = _log  # fn(text) telling the operator of internal errors; an application may replace it
         self._logged = {}  # exception type -> ticks it was last logged
         self._nonce = _nonce()
         self._counter = 0
@@ -245,7 +239,7 @@ class Node:
             while not self.ready(ticket):
                 self.poll(self._wait_ms(ticket), 1)  # one at a time: no extra inbox scan after the reply
         finally:
-            self._calls.remove(ticket)  # also when the transport raised: its slot is free again
+            self._calls.pop(ticket.env.id, None)  # also when the transport raised: its slot is free again
         return self.result(ticket)
 
     async def acall(self, dst, method, args=None, timeout=None, version=None, retries=None):
@@ -258,7 +252,7 @@ class Node:
                 if not self.poll(0):
                     await asyncio.sleep(0.002)
         finally:
-            self._calls.remove(ticket)  # also when the transport raised or the task was cancelled
+            self._calls.pop(ticket.env.id, None)  # also when the transport raised or the task was cancelled
         return self.result(ticket)
 
     async def arun(self, interval_ms=5):
@@ -283,7 +277,7 @@ class Node:
         self._send(env)
         ticket = _Call(env, int(timeout * 1000), self.retries if retries is None else retries,
                        int(self.retry_s * 1000))
-        self._calls.add(ticket)
+        self._calls[env.id] = ticket
         return ticket
 
     def ready(self, ticket):
@@ -292,7 +286,7 @@ class Node:
             return True
         now = _ticks_ms()
         if ticket.expired(now):
-            self._calls.remove(ticket)
+            self._calls.pop(ticket.env.id, None)
             return True
         if ticket.retries > 0 and _ticks_diff(now, ticket.next_retry) >= 0:
             ticket.retries -= 1
@@ -306,7 +300,7 @@ class Node:
         """The reply of a ready() call; raises RemoteError, or Timeout if no reply came."""
         reply = ticket.reply
         if reply is None:
-            self._calls.remove(ticket)
+            self._calls.pop(ticket.env.id, None)
             env = ticket.env
             raise errors.Timeout("no reply from %r to %s within %d ms; it may or may not have run"
                                  % (env.dst, env.method, ticket.timeout_ms))
@@ -390,6 +384,13 @@ class Node:
             self.stats["link_downs"] += 1
         return n
 
+    def log(self, text):
+        """Tell the operator `text` (internal errors): a line on stderr, on a board the console.
+
+        An application may replace it: `nd.log = fn` with fn(text).
+        """
+        print(text, file=sys.stderr)
+
     def _internal_error(self, e):
         """Count a bug met while handling a message; log it once per exception type and log_interval_ms."""
         self.stats["internal_errors"] += 1
@@ -469,7 +470,7 @@ class Node:
             self.stats["busy"] += 1
             if env.kind == wire.CALL:
                 self._reply(env, wire.ERROR, self._error_body(
-                    errors.Busy.wire_type, "%s is %d calls deep; retry later" % (self.name, self._depth),
+                    "busy", "%s is %d calls deep; retry later" % (self.name, self._depth),
                     None, None))
             return
         if dedup.add(key, _RUNNING):
@@ -498,7 +499,7 @@ class Node:
             fn = self._handler(svc[1], name)
         except errors.ContractError as e:
             self.stats["contract_errors"] += 1
-            return wire.ERROR, self._error_body(e.wire_type, str(e), getattr(e, "details", None), None)
+            return wire.ERROR, self._error_body(_wire_type(e), str(e), getattr(e, "details", None), None)
         self._depth += 1
         try:
             return wire.REPLY, fn(**args)
@@ -593,7 +594,7 @@ class Node:
         source could be read."""
         if e.src is not None and e.id is not None:
             self._reply(wire.Envelope(src=e.src, id=e.id), wire.ERROR,
-                        self._error_body(e.wire_type, str(e), details, None))
+                        self._error_body(_wire_type(e), str(e), details, None))
 
     # ------------------------------------------------------------ internals
 

@@ -106,13 +106,13 @@ def signing_bytes(env):
 def decode(data, max_size=65536):
     """The Envelope in `data`; raises CBORDecodeError, EnvelopeError or UnsupportedWireVersion.
 
-    An EnvelopeError (or UnsupportedWireVersion) of a CBOR map carries its kind, id and src if readable.
+    An EnvelopeError (or UnsupportedWireVersion) carries the map's kind, id and src if readable, else None.
     """
     m = cbor.loads(data, max_size)
-    if type(m) is not dict:
-        raise EnvelopeError("an envelope is a CBOR map, got %s" % type(m).__name__)
-    g = m.get
     try:
+        if type(m) is not dict:
+            raise EnvelopeError("an envelope is a CBOR map, got %s" % type(m).__name__)
+        g = m.get
         w = g(0)
         if w == [1, 0]:
             w = WIRE_VERSION
@@ -150,6 +150,7 @@ def decode(data, max_size=65536):
         return env
     except EnvelopeError as e:
         # Who to answer, if keys 1, 2 and 3 look usable (an error reply names the problem to the sender).
+        g = m.get if type(m) is dict else {}.get
         e.kind = g(1) if _uint(g(1)) else None
         e.id = g(2) if _uint(g(2)) else None
         e.src = g(3) if type(g(3)) is str else None

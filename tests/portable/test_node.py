@@ -545,4 +545,11 @@ def test_an_internal_error_is_counted_and_logged_once_per_kind_and_interval():
 
 
 def test_internal_errors_go_to_stderr_by_default():
-    assert node.Node("n", Loopback(Hub(), "n")).log is node._log
+    assert node.Node("n", Loopback(Hub(), "n")).log.__name__ == "log"
+
+
+def test_spoolbus_errors_travel_by_their_class_name_in_snake_case_and_others_by_their_class_name():
+    errs = (errors.UnsupportedVersion("x"), errors.Busy("x"), errors.CBORDecodeError("x"),
+            errors.MQTTRefused("x", 5), errors.UnsupportedWireVersion((2, 0), (1, 0)), DetailedError("x", 1))
+    assert [node._wire_type(e) for e in errs] == ["unsupported_version", "busy", "cbor_decode_error",
+                                                  "mqtt_refused", "unsupported_wire_version", "DetailedError"]

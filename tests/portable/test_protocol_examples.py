@@ -185,7 +185,7 @@ def test_every_error_type_the_page_names_is_what_a_node_sends_with_those_details
         "unsupported_version": _call(4, version="1.4"),
         "invalid_reply": _call(5, "thermo.bad_reply", {}),
         "busy": _call(6, dst="busy-1"),
-        "invalid_envelope": _call(7, version=None),  # a CALL without key 6
+        "envelope_error": _call(7, version=None),  # a CALL without key 6
         "unsupported_wire_version": _call(8, wire_version=(2, 0)),
     }
     assert sorted(cases) == sorted(table), sorted(table)
