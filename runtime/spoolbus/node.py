@@ -144,9 +144,6 @@ class _Dedup:
         self._ring = [None] * size  # keys, oldest at _pos
         self._pos = 0
 
-    def __len__(self):
-        return len(self._entries)
-
     def get(self, key):
         return self._entries.get(key)
 
@@ -469,9 +466,8 @@ class Node:
         if self._depth >= self.max_depth:
             self.stats["busy"] += 1
             if env.kind == wire.CALL:
-                self._reply(env, wire.ERROR, self._error_body(
-                    "busy", "%s is %d calls deep; retry later" % (self.name, self._depth),
-                    None, None))
+                self._reply(env, wire.ERROR, wire.error_body(
+                    "busy", "%s is %d calls deep; retry later" % (self.name, self._depth)))
             return
         if dedup.add(key, _RUNNING):
             self.stats["dedup_evicted"] += 1
@@ -499,14 +495,16 @@ class Node:
             fn = self._handler(svc[1], name)
         except errors.ContractError as e:
             self.stats["contract_errors"] += 1
-            return wire.ERROR, self._error_body(_wire_type(e), str(e), getattr(e, "details", None), None)
+            return wire.ERROR, wire.error_body(_wire_type(e), str(e), getattr(e, "details", None))
         self._depth += 1
         try:
             return wire.REPLY, fn(**args)
         except Exception as e:  # noqa: BLE001 - a handler's error becomes the caller's RemoteError
             self.stats["handler_errors"] += 1
-            return wire.ERROR, self._error_body(_wire_type(e), str(e), getattr(e, "details", None),
-                                                _trace(e) if self.debug else None)
+            body = wire.error_body(_wire_type(e), str(e), getattr(e, "details", None))
+            if self.debug:
+                body["trace"] = _trace(e)
+            return wire.ERROR, body
         finally:
             self._depth -= 1
 
@@ -515,12 +513,6 @@ class Node:
             return impl.get(name)
         return getattr(impl, name, None)
 
-    def _error_body(self, type_, message, details, trace):
-        body = wire.error_body(type_, message, details)
-        if trace is not None:
-            body["trace"] = trace
-        return body
-
     def _reply(self, call, kind, body):
         env = wire.Envelope(kind=kind, id=self._next_id(), src=self.name, dst=call.src, reply_to=call.id,
                             body=body)
@@ -528,7 +520,7 @@ class Node:
             self._send(env)
         except errors.CBOREncodeError as e:
             env.kind = wire.ERROR
-            env.body = self._error_body("invalid_reply", "the reply has no CBOR encoding: %s" % e, None, None)
+            env.body = wire.error_body("invalid_reply", "the reply has no CBOR encoding: %s" % e)
             self._send_quietly(env)
         except Exception:  # noqa: BLE001 - a reply that cannot be sent is counted, not fatal
             self.stats["send_failed"] += 1
@@ -594,7 +586,7 @@ class Node:
         source could be read."""
         if e.src is not None and e.id is not None:
             self._reply(wire.Envelope(src=e.src, id=e.id), wire.ERROR,
-                        self._error_body(_wire_type(e), str(e), details, None))
+                        wire.error_body(_wire_type(e), str(e), details))
 
     # ------------------------------------------------------------ internals
 

@@ -364,7 +364,7 @@ def test_dedup_cache_and_peer_table_stay_bounded():
     hub, srv, cli, impl = _pair(dedup_size=4, max_peers=3)
     for i in range(10):
         cli.call("srv", "thermo.read", {"sensor": "s%d" % i})
-    assert len(srv._dedup) == 4 and srv.stats["dedup_evicted"] == 6
+    assert len(srv._dedup._entries) == 4 and srv.stats["dedup_evicted"] == 6
     for i in range(6):
         n = node.Node("p%d" % i, Loopback(hub, "p%d" % i))
         n.hello("srv")
@@ -553,3 +553,22 @@ def test_spoolbus_errors_travel_by_their_class_name_in_snake_case_and_others_by_
             errors.MQTTRefused("x", 5), errors.UnsupportedWireVersion((2, 0), (1, 0)), DetailedError("x", 1))
     assert [node._wire_type(e) for e in errs] == ["unsupported_version", "busy", "cbor_decode_error",
                                                   "mqtt_refused", "unsupported_wire_version", "DetailedError"]
+
+
+def test_a_call_pushed_out_of_the_dedup_cache_while_it_runs_is_not_put_back():
+    hub = Hub()
+    srv = node.Node("srv", Loopback(hub, "srv"), dedup_size=2)
+    cli = node.Node("cli", Loopback(hub, "cli"))
+    echoed = []
+
+    def busy_handler():
+        for i in range(3):  # while it runs, three casts come in and push its own entry out
+            cli.cast("srv", "echo.echo", {"x": i})
+        srv.poll(0)
+        return len(echoed)
+
+    srv.serve(ECHO, {"echo": lambda x: echoed.append(x)})
+    srv.serve(contract.Service("slow", "1.0").method("run"), {"run": busy_handler})
+    hub.attach(srv)
+    assert cli.call("srv", "slow.run") == 3
+    assert len(srv._dedup._entries) == 2 and srv.stats["dedup_evicted"] == 2
