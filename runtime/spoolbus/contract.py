@@ -92,13 +92,18 @@ class Service:
         return spec
 
     def check_call(self, method, args, version):
-        """Server side: the arguments to run `method` with (defaults filled in), or a ContractError."""
+        """Server side: the arguments to run `method` with (defaults filled in), or a ContractError.
+
+        The call must declare a version this service serves, and no older one than the method and the
+        arguments given need (what call_version says): a 1.0 call cannot use what 1.1 added.
+        """
         if version is None:
             version = "1.0"
-        if not self.accepts(version):
-            raise errors.UnsupportedVersion("%s serves API %s (calls for %d.0 to %s); the call asked for %s"
-                                            % (self.name, self.version, self.major, self.version, version))
-        specs = self._spec(method)[1]
+        v = parse_version(version)
+        if v[0] != self.major or v[1] > self.minor:
+            self._unsupported("%s serves API %s (calls for %d.0 to %s); the call asked for %s"
+                              % (self.name, self.version, self.major, self.version, version))
+        since, specs = self._spec(method)
         if args is None:
             args = {}
         if not isinstance(args, dict):
@@ -106,19 +111,29 @@ class Service:
                                           % (self.name, method, type(args).__name__))
         out = {}
         known = 0
-        for name, t, default, _ in specs:
+        for name, t, default, asince in specs:
             if name in args:
                 known += 1
                 value = args[name]
                 self._check_type(method, name, value, t)
                 out[name] = float(value) if t is float and type(value) is int else value
+                if asince > since:
+                    since = asince
             elif default is _REQUIRED:
                 raise errors.InvalidArguments("%s.%s: missing argument %r" % (self.name, method, name))
             else:
                 out[name] = default
         if known != len(args):
             self._unknown(method, args, specs)
+        if since > v:
+            self._unsupported("%s.%s with these arguments needs API %d.%d; the call declares %s"
+                              % (self.name, method, since[0], since[1], version))
         return out
+
+    def _unsupported(self, message):
+        e = errors.UnsupportedVersion(message)
+        e.details = {"version": self.version}
+        raise e
 
     def call_version(self, method, args):
         """Client side: check the arguments and return the lowest version (major, minor) the call needs."""

@@ -1,6 +1,7 @@
 """The typed errors of spoolbus, one family for every layer, and the millisecond ticks their timeouts use.
 
-Every error a caller can meet derives from SpoolbusError and says what to do about it.
+Every error a caller can meet derives from SpoolbusError and says what to do about it. In an ERROR
+reply they travel by their class name in snake_case (docs/protocol.md, section 3).
 """
 
 
@@ -29,7 +30,11 @@ class FrameTooLarge(SpoolbusError):
 
 
 class EnvelopeError(DecodeError):
-    """A CBOR value that is not a valid envelope (missing or wrongly typed field)."""
+    """A CBOR value that is not a valid envelope (missing or wrongly typed field).
+
+    From wire.decode, `kind`, `id` and `src` are the envelope's keys 1, 2 and 3 when they have their
+    types (None otherwise): enough for a node to answer the sender.
+    """
 
 
 class UnsupportedWireVersion(EnvelopeError):
@@ -68,7 +73,7 @@ class MQTTMessageTooLarge(SpoolbusError):
 
 
 class ContractError(SpoolbusError):
-    """A call that breaks the service's declared contract; the same type name travels in an ERROR reply."""
+    """A call that breaks the service's declared contract; its type travels in an ERROR reply."""
 
 
 class InvalidArguments(ContractError):
@@ -84,7 +89,9 @@ class NoSuchMethod(ContractError):
 
 
 class UnsupportedVersion(ContractError):
-    """The API version asked for is not served (other major, or newer minor); lower version_cap or upgrade."""
+    """The API version asked for is not served (other major, or newer minor): lower version_cap or upgrade;
+    or it is older than the method or an argument given needs: declare the version the call needs.
+    From a server, `details` is {"version": the service's version there}."""
 
 
 class RemoteError(SpoolbusError):
@@ -129,7 +136,8 @@ class LockLost(LockError):
 
 
 class Busy(SpoolbusError):
-    """Too many calls in flight on this node (max_pending); wait for replies or raise the limit."""
+    """Too many calls in flight on this node (max_pending), or a server too many calls deep (max_depth):
+    wait for replies or raise the limit."""
 
 
 # --- serial link (transport/serial.py) ---

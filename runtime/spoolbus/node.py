@@ -1,14 +1,15 @@
 """The RPC endpoint: call, cast, notify and hello over one transport, driven by poll() in a board's loop.
 
-A node never dies from a bad message: each is answered or dropped and counted in `stats`, and its
-tables (pending calls, dedup cache, peers, replay windows) are bounded. Semantics: docs/rpc.md.
+A node never dies from a bad message or a link event: each message is answered or dropped and counted
+in `stats`, and its tables (calls waiting, dedup cache, peers, replay windows) are bounded. Semantics:
+docs/rpc.md.
 """
 
 import os
 import sys
 import time
 
-from spoolbus import auth, cbor, contract, errors, wire
+from spoolbus import auth, contract, errors, wire
 from spoolbus.errors import ticks_add as _ticks_add
 from spoolbus.errors import ticks_diff as _ticks_diff
 from spoolbus.errors import ticks_ms as _ticks_ms
@@ -23,10 +24,9 @@ STATS = (
     auth.FORGED, auth.UNSIGNED, auth.UNKNOWN_KEY, auth.REPLAYED,
     "duplicate", "busy", "late_replies", "calls_served", "casts_served", "notified", "hellos",
     "contract_errors", "handler_errors", "send_failed", "internal_errors", "dedup_evicted", "peers_evicted",
+    "link_resets", "link_downs",
 )
 
-# A call's ticket: [done, reply kind, reply body, envelope, start ticks, timeout ms, retries left, next retry]
-_DONE, _KIND, _BODY, _ENV, _START, _TIMEOUT, _RETRIES, _NEXT = range(8)
 _RUNNING = object()  # dedup entry of a call still executing (a nested call is polling)
 
 
@@ -61,14 +61,106 @@ def _firmware():
     machine = getattr(impl, "_machine", None)
     return text + " (" + machine + ")" if machine else text
 
+
+def _wire_type(e):
+    """An exception's "type" in an ERROR body: spoolbus's own by their class name in snake_case
+    (UnsupportedVersion: unsupported_version, CBORDecodeError: cbor_decode_error), others by class name."""
+    name = type(e).__name__
+    if not isinstance(e, errors.SpoolbusError):
+        return name
+    out = ""
+    last = len(name) - 1
+    for i in range(last + 1):
+        c = name[i]
+        if c.isupper():
+            if i and (name[i - 1].islower() or (i < last and name[i + 1].islower())):
+                out += "_"
+            c = c.lower()
+        out += c
+    return out
+
+
+class _Call:
+    """A call waiting for its reply: the ticket send_call returns; `reply` is its REPLY or ERROR envelope."""
+
+    def __init__(self, env, timeout_ms, retries, retry_ms):
+        now = _ticks_ms()
+        self.env = env
+        self.start = now
+        self.timeout_ms = timeout_ms
+        self.retries = retries
+        self.retry_ms = retry_ms
+        self.next_retry = _ticks_add(now, retry_ms)
+        self.reply = None
+
+    def expired(self, now):
+        return _ticks_diff(now, self.start) >= self.timeout_ms
+
+
+class _Calls(dict):
+    """The calls waiting for replies, {message id: _Call} (as pw_rpc's PendingRpcs).
+
+    A call leaves when its reply comes, when its time is up, or when its caller stops waiting (an
+    exception in call()); one whose caller never asked again is swept out once its time is up.
+    """
+
+    def full(self, limit):
+        """Whether `limit` calls still wait after those whose time is up were dropped."""
+        if len(self) < limit:
+            return False
+        now = _ticks_ms()
+        for i in [i for i in self if self[i].expired(now)]:
+            del self[i]
+        return len(self) >= limit
+
+    def answer(self, env):
+        """The call that REPLY or ERROR `env` answers, now holding it and removed; None if none waits."""
+        call = self.get(env.reply_to)
+        if call is None or call.env.dst != env.src:
+            return None
+        del self[env.reply_to]
+        call.reply = env
+        return call
+
+
+class _Dedup:
+    """The last `size` calls and casts received, keyed (source, its boot nonce, id), with their replies."""
+
+    def __init__(self, size):
+        self._entries = {}  # key -> (kind, body), or _RUNNING while the call executes
+        self._ring = [None] * size  # keys, oldest at _pos
+        self._pos = 0
+
+    def get(self, key):
+        return self._entries.get(key)
+
+    def add(self, key, entry):
+        """Remember `key`, forgetting the oldest if the ring is full; returns whether one was forgotten."""
+        ring = self._ring
+        pos = self._pos
+        old = ring[pos]
+        ring[pos] = key
+        self._pos = (pos + 1) % len(ring)
+        self._entries[key] = entry
+        return old is not None and self._entries.pop(old, None) is not None
+
+    def update(self, key, entry):
+        """Replace the entry of `key` if it is still remembered (nested calls may have pushed it out)."""
+        if key in self._entries:
+            self._entries[key] = entry
+
+
 class Node:
     """An RPC endpoint named `name` on `transport`.
 
     keys: {node name: key} for signing (own key) and verifying (peers' keys); require: refuse
     unsigned messages. timeout: default call timeout in seconds. retry_s: resend an unanswered call
     (same id) this often, `retries` times. clock: False on a board whose wall clock is not set
-    (it then learns the time from a peer's hello). debug: send tracebacks in error replies.
+    (it then learns the time from a peer's hello). debug: send tracebacks in error replies, and log
+    them with internal errors.
     """
+
+    log_interval_ms = 60000  # an internal error of one exception type is logged at most this often
 
     def __init__(self, name, transport, keys=None, require=False, timeout=5.0, retries=0, retry_s=1.0,
                  max_message=4096, dedup_size=32, max_peers=16, max_pending=8, max_depth=4,
@@ -90,11 +182,10 @@ class Node:
         self._max_peers = max_peers
         self._services = {}  # name -> (contract.Service, implementation)
         self._subs = {}  # event -> [fn(event, body, src)]
-        self._pending = {}  # message id -> pending call list
-        self._dedup = {}  # (src, nonce, id) -> (kind, body) or _RUNNING
-        self._dedup_ring = [None] * dedup_size
-        self._dedup_pos = 0
+        self._calls = _Calls()
+        self._dedup = _Dedup(dedup_size)
         self._depth = 0
+        self._logged = {}  # exception type -> ticks it was last logged
         self._nonce = _nonce()
         self._counter = 0
         self._id = _nonce()  # ids start anywhere: a stale reply to an earlier run's call matches nothing
@@ -125,11 +216,14 @@ class Node:
         """Call `method` ("service.method") on `dst` and return its reply.
 
         Raises RemoteError (the remote side's error), Timeout (no reply in time: the call may or
-        may not have run), or the transport's error if the request cannot be sent.
+        may not have run), or the transport's error if the request cannot be sent or received.
         """
         ticket = self.send_call(dst, method, args, timeout, version, retries)
-        while not self.ready(ticket):
-            self.poll(self._wait_ms(ticket), 1)  # one at a time: no extra inbox scan after the reply
+        try:
+            while not self.ready(ticket):
+                self.poll(self._wait_ms(ticket), 1)  # one at a time: no extra inbox scan after the reply
+        finally:
+            self._calls.pop(ticket.env.id, None)  # also when the transport raised: its slot is free again
         return self.result(ticket)
 
     async def acall(self, dst, method, args=None, timeout=None, version=None, retries=None):
@@ -137,9 +231,12 @@ class Node:
         import asyncio
 
         ticket = self.send_call(dst, method, args, timeout, version, retries)
-        while not self.ready(ticket):
-            if not self.poll(0):
-                await asyncio.sleep(0.002)
+        try:
+            while not self.ready(ticket):
+                if not self.poll(0):
+                    await asyncio.sleep(0.002)
+        finally:
+            self._calls.pop(ticket.env.id, None)  # also when the transport raised or the task was cancelled
         return self.result(ticket)
 
     async def arun(self, interval_ms=5):
@@ -151,42 +248,49 @@ class Node:
                 await asyncio.sleep(interval_ms / 1000)
 
     def send_call(self, dst, method, args=None, timeout=None, version=None, retries=None):
-        """Send a call without waiting: returns a ticket for ready() and result(), for a board's own loop."""
-        if len(self._pending) >= self.max_pending:
-            raise errors.Busy("%d calls already waiting for replies on %s" % (len(self._pending), self.name))
+        """Send a call without waiting: returns a ticket for ready() and result(), for a board's own loop.
+
+        Busy if max_pending calls wait; a ticket holds its slot until its reply comes or its time is up.
+        """
+        if self._calls.full(self.max_pending):
+            raise errors.Busy("%d calls already waiting for replies on %s" % (len(self._calls), self.name))
         timeout = self.timeout if timeout is None else timeout
         env = wire.Envelope(kind=wire.CALL, id=self._next_id(), src=self.name, dst=dst, method=method,
                             version=version or "1.0", body=args if args is not None else {},
                             deadline=self._deadline(timeout))
         self._send(env)
-        now = _ticks_ms()
-        ticket = [False, None, None, env, now, int(timeout * 1000),
-                  self.retries if retries is None else retries, _ticks_add(now, int(self.retry_s * 1000))]
-        self._pending[env.id] = ticket
+        ticket = _Call(env, int(timeout * 1000), self.retries if retries is None else retries,
+                       int(self.retry_s * 1000))
+        self._calls[env.id] = ticket
         return ticket
 
     def ready(self, ticket):
         """True once the call's reply came or its time is up (then ask result()); resends when due."""
-        if ticket[_DONE] or _ticks_diff(_ticks_ms(), ticket[_START]) >= ticket[_TIMEOUT]:
+        if ticket.reply is not None:
             return True
-        if ticket[_RETRIES] > 0 and _ticks_diff(_ticks_ms(), ticket[_NEXT]) >= 0:
-            ticket[_RETRIES] -= 1
-            ticket[_NEXT] = _ticks_add(_ticks_ms(), int(self.retry_s * 1000))
-            env = ticket[_ENV]
+        now = _ticks_ms()
+        if ticket.expired(now):
+            self._calls.pop(ticket.env.id, None)
+            return True
+        if ticket.retries > 0 and _ticks_diff(now, ticket.next_retry) >= 0:
+            ticket.retries -= 1
+            ticket.next_retry = _ticks_add(now, ticket.retry_ms)
+            env = ticket.env
             env.sig = None
             self._send_quietly(env)
         return False
 
     def result(self, ticket):
         """The reply of a ready() call; raises RemoteError, or Timeout if no reply came."""
-        env = ticket[_ENV]
-        if not ticket[_DONE]:
-            self._pending.pop(env.id, None)
+        reply = ticket.reply
+        if reply is None:
+            self._calls.pop(ticket.env.id, None)
+            env = ticket.env
             raise errors.Timeout("no reply from %r to %s within %d ms; it may or may not have run"
-                                 % (env.dst, env.method, ticket[_TIMEOUT]))
-        if ticket[_KIND] == wire.REPLY:
-            return ticket[_BODY]
-        b = ticket[_BODY]
+                                 % (env.dst, env.method, ticket.timeout_ms))
+        b = reply.body
+        if reply.kind == wire.REPLY:
+            return b
         raise errors.RemoteError(b.get("type"), b.get("message"), b.get("details"), b.get("trace"))
 
     def cast(self, dst, method, args=None, version=None, ttl=None):
@@ -241,19 +345,54 @@ class Node:
     # ------------------------------------------------------------ receiving
 
     def poll(self, timeout_ms=0, limit=16):
-        """Process up to `limit` waiting messages, waiting timeout_ms for the first; returns how many."""
+        """Process up to `limit` waiting messages, waiting timeout_ms for the first; returns how many.
+
+        A link event (LinkReset, LinkDown) is counted and ends the poll normally: the transport
+        recovers the link by itself, so a board loop of poll() outlives a bridge that restarts.
+        """
         n = 0
-        data = self.transport.recv(timeout_ms)
-        while data is not None:
-            try:
-                self._handle(data)
-            except Exception:  # noqa: BLE001 - the loop must survive anything a message causes
-                self.stats["internal_errors"] += 1
-            n += 1
-            if n >= limit:
-                break
-            data = self.transport.recv(0)
+        try:
+            data = self.transport.recv(timeout_ms)
+            while data is not None:
+                try:
+                    self._handle(data)
+                except Exception as e:  # noqa: BLE001 - the loop must survive anything a message causes
+                    self._internal_error(e)
+                n += 1
+                if n >= limit:
+                    break
+                data = self.transport.recv(0)
+        except errors.LinkReset:
+            self.stats["link_resets"] += 1
+        except errors.LinkDown:
+            self.stats["link_downs"] += 1
         return n
+
+    def log(self, text):
+        """Tell the operator `text` (internal errors): a line on stderr, on a board the console.
+
+        An application may replace it: `nd.log = fn` with fn(text).
+        """
+        print(text, file=sys.stderr)
+
+    def _internal_error(self, e):
+        """Count a bug met while handling a message; log it once per exception type and log_interval_ms."""
+        self.stats["internal_errors"] += 1
+        kind = type(e)
+        now = _ticks_ms()
+        last = self._logged.get(kind)
+        if last is not None and _ticks_diff(now, last) < self.log_interval_ms:
+            return
+        if last is None and len(self._logged) >= 8:
+            self._logged.clear()  # bounded: a board cannot keep a table of every kind
+        self._logged[kind] = now
+        hint = "" if self.debug else "; debug=True adds the traceback"
+        args = (self.name, kind.__name__, e,
+                self.stats["internal_errors"], self.log_interval_ms // 1000, hint)
+        self.log("spoolbus node %s: internal error, message dropped: %s: %s (internal_errors=%d; this kind "
+                 "is logged at most every %d s%s)" % args)
+        if self.debug:
+            self.log(_trace(e))
 
     def _handle(self, data):
         st = self.stats
@@ -265,12 +404,18 @@ class Node:
             env = wire.decode(data, max_size=self.max_message)
         except errors.UnsupportedWireVersion as e:
             st["bad_wire_version"] += 1
-            self._refuse_wire(data, e)
+            if e.kind != wire.REPLY and e.kind != wire.ERROR:  # two nodes must not ping-pong errors
+                self._refuse(e, {"supported": list(wire.WIRE_VERSION)})
+            return
+        except errors.EnvelopeError as e:
+            st["malformed"] += 1
+            if e.kind == wire.CALL:
+                self._refuse(e, None)
             return
         except errors.DecodeError:
             st["malformed"] += 1
             return
-        if env.dst != self.name or not isinstance(env.src, str):
+        if env.dst != self.name and env.dst is not None:  # no dst: the peer of a one-peer link
             st["misrouted"] += 1
             return
         reason = self.auth.check(env)
@@ -298,7 +443,8 @@ class Node:
     def _on_call(self, env):
         seq = env.seq
         key = (env.src, seq[0] if isinstance(seq, list) and len(seq) == 2 else None, env.id)
-        entry = self._dedup.get(key)
+        dedup = self._dedup
+        entry = dedup.get(key)
         if entry is not None:
             self.stats["duplicate"] += 1
             if entry is not _RUNNING and env.kind == wire.CALL:
@@ -307,12 +453,13 @@ class Node:
         if self._depth >= self.max_depth:
             self.stats["busy"] += 1
             if env.kind == wire.CALL:
-                self._reply(env, wire.ERROR, self._error_body(
-                    "Busy", "%s is %d calls deep; retry later" % (self.name, self._depth), None, None))
+                self._reply(env, wire.ERROR, wire.error_body(
+                    "busy", "%s is %d calls deep; retry later" % (self.name, self._depth)))
             return
-        self._remember(key, _RUNNING)
+        if dedup.add(key, _RUNNING):
+            self.stats["dedup_evicted"] += 1
         kind, body = self._execute(env)
-        self._dedup[key] = (kind, body)
+        dedup.update(key, (kind, body))
         if env.kind == wire.CALL:
             self.stats["calls_served"] += 1
             self._reply(env, kind, body)
@@ -335,14 +482,16 @@ class Node:
             fn = self._handler(svc[1], name)
         except errors.ContractError as e:
             self.stats["contract_errors"] += 1
-            return wire.ERROR, self._error_body(type(e).__name__, str(e), None, None)
+            return wire.ERROR, wire.error_body(_wire_type(e), str(e), getattr(e, "details", None))
         self._depth += 1
         try:
             return wire.REPLY, fn(**args)
         except Exception as e:  # noqa: BLE001 - a handler's error becomes the caller's RemoteError
             self.stats["handler_errors"] += 1
-            return wire.ERROR, self._error_body(type(e).__name__, str(e), getattr(e, "details", None),
-                                                _trace(e) if self.debug else None)
+            body = wire.error_body(_wire_type(e), str(e), getattr(e, "details", None))
+            if self.debug:
+                body["trace"] = _trace(e)
+            return wire.ERROR, body
         finally:
             self._depth -= 1
 
@@ -351,22 +500,6 @@ class Node:
             return impl.get(name)
         return getattr(impl, name, None)
 
-    def _error_body(self, type_, message, details, trace):
-        body = wire.error_body(type_, message, details)
-        if trace is not None:
-            body["trace"] = trace
-        return body
-
-    def _remember(self, key, entry):
-        ring = self._dedup_ring
-        old = ring[self._dedup_pos]
-        if old is not None and old in self._dedup:
-            del self._dedup[old]
-            self.stats["dedup_evicted"] += 1
-        ring[self._dedup_pos] = key
-        self._dedup_pos = (self._dedup_pos + 1) % len(ring)
-        self._dedup[key] = entry
-
     def _reply(self, call, kind, body):
         env = wire.Envelope(kind=kind, id=self._next_id(), src=self.name, dst=call.src, reply_to=call.id,
                             body=body)
@@ -374,20 +507,14 @@ class Node:
             self._send(env)
         except errors.CBOREncodeError as e:
             env.kind = wire.ERROR
-            env.body = self._error_body("InvalidReply", "the reply has no CBOR encoding: %s" % e, None, None)
+            env.body = wire.error_body("invalid_reply", "the reply has no CBOR encoding: %s" % e)
             self._send_quietly(env)
         except Exception:  # noqa: BLE001 - a reply that cannot be sent is counted, not fatal
             self.stats["send_failed"] += 1
 
     def _on_reply(self, env):
-        slot = self._pending.get(env.reply_to)
-        if slot is None or slot[_ENV].dst != env.src:
+        if self._calls.answer(env) is None:
             self.stats["late_replies"] += 1
-            return
-        del self._pending[env.reply_to]
-        slot[_DONE] = True
-        slot[_KIND] = env.kind
-        slot[_BODY] = env.body
 
     def _on_notify(self, env):
         fns = self._subs.get(env.method)
@@ -407,7 +534,7 @@ class Node:
             self.stats["malformed"] += 1
             return
         services = body.get("services")
-        events = body.get("events")
+        events = body.get("events", [])
         if not isinstance(services, dict) or not isinstance(events, list):
             self.stats["malformed"] += 1
             return
@@ -416,18 +543,21 @@ class Node:
                 self.stats["malformed"] += 1
                 return
         self.stats["hellos"] += 1
-        if env.src not in self.peers and len(self.peers) >= self._max_peers:
-            for p in self.peers:
-                del self.peers[p]
-                self.stats["peers_evicted"] += 1
-                break
-        self.peers[env.src] = (services, [e for e in events if isinstance(e, str)],
-                               env.seq[0] if isinstance(env.seq, list) and env.seq else None)
+        self._learn_peer(env.src, (services, [e for e in events if isinstance(e, str)],
+                                   env.seq[0] if isinstance(env.seq, list) and env.seq else None))
         now = body.get("now")
         if not self._wall and isinstance(now, int) and now > 0:
             self._clock_ref = (_ticks_ms(), now)
         if env.reply_to is None:
             self._send_quietly(self._hello_env(env.src, env.id))
+
+    def _learn_peer(self, name, entry):
+        """Record a peer's hello in the peer table, forgetting the oldest peer beyond max_peers."""
+        peers = self.peers
+        if name not in peers and len(peers) >= self._max_peers:
+            del peers[next(iter(peers))]
+            self.stats["peers_evicted"] += 1
+        peers[name] = entry
 
     def _hello_env(self, dst, reply_to):
         services = {}
@@ -438,18 +568,12 @@ class Node:
         return wire.Envelope(kind=wire.HELLO, id=self._next_id(), src=self.name, dst=dst, body=body,
                              reply_to=reply_to)
 
-    def _refuse_wire(self, data, e):
-        """Answer an envelope of an unknown wire major, if its id and source can be read at all."""
-        try:
-            m = cbor.loads(data, max_size=self.max_message)
-            src, mid = m.get(3), m.get(2)
-        except Exception:  # noqa: BLE001 - unreadable: nothing to answer
-            return
-        if not isinstance(src, str) or not isinstance(mid, int) or mid < 0 or m.get(1) in (2, 3):
-            return
-        call = wire.Envelope(src=src, id=mid)
-        self._reply(call, wire.ERROR, self._error_body(
-            "unsupported_wire_version", str(e), {"supported": list(wire.WIRE_VERSION)}, None))
+    def _refuse(self, e, details):
+        """Answer an envelope that could not be decoded (EnvelopeError e) with an ERROR, if its id and
+        source could be read."""
+        if e.src is not None and e.id is not None:
+            self._reply(wire.Envelope(src=e.src, id=e.id), wire.ERROR,
+                        wire.error_body(_wire_type(e), str(e), details))
 
     # ------------------------------------------------------------ internals
 
@@ -479,9 +603,9 @@ class Node:
 
     def _wait_ms(self, ticket):
         now = _ticks_ms()
-        left = ticket[_TIMEOUT] - _ticks_diff(now, ticket[_START])
-        if ticket[_RETRIES] > 0:
-            left = min(left, _ticks_diff(ticket[_NEXT], now))
+        left = ticket.timeout_ms - _ticks_diff(now, ticket.start)
+        if ticket.retries > 0:
+            left = min(left, _ticks_diff(ticket.next_retry, now))
         return max(0, min(left, 50))
 
 

@@ -104,50 +104,57 @@ def signing_bytes(env):
 
 
 def decode(data, max_size=65536):
-    """The Envelope in `data`; raises CBORDecodeError, EnvelopeError or UnsupportedWireVersion."""
+    """The Envelope in `data`; raises CBORDecodeError, EnvelopeError or UnsupportedWireVersion.
+
+    An EnvelopeError (or UnsupportedWireVersion) carries the map's kind, id and src if readable, else None.
+    """
     m = cbor.loads(data, max_size)
-    if type(m) is not dict:
-        raise EnvelopeError("an envelope is a CBOR map, got %s" % type(m).__name__)
-    g = m.get
-    w = g(0)
-    if w == [1, 0]:
-        w = WIRE_VERSION
-    else:  # a newer minor, another major, or malformed
-        if type(w) is not list or not w or not (_uint(w[0]) and (len(w) < 2 or _uint(w[1]))):
-            _bad(0, w)
-        if w[0] != WIRE_VERSION[0]:
-            err = UnsupportedWireVersion(tuple(w), WIRE_VERSION)
-            # Best-effort addressing for the unsupported_wire_version reply, if keys 2 and 3 look usable.
-            err.id = g(2) if _uint(g(2)) else None
-            err.src = g(3) if type(g(3)) is str else None
-            raise err
-        if len(w) != 2:
-            _bad(0, w)
-        w = (w[0], w[1])
-    # At most 10 positional arguments: MicroPython 1.25 takes ~10 us longer to construct with 11 or more.
-    env = Envelope(g(1), g(2), g(3), g(4), g(5), g(6), g(7), g(8), g(9), g(10))
-    env.seq = g(11)
-    env.wire = w
-    n = 5  # keys 0, 1, 2, 3 and 7, counted as present; _check proves it
-    for v in (env.dst, env.method, env.version, env.deadline, env.reply_to, env.sig, env.seq):
-        if v is not None:
-            n += 1
-    if len(m) != n or (env.body is None and 7 not in m):
-        # Something beyond the common case: check what the count could not (every key an integer,
-        # the body present, no optional field sent as null) and keep the keys of a newer minor.
-        if 7 not in m:
-            raise EnvelopeError("envelope key 7 (body) is missing; send null for no body")
-        for k in m:
-            if type(k) is not int:
-                raise EnvelopeError("envelope keys are integers, got %r" % (k,))
-            if m[k] is None and 3 < k <= 11 and k != 7:
-                raise EnvelopeError("envelope key %d is null; leave an optional field out instead" % k)
-            if k < 0 or k > 11:
-                if env._extra is None:
-                    env._extra = {}
-                env._extra[k] = m[k]
-    _check(env)
-    return env
+    try:
+        if type(m) is not dict:
+            raise EnvelopeError("an envelope is a CBOR map, got %s" % type(m).__name__)
+        g = m.get
+        w = g(0)
+        if w == [1, 0]:
+            w = WIRE_VERSION
+        else:  # a newer minor, another major, or malformed
+            if type(w) is not list or not w or not (_uint(w[0]) and (len(w) < 2 or _uint(w[1]))):
+                _bad(0, w)
+            if w[0] != WIRE_VERSION[0]:
+                raise UnsupportedWireVersion(tuple(w), WIRE_VERSION)
+            if len(w) != 2:
+                _bad(0, w)
+            w = (w[0], w[1])
+        # At most 10 positional arguments: MicroPython 1.25 takes ~10 us longer to construct with 11 or more.
+        env = Envelope(g(1), g(2), g(3), g(4), g(5), g(6), g(7), g(8), g(9), g(10))
+        env.seq = g(11)
+        env.wire = w
+        n = 5  # keys 0, 1, 2, 3 and 7, counted as present; _check proves it
+        for v in (env.dst, env.method, env.version, env.deadline, env.reply_to, env.sig, env.seq):
+            if v is not None:
+                n += 1
+        if len(m) != n or (env.body is None and 7 not in m):
+            # Something beyond the common case: check what the count could not (every key an integer,
+            # the body present, no optional field sent as null) and keep the keys of a newer minor.
+            if 7 not in m:
+                raise EnvelopeError("envelope key 7 (body) is missing; send null for no body")
+            for k in m:
+                if type(k) is not int:
+                    raise EnvelopeError("envelope keys are integers, got %r" % (k,))
+                if m[k] is None and 3 < k <= 11 and k != 7:
+                    raise EnvelopeError("envelope key %d is null; leave an optional field out instead" % k)
+                if k < 0 or k > 11:
+                    if env._extra is None:
+                        env._extra = {}
+                    env._extra[k] = m[k]
+        _check(env)
+        return env
+    except EnvelopeError as e:
+        # Who to answer, if keys 1, 2 and 3 look usable (an error reply names the problem to the sender).
+        g = m.get if type(m) is dict else {}.get
+        e.kind = g(1) if _uint(g(1)) else None
+        e.id = g(2) if _uint(g(2)) else None
+        e.src = g(3) if type(g(3)) is str else None
+        raise
 
 
 def _uint(v):

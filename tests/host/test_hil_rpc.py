@@ -23,13 +23,13 @@ def test_board_boots_says_hello_and_answers_calls(hil_board):
 def test_contract_errors_come_back_typed_and_the_board_keeps_serving(hil_board):
     with pytest.raises(errors.RemoteError) as e:
         hil_board.call("board.add", {"a": "two", "b": 3})
-    assert e.value.type == "InvalidArguments"
+    assert e.value.type == "invalid_arguments"
     with pytest.raises(errors.RemoteError) as e:
         hil_board.call("board.nope")
-    assert e.value.type == "NoSuchMethod"
+    assert e.value.type == "no_such_method"
     with pytest.raises(errors.RemoteError) as e:
         hil_board.call("thermo.read")
-    assert e.value.type == "NoSuchService"
+    assert e.value.type == "no_such_service"
     assert hil_board.call("board.add", {"a": 1, "b": 1}) == 2
 
 

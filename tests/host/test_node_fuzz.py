@@ -96,10 +96,10 @@ def _check(srv: node.Node, hub: Hub, n_sent: int) -> None:
     assert st_["internal_errors"] == 0, st_
     assert st_["received"] >= n_sent  # more if a message named the node itself as its source
     assert sum(st_[k] for k in OUTCOMES) == st_["received"], st_
-    assert len(srv._dedup) <= LIMITS["dedup_size"]
+    assert len(srv._dedup._entries) <= LIMITS["dedup_size"]
     assert len(srv.peers) <= LIMITS["max_peers"]
     assert srv.auth.sources() <= 16
-    assert srv._pending == {}
+    assert len(srv._calls) == 0
     assert hub.inboxes["srv"] == []
 
 

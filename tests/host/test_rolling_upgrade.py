@@ -76,7 +76,7 @@ def test_new_client_talks_to_an_old_server_within_the_old_api(server):
     assert client.call("read", {"channel": "t0"}) == ["t0", "C"]  # needs only 1.0: sent as 1.0
     with pytest.raises(errors.RemoteError) as e:  # not told the server's version yet: the server refuses
         client.call("read", {"channel": "t0", "unit": "F"})
-    assert e.value.type == "UnsupportedVersion" and "1.0" in e.value.message
+    assert e.value.type == "unsupported_version" and "1.0" in e.value.message
     assert host.hello("sensor") == 1
     host.poll(2000)
     assert host.peer_version("sensor", "sensor") == "1.0"
@@ -99,4 +99,4 @@ def test_old_client_talks_to_a_new_server(server):
     assert new_client.call("calibrate", {"offset": 2}) == 2.0
     with pytest.raises(errors.RemoteError) as e:
         host.call("sensor", "sensor.read", {"channel": "t0"}, version="2.0")
-    assert e.value.type == "UnsupportedVersion"
+    assert e.value.type == "unsupported_version"

@@ -81,3 +81,21 @@ def test_accepts_tells_which_targets_a_server_serves():
     s = _thermo()
     assert s.accepts("1.0") and s.accepts("1.3")
     assert not s.accepts("1.4") and not s.accepts("2.0")
+
+
+def test_server_refuses_a_call_declaring_an_older_version_than_its_method_or_arguments_need():
+    s = _thermo()
+    for method, args, version, needs in (("calibrate", {"offset": 1.0}, "1.0", "1.3"),
+                                         ("calibrate", {"offset": 1.0}, "1.2", "1.3"),
+                                         ("read", {"sensor": "a", "unit": "F"}, "1.1", "1.2")):
+        with raises(errors.UnsupportedVersion) as r:
+            s.check_call(method, args, version)
+        assert "needs API " + needs in str(r.value) and r.value.details == {"version": "1.3"}
+        assert s.check_call(method, args, needs)
+    assert s.check_call("read", {"sensor": "a"}, "1.0") == {"sensor": "a", "unit": "C"}  # default, not given
+
+
+def test_a_version_the_server_does_not_serve_names_the_one_it_has_in_details():
+    with raises(errors.UnsupportedVersion) as r:
+        _thermo().check_call("read", {"sensor": "a"}, "1.4")
+    assert r.value.details == {"version": "1.3"}

@@ -97,22 +97,51 @@ def test_debug_flag_sends_the_traceback():
 def test_contract_breaks_come_back_as_typed_remote_errors():
     hub, srv, cli, impl = _pair()
     cases = (
-        ("nosvc.read", {"sensor": "a"}, "1.0", "NoSuchService"),
-        ("thermo.write", {}, "1.0", "NoSuchMethod"),
-        ("thermo.read", {"sensor": 3}, "1.0", "InvalidArguments"),
-        ("thermo.read", {}, "1.0", "InvalidArguments"),
-        ("thermo.read", {"sensor": "a"}, "1.4", "UnsupportedVersion"),
-        ("thermo.read", {"sensor": "a"}, "2.0", "UnsupportedVersion"),
-        ("thermo.read", [1, 2], "1.0", "InvalidArguments"),
-        ("thermo.bad_reply", {}, "1.0", "InvalidReply"),
+        ("nosvc.read", {"sensor": "a"}, "1.0", "no_such_service"),
+        ("thermo.write", {}, "1.0", "no_such_method"),
+        ("thermo.read", {"sensor": 3}, "1.0", "invalid_arguments"),
+        ("thermo.read", {}, "1.0", "invalid_arguments"),
+        ("thermo.read", {"sensor": "a"}, "1.4", "unsupported_version"),
+        ("thermo.read", {"sensor": "a"}, "2.0", "unsupported_version"),
+        ("thermo.read", {"sensor": "a", "unit": "F"}, "1.0", "unsupported_version"),  # unit is 1.2
+        ("thermo.calibrate", {"offset": 1.0}, "1.2", "unsupported_version"),  # calibrate is 1.3
+        ("thermo.read", [1, 2], "1.0", "invalid_arguments"),
+        ("thermo.bad_reply", {}, "1.0", "invalid_reply"),
     )
     for method, args, version, want in cases:
         with raises(errors.RemoteError) as r:
             cli.call("srv", method, args, version=version)
         assert r.value.type == want, (method, r.value)
-    assert impl.reads == 0
-    assert srv.stats["contract_errors"] == len(cases) - 1  # InvalidReply is the handler's reply
+    assert impl.reads == 0 and impl.offset == 0.0
+    assert srv.stats["contract_errors"] == len(cases) - 1  # invalid_reply is the handler's reply
     assert cli.call("srv", "thermo.read", {"sensor": "a"})["sensor"] == "a"
+
+
+def test_a_server_checks_a_call_against_the_version_it_declares_and_the_client_declares_what_it_needs():
+    hub, srv, cli, impl = _pair()
+    with raises(errors.RemoteError) as r:
+        cli.call("srv", "thermo.calibrate", {"offset": 1.0})  # raw call: declares 1.0
+    assert r.value.type == "unsupported_version" and r.value.details == {"version": "1.3"}
+    assert "needs API 1.3" in r.value.message and impl.offset == 0.0
+    c = cli.client("srv", THERMO)
+    assert c.call("calibrate", {"offset": 1.0}) is True
+    assert c.call("read", {"sensor": "a", "unit": "F"})["value"] == 22.5
+    assert impl.offset == 1.0 and srv.stats["contract_errors"] == 1
+
+
+def test_a_handler_raising_a_spoolbus_error_sends_its_wire_name():
+    hub = Hub()
+    srv = node.Node("srv", Loopback(hub, "srv"))
+    srv.serve(ECHO, {"echo": _refuse_echo})
+    cli = node.Node("cli", Loopback(hub, "cli"))
+    hub.attach(srv)
+    with raises(errors.RemoteError) as r:
+        cli.call("srv", "echo.echo", {"x": 1})
+    assert (r.value.type, r.value.message) == ("invalid_arguments", "no good: 1")
+
+
+def _refuse_echo(x):
+    raise errors.InvalidArguments("no good: %r" % (x,))
 
 
 def test_client_checks_the_contract_before_sending():
@@ -196,7 +225,7 @@ def test_call_to_a_silent_node_times_out_and_its_late_reply_is_counted():
     srv.poll(0)
     cli.poll(0)
     assert cli.stats["late_replies"] == 1
-    assert cli._pending == {}
+    assert len(cli._calls) == 0
 
 
 class LosesFirstMessage(Loopback):
@@ -335,7 +364,7 @@ def test_dedup_cache_and_peer_table_stay_bounded():
     hub, srv, cli, impl = _pair(dedup_size=4, max_peers=3)
     for i in range(10):
         cli.call("srv", "thermo.read", {"sensor": "s%d" % i})
-    assert len(srv._dedup) == 4 and srv.stats["dedup_evicted"] == 6
+    assert len(srv._dedup._entries) == 4 and srv.stats["dedup_evicted"] == 6
     for i in range(6):
         n = node.Node("p%d" % i, Loopback(hub, "p%d" % i))
         n.hello("srv")
@@ -411,3 +440,135 @@ def test_stale_replies_left_for_an_earlier_run_do_not_answer_new_calls():
     while hub.inboxes["cli"]:
         cli.poll(0)
     assert cli.stats["late_replies"] == 100
+
+
+class FaultyLink(Loopback):
+    """A link whose recv raises each exception queued in `faults`, one per recv, before it delivers."""
+
+    def __init__(self, hub, name):
+        Loopback.__init__(self, hub, name)
+        self.faults = []
+
+    def recv(self, timeout_ms=0):
+        if self.faults:
+            raise self.faults.pop(0)
+        return Loopback.recv(self, timeout_ms)
+
+
+def test_transport_errors_while_a_call_waits_free_its_slot_and_later_calls_succeed():
+    hub = Hub()
+    srv = node.Node("srv", Loopback(hub, "srv"))
+    srv.serve(THERMO, Thermo())
+    link = FaultyLink(hub, "cli")
+    cli = node.Node("cli", link, max_pending=2)
+    hub.attach(srv)
+    for i in range(5):  # more faults than slots: the board rebooted, the link broke, the port vanished
+        link.faults.append(OSError(5, "EIO") if i % 2 else errors.LinkError("the serial link is closed"))
+        with raises(Exception):
+            cli.call("srv", "thermo.read", {"sensor": "a"})
+        assert len(cli._calls) == 0
+    for event in (errors.LinkReset("srv restarted"), errors.LinkDown("no frame for 3000 ms"),
+                  errors.LinkReset("srv restarted")):
+        link.faults.append(event)  # link events: counted by poll, and the call goes on waiting
+        assert cli.call("srv", "thermo.read", {"sensor": "b"})["sensor"] == "b"
+    assert (cli.stats["link_resets"], cli.stats["link_downs"]) == (2, 1)
+    assert cli.call("srv", "thermo.read", {"sensor": "c"})["sensor"] == "c"
+    assert len(cli._calls) == 0 and hub.inboxes["cli"] == []
+
+
+def test_tickets_nobody_asks_about_again_give_their_slots_back_when_their_time_is_up():
+    import time
+
+    hub, srv, cli, impl = _pair(attach_server=False, max_pending=2)
+    for _ in range(2):
+        cli.send_call("srv", "thermo.read", {"sensor": "a"}, timeout=0.02)  # a board loop forgets them
+    with raises(errors.Busy):
+        cli.send_call("srv", "thermo.read", {"sensor": "a"})
+    time.sleep(0.03)
+    hub.attach(srv)
+    assert cli.call("srv", "thermo.read", {"sensor": "b"})["sensor"] == "b"  # swept out on demand
+    assert len(cli._calls) == 0
+    t = cli.send_call("srv", "thermo.read", {"sensor": "c"}, timeout=0.02)
+    time.sleep(0.03)
+    assert cli.ready(t) and len(cli._calls) == 0  # ready() lets go of a call whose time is up
+    with raises(errors.Timeout):
+        cli.result(t)
+
+
+def test_poll_counts_link_events_and_returns_so_a_board_loop_keeps_serving():
+    hub = Hub()
+    link = FaultyLink(hub, "srv")
+    srv = node.Node("srv", link)
+    impl = Thermo()
+    srv.serve(THERMO, impl)
+    cli = node.Node("cli", Loopback(hub, "cli"))
+    link.faults = [errors.LinkDown("no frame from the bridge"), errors.LinkReset("the bridge restarted")]
+    t = cli.send_call("srv", "thermo.read", {"sensor": "a"})
+    served = 0
+    for _ in range(3):  # the README's board loop: while True: nd.poll(20)
+        served += srv.poll(0)
+    assert served == 1 and impl.reads == 1
+    assert (srv.stats["link_downs"], srv.stats["link_resets"]) == (1, 1)
+    cli.poll(0)
+    assert cli.ready(t) and cli.result(t)["sensor"] == "a"
+
+
+def _notify_bytes(i):
+    return wire.encode(wire.Envelope(kind=wire.NOTIFY, id=i, src="cli", dst="srv", method="temp.changed",
+                                     body=i, seq=[3, i]))
+
+
+def test_an_internal_error_is_counted_and_logged_once_per_kind_and_interval():
+    hub, srv, cli, impl = _pair()
+    logged = []
+    srv.log = logged.append
+    srv.subscribe("temp.changed", lambda ev, body, src: None)
+    srv._on_notify = lambda env: [][env.body]  # a bug in the node: IndexError
+
+    def feed(n):
+        for _ in range(n):
+            hub.inboxes["srv"].append(_notify_bytes(srv.stats["received"] + 1))
+        srv.poll(0, 100)
+
+    feed(3)
+    assert srv.stats["internal_errors"] == 3 and len(logged) == 1
+    assert "internal error" in logged[0] and "IndexError" in logged[0] and "srv" in logged[0]
+    srv._on_notify = lambda env: {}[env.body]  # another kind is logged at once
+    feed(2)
+    assert len(logged) == 2 and "KeyError" in logged[1]
+    srv.log_interval_ms = 0  # the interval passed
+    srv.debug = True  # debug adds the traceback
+    feed(1)
+    assert len(logged) == 4 and "KeyError" in logged[2] and "Traceback" in logged[3]
+    assert srv.stats["internal_errors"] == 6
+    assert cli.call("srv", "thermo.read", {"sensor": "a"})["sensor"] == "a"  # and it kept serving
+
+
+def test_internal_errors_go_to_stderr_by_default():
+    assert node.Node("n", Loopback(Hub(), "n")).log.__name__ == "log"
+
+
+def test_spoolbus_errors_travel_by_their_class_name_in_snake_case_and_others_by_their_class_name():
+    errs = (errors.UnsupportedVersion("x"), errors.Busy("x"), errors.CBORDecodeError("x"),
+            errors.MQTTRefused("x", 5), errors.UnsupportedWireVersion((2, 0), (1, 0)), DetailedError("x", 1))
+    assert [node._wire_type(e) for e in errs] == ["unsupported_version", "busy", "cbor_decode_error",
+                                                  "mqtt_refused", "unsupported_wire_version", "DetailedError"]
+
+
+def test_a_call_pushed_out_of_the_dedup_cache_while_it_runs_is_not_put_back():
+    hub = Hub()
+    srv = node.Node("srv", Loopback(hub, "srv"), dedup_size=2)
+    cli = node.Node("cli", Loopback(hub, "cli"))
+    echoed = []
+
+    def busy_handler():
+        for i in range(3):  # while it runs, three casts come in and push its own entry out
+            cli.cast("srv", "echo.echo", {"x": i})
+        srv.poll(0)
+        return len(echoed)
+
+    srv.serve(ECHO, {"echo": lambda x: echoed.append(x)})
+    srv.serve(contract.Service("slow", "1.0").method("run"), {"run": busy_handler})
+    hub.attach(srv)
+    assert cli.call("srv", "slow.run") == 3
+    assert len(srv._dedup._entries) == 2 and srv.stats["dedup_evicted"] == 2

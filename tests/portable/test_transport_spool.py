@@ -97,7 +97,7 @@ def test_nodes_call_cast_and_hello_over_the_spool():
         bad.poll(0)
         with raises(errors.RemoteError) as r:
             bad.result(ticket)
-        assert r.value.type == "InvalidArguments"
+        assert r.value.type == "invalid_arguments"
         assert srv.stats["malformed"] == 1 and impl.total == 6
     finally:
         remove_tree(root)
