@@ -31,10 +31,11 @@ def broker_address(text: str) -> tuple[str, int]:
 
 
 def transport(args: argparse.Namespace, bridge: str, device: str) -> PahoTransport:
-    """A clean-session node bridge/device on the broker (raises MQTTConnectionError/MQTTRefused)."""
+    """A clean-session node bridge/device on the broker, without presence: it leaves no trace there
+    (raises MQTTConnectionError/MQTTRefused)."""
     host, port = broker_address(args.broker)
     return PahoTransport(host, port, bridge, device, prefix=args.prefix, user=args.user,
-                         password=args.password, clean_session=True,
+                         password=args.password, clean_session=True, presence=False,
                          tls={"ca_certs": args.ca} if args.ca else None)
 
 
