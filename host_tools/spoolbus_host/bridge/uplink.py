@@ -95,6 +95,10 @@ class Uplink:
             self.publish(self.status, OFFLINE, retain=True).wait_for_publish(5)
         self.client.disconnect()
         self.client.loop_stop()
+        if self.client.socket() is not None:
+            # paho's thread connected after disconnect() found no socket: without a DISCONNECT the
+            # broker would publish the will, an "offline" of a bridge that never said "online".
+            self.client.disconnect()
 
     def _rarely(self, what: str, *msg: object) -> None:
         now = time.monotonic()
