@@ -118,6 +118,7 @@ def retained(port: int, topics: str, seconds: float = 1.0) -> dict[str, bytes]:
 def test_a_bridge_that_refuses_to_start_leaves_no_status_on_the_broker(tmp_path, mosquitto):
     r = subprocess.run([sys.executable, "-m", "spoolbus_host.cli", "bridge", "gw9", "--outbox",
                         str(tmp_path / "outbox"), "--serial", f"dev={tmp_path / 'no-such-port'}",
-                        "--broker", f"127.0.0.1:{mosquitto.port}"], capture_output=True, text=True, timeout=30)
+                        "--broker", f"127.0.0.1:{mosquitto.port}"], capture_output=True, text=True,
+                       timeout=30)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert retained(mosquitto.port, "spoolbus/gw9/#") == {}
