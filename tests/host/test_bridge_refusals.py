@@ -122,3 +122,23 @@ def test_a_bridge_that_refuses_to_start_leaves_no_status_on_the_broker(tmp_path,
                        timeout=30)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert retained(mosquitto.port, "spoolbus/gw9/#") == {}
+
+
+def test_a_foreign_file_in_a_spool_of_the_bridge_is_quarantined_counted_and_logged(tmp_path, caplog):
+    from spoolbus.transport.spool import SpoolTransport, inbox_dir
+
+    root = tmp_path / "spool"
+    SpoolTransport(str(root), "A/dev", gateway="A/_bridge").close()  # a device there
+    a = Bridge("A", "127.0.0.1", free_port(), str(tmp_path / "outbox"))
+    try:
+        a.attach_spool(str(root))
+        (root / inbox_dir("A/_bridge") / "new" / "stray.txt").write_bytes(b"not a record")
+        with caplog.at_level(logging.WARNING, logger="spoolbus.bridge"):
+            a.step(0)
+            a.step(0)
+        assert a.stats["quarantined"] == 1
+        said = [r.getMessage() for r in caplog.records if "quarantined" in r.getMessage()]
+        assert len(said) == 1 and "stray.txt" in said[0]
+    finally:
+        a.close()
+        a.client.loop_stop()
