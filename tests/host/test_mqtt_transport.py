@@ -13,7 +13,7 @@ from mosquitto import Broker, ScriptedBroker, make_certs
 from mpproc import MicroPython
 from paho.mqtt.enums import CallbackAPIVersion
 from spoolbus import errors, node
-from spoolbus.transport.mqtt import base_topic, inbox_topic
+from spoolbus.transport.mqtt import base_topic, inbox_topic, split_topic, status_topic, topic_filter
 from spoolbus_host.mqtt.paho import PahoTransport
 
 PRELUDE = """
@@ -75,6 +75,12 @@ def test_topic_layout():
     for bad in ("", "a+", "#", "gw2/a/b"):
         with pytest.raises(ValueError):
             inbox_topic("spoolbus", "gw1", bad)
+    assert status_topic("site", "gw1", "pump") == "site/gw1/pump/status"
+    assert topic_filter("site", "status", "gw1") == "site/gw1/+/status"
+    assert topic_filter("site", "inbox") == "site/+/+/inbox"
+    assert split_topic("site", "site/gw1/pump/events/alarm") == ("gw1/pump", "events/alarm")
+    for other in ("spoolbus/gw1/pump/status", "site/gw1/pump", "site//pump/inbox", "site/gw1/pump/"):
+        assert split_topic("site", other) is None, other
 
 
 def test_micropython_and_paho_nodes_exchange_messages_both_ways(tmp_path, mosquitto):
