@@ -1,9 +1,12 @@
 """Device-to-broker throughput through the bridge vs a direct paho QoS 1 publisher, same broker, same run.
 
-Run: .venv/bin/python bench/bench_bridge.py [--messages N]
+Run: .venv/bin/python bench/bench_bridge.py [--messages N] [--stall-only]
 The bridge has one device whose link hands it envelopes as fast as it asks (an in-process link, so
 the bridge's own work is measured: decode, identity check, routing, QoS 1 publish); a separate paho
 process counts what arrives. Issue 7 asks for at least 0.7x the direct publisher.
+The stall run: local calls between two MicroPython devices of one bridge (ptys) while the bridge
+flushes an outbox and publishes a steady stream, with the broker's PUBACKs at once, then 3 s late
+(a loopback proxy holds them: spoolbus_host.testing.ackdelay).
 """
 
 from __future__ import annotations
@@ -266,18 +269,162 @@ def roundtrip(broker: Broker, tmp: str, n: int) -> None:
         os.close(slave)
 
 
+STALL_ECHO = ECHO_DEVICE.replace('"B/echo"', '"A/echo"')
+
+STALL_CALLER = """
+import os, sys, time
+from spoolbus.node import Node
+from spoolbus.transport.serial import UP, SerialTransport, StreamPort
+link = SerialTransport(StreamPort(sys.stdin.buffer, sys.stdout.buffer, sys.stdin), name="A/caller")
+node = Node("A/caller", link, retry_s=0.5)
+link.open()
+while link.state != UP:
+    node.poll(20)
+node.call("A/echo", "echo.echo", {"x": 0}, timeout=5, retries=8)
+sys.stderr.write("READY\\n")
+while True:  # until the host says go: file argv[2] exists
+    try:
+        os.stat(sys.argv[2])
+        break
+    except OSError:
+        node.poll(20)
+lats = []
+end = time.ticks_add(time.ticks_ms(), int(sys.argv[1]))
+while time.ticks_diff(end, time.ticks_ms()) > 0:
+    start = time.ticks_us()
+    node.call("A/echo", "echo.echo", {"x": len(lats)}, timeout=10)
+    lats.append(time.ticks_diff(time.ticks_us(), start))
+    node.poll(5)
+sys.stderr.write("LATS %s\\n" % " ".join(str(v) for v in lats))
+"""
+
+
+class Stream:
+    """A device link sending `rate` casts a second to a node on another bridge (through the uplink)."""
+
+    def __init__(self, rate: float):
+        import time
+
+        self.gap = 1 / rate
+        self.next = time.monotonic()
+        self.i = 0
+
+    def recv(self, timeout_ms: int = 0) -> bytes | None:
+        import time
+
+        from spoolbus import wire
+
+        if time.monotonic() < self.next:
+            return None
+        self.next += self.gap
+        self.i += 1
+        return wire.encode(wire.Envelope(kind=wire.CAST, id=self.i, src="A/stream", dst="B/sink",
+                                         method="s.m", version="1.0", body={"i": self.i}))
+
+    def send(self, dst: str, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _stalled_calls(broker: Broker, tmp: pathlib.Path, delay: float,
+                   seconds: float) -> tuple[list[float], int]:
+    """Latencies (s) of local calls while the broker's PUBACKs come `delay` s late; the outbox at the end."""
+    import os
+    import textwrap
+    import threading
+    import time
+    import tty
+
+    from bench_mqtt import MICROPYTHON, ROOT
+    from spoolbus_host.bridge.gateway import Bridge
+    from spoolbus_host.serialport import connect
+    from spoolbus_host.testing.ackdelay import AckDelayProxy
+
+    proxy = AckDelayProxy("127.0.0.1", broker.port, delay)
+    bridge = Bridge("A", "127.0.0.1", proxy.port, str(tmp / "outbox"))
+    backlog = Stream(1e9)  # an outage's backlog: 500 messages in the outbox before the uplink is up
+    bridge.attach("stream", backlog)
+    while bridge.backlog < 500:
+        bridge.step(0)
+    del bridge.links["stream"]
+    bridge.attach("stream", Stream(50))
+    env = dict(os.environ, MICROPYPATH=f"{ROOT}/runtime:.frozen")
+    procs, ptys = [], []
+    go = tmp / "go"
+    for name, script, args in (("echo", STALL_ECHO, []),
+                               ("caller", STALL_CALLER, [str(int(seconds * 1000)), str(go)])):
+        master, slave = os.openpty()
+        tty.setraw(slave)
+        ptys += [master, slave]
+        (tmp / f"{name}.py").write_text(textwrap.dedent(script))
+        procs.append(subprocess.Popen([MICROPYTHON, str(tmp / f"{name}.py"), *args], stdin=master,
+                                      stdout=master, stderr=subprocess.PIPE, env=env))
+        bridge.attach(name, connect(os.ttyname(slave), name="A"))
+    stop = threading.Event()
+    thread = threading.Thread(target=bridge.run, args=(stop,), daemon=True)
+    thread.start()
+    proxy.start()
+    try:
+        caller = procs[1]
+        lines = iter(caller.stderr.readline, b"")
+        assert next(lines).startswith(b"READY")
+        while not bridge.uplink:
+            time.sleep(0.01)
+        go.touch()
+        got = next(lines).split()
+        assert got[0] == b"LATS", got
+        return sorted(int(v) / 1e6 for v in got[1:]), bridge.backlog
+    finally:
+        stop.set()
+        thread.join(10)
+        for p in procs:
+            p.kill()
+            p.wait()
+        bridge.close()
+        proxy.close()
+        for fd in ptys:
+            os.close(fd)
+
+
+def stall(broker: Broker, tmp: str, seconds: float) -> None:
+    """Local calls with the uplink healthy and stalled (PUBACKs 3 s late), side by side."""
+    import logging
+
+    logging.getLogger("spoolbus.bridge").setLevel(logging.ERROR)  # its throttle and connect lines
+    print(f"\nLocal calls on one bridge (pty -> bridge -> pty, MicroPython devices) for {seconds:g} s each, "
+          "while the bridge flushes a 500-message outbox and publishes 50 casts/s")
+    print("| uplink | calls | p50 ms | p99 ms | outbox at the end | p50 vs healthy | p99 vs healthy |")
+    print("|---|---|---|---|---|---|---|")
+    peer = None
+    for label, delay in (("healthy: PUBACK at once (peer)", 0.0), ("stalled: every PUBACK 3 s late", 3.0)):
+        run_dir = pathlib.Path(tmp) / f"stall-{delay:g}"
+        run_dir.mkdir()
+        lats, left = _stalled_calls(broker, run_dir, delay, seconds)
+        p50, p99 = lats[len(lats) // 2], lats[int(len(lats) * 0.99)]
+        peer = peer or (p50, p99)
+        print(f"| {label} | {len(lats)} | {p50 * 1000:.2f} | {p99 * 1000:.2f} | {left} "
+              f"| {p50 / peer[0]:.2f}x | {p99 / peer[1]:.2f}x |", flush=True)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--messages", type=int, default=20000)
     ap.add_argument("--rate", type=float, default=2000, help="fleet: messages/s offered by all devices")
     ap.add_argument("--seconds", type=float, default=5, help="fleet: seconds of load per fleet size")
     ap.add_argument("--calls", type=int, default=500, help="round trip: sequential calls")
+    ap.add_argument("--stall-seconds", type=float, default=5, help="stall: seconds of local calls per run")
+    ap.add_argument("--stall-only", action="store_true", help="run only the stalled-uplink comparison")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         conf = "max_queued_messages 0\nset_tcp_nodelay true"
         broker = Broker(pathlib.Path(tmp) / "broker", extra=conf).start()
         size = 60  # body bytes: a ~100-byte envelope, like the 100-byte payloads of the direct publisher
         try:
+            if args.stall_only:
+                stall(broker, tmp, args.stall_seconds)
+                return 0
             print(f"{args.messages} messages, QoS 1, mosquitto on 127.0.0.1:{broker.port}")
             print("| publisher | publish msg/s | vs paho | received | end to end msg/s | vs paho |")
             print("|---|---|---|---|---|---|")
@@ -292,6 +439,7 @@ def main() -> int:
                       f"| {e2e / peer[1]:.2f}x |", flush=True)
             fleet(broker, tmp, args.rate, args.seconds)
             roundtrip(broker, tmp, args.calls)
+            stall(broker, tmp, args.stall_seconds)
         finally:
             broker.stop()
     return 0

@@ -13,7 +13,7 @@ from mosquitto import Broker, ScriptedBroker, make_certs
 from mpproc import MicroPython
 from paho.mqtt.enums import CallbackAPIVersion
 from spoolbus import errors, node
-from spoolbus.transport.mqtt import base_topic, inbox_topic
+from spoolbus.transport.mqtt import base_topic, inbox_topic, split_topic, status_topic, topic_filter
 from spoolbus_host.mqtt.paho import PahoTransport
 
 PRELUDE = """
@@ -75,6 +75,12 @@ def test_topic_layout():
     for bad in ("", "a+", "#", "gw2/a/b"):
         with pytest.raises(ValueError):
             inbox_topic("spoolbus", "gw1", bad)
+    assert status_topic("site", "gw1", "pump") == "site/gw1/pump/status"
+    assert topic_filter("site", "status", "gw1") == "site/gw1/+/status"
+    assert topic_filter("site", "inbox") == "site/+/+/inbox"
+    assert split_topic("site", "site/gw1/pump/events/alarm") == ("gw1/pump", "events/alarm")
+    for other in ("spoolbus/gw1/pump/status", "site/gw1/pump", "site//pump/inbox", "site/gw1/pump/"):
+        assert split_topic("site", other) is None, other
 
 
 def test_micropython_and_paho_nodes_exchange_messages_both_ways(tmp_path, mosquitto):
@@ -402,3 +408,42 @@ t.client.disconnect()
         assert again.wait() == 0
     finally:
         sender.close()
+
+
+def test_a_spoolbus_call_leaves_no_retained_message_on_the_broker(mosquitto):
+    import sys
+    import threading
+
+    from spoolbus import contract
+
+    echo = contract.Service("echo", "1.0")
+    echo.method("echo", ("x", int))
+
+    class Echo:
+        def echo(self, x):
+            return x
+
+    server = node.Node("gw/echo", PahoTransport("127.0.0.1", mosquitto.port, "gw", "echo"))
+    server.serve(echo, Echo())
+    stop = threading.Event()
+    thread = threading.Thread(target=lambda: [server.poll(50) for _ in iter(stop.is_set, True)], daemon=True)
+    thread.start()
+    try:
+        r = subprocess.run([sys.executable, "-m", "spoolbus_host.cli", "call", "gw/echo", "echo.echo", "x=3",
+                            "--broker", f"127.0.0.1:{mosquitto.port}"], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0, r.stderr
+    finally:
+        stop.set()
+        thread.join(5)
+    retained: dict[str, bytes] = {}
+    c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    c.on_message = lambda cl, u, m: retained.__setitem__(m.topic, m.payload) if m.retain else None
+    c.connect("127.0.0.1", mosquitto.port)
+    c.subscribe("spoolbus/#", 1)
+    c.loop_start()
+    time.sleep(1)
+    c.loop_stop()
+    server.transport.close()
+    assert "spoolbus/gw/echo/status" in retained  # a long-lived node has presence
+    assert not [t for t in retained if t.startswith("spoolbus/host/")], retained

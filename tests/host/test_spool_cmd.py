@@ -54,3 +54,21 @@ def test_inspect_of_a_missing_or_non_spool_directory_is_a_clear_error(tmp_path):
     assert out.returncode == 2 and "no such directory" in out.stderr
     out = _inspect(str(tmp_path))
     assert out.returncode == 2 and "not a spool" in out.stderr
+
+
+def test_inspect_counts_foreign_files_as_quarantinable_not_as_messages(tmp_path):
+    d = tmp_path / "s"
+    s = spool.Spool(str(d))
+    s.put(b"z" * 50)
+    (d / "new" / "notes.txt").write_bytes(b"hello")
+    (d / "new" / "0000000000001-x-zz").write_bytes(b"")  # record-like, but its size is not hex
+    (d / "cur" / spool._OWNER).mkdir(exist_ok=True)
+    (d / "cur" / spool._OWNER / "core").write_bytes(b"123")
+    r = json.loads(_inspect(str(d), "--json").stdout)
+    assert r["new"] == {"count": 1, "bytes": 50} and r["claimed"]["count"] == 0
+    assert r["foreign"] == {"count": 3, "bytes": 8, "files": sorted(
+        ["new/notes.txt", "new/0000000000001-x-zz", f"cur/{spool._OWNER}/core"])}
+    human = _inspect(str(d)).stdout
+    assert "the next claim quarantines them" in human and "foreign: new/notes.txt" in human
+    assert s.claim()[1] == b"z" * 50 and s.claim() is None and sorted(s.quarantined) == [
+        "0000000000001-x-zz", "notes.txt"]  # the spool agrees: what inspect called foreign is quarantined

@@ -1,4 +1,4 @@
-"""The bridge: federates the devices on one host's links into an MQTT broker (issue 7).
+"""The bridge: federates the devices on one host's links into an MQTT broker.
 
 Each device on a link is the node <bridge>/<device>: what it sends must carry that name as src (a
 device speaks only as itself), goes straight to another local device when the destination is on this
@@ -6,13 +6,18 @@ bridge (broker up or down), else to the destination's inbox on the broker, throu
 order while the uplink is down. Inbox messages are acknowledged to the broker only once written to the
 device's link or, when the link cannot take them (down, full), held in a spool <outbox>.held/<device>
 and written from there, in order, when it can: an acknowledged message is never lost. Presence:
-retained status per device, and the bridge's own with the broker's last will.
+retained status per device, and the bridge's own with the broker's last will. A CALL the bridge drops
+(no such device, too large for the link, a wrong source) is answered with an ERROR saying why.
+
+Where each message goes is decided in `routing` (no I/O); this module carries it out on the links,
+`uplink` (the MQTT client) and `outbox`. Nothing in a pass waits for the broker.
 
 A spool directory is one link with many devices: the bridge is node <bridge>/_bridge there, its devices
 are the <bridge>/<device> nodes with an inbox in it and send what leaves the spool to the bridge's inbox
 (SpoolTransport(..., gateway=...)). The directory's file permissions are the trust boundary: a message
 from it may speak as any device of that spool, never as a device of another link.
 """
+
 
 from __future__ import annotations
 
@@ -22,21 +27,25 @@ import queue
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Protocol
 
 import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
-from spoolbus import auth, cbor, errors, wire
+from spoolbus import auth, errors, wire
+from spoolbus.frame import MAX_FRAME
 from spoolbus.spool import Spool
-from spoolbus.transport.mqtt import OFFLINE, ONLINE, base_topic, inbox_topic
+from spoolbus.transport.mqtt import OFFLINE, ONLINE, base_topic, inbox_topic, status_topic
+from spoolbus.transport.serial import SerialTransport
 from spoolbus.transport.spool import SpoolTransport
 
+from spoolbus_host.bridge import routing
+from spoolbus_host.bridge.outbox import Outbox
 from spoolbus_host.bridge.registry import Registry
-from spoolbus_host.mqtt.paho import nodelay
+from spoolbus_host.bridge.routing import BRIDGE_NODE, Route
+from spoolbus_host.bridge.uplink import Uplink
 
 log = logging.getLogger("spoolbus.bridge")
 
-BRIDGE_NODE = "_bridge"  # the device name under which the bridge publishes its own status
 BUDGET = 16  # messages read from one link per pass: a flooding device cannot starve the others
 RETRY_S = 0.2  # how soon a link that could not take a message is tried again
 RARE_LOG_S = 60.0  # at most one "throttled" or "quota" log line per link per minute
@@ -68,12 +77,17 @@ class _SpoolDevice:
 
 
 class Bridge:
-    """Bridge `name` on the broker at host:port; attach() links, then step() from a loop or run()."""
+    """Bridge `name` on the broker at host:port; attach() links, then step() from a loop or run().
+
+    It connects at once, in the background; its retained status says "online" from the first step()
+    on, so a bridge that is closed before it served (a start-up error) leaves no status behind.
+    """
 
     def __init__(self, name: str, host: str, port: int, outbox: str, prefix: str = "spoolbus",
                  user: str | None = None, password: str | None = None, tls: dict | None = None,
                  max_message: int = 4096, outbox_messages: int = 10000, registry: Registry | None = None,
                  keys: dict[str, bytes] | None = None, device_quota: int | None = None):
+        base_topic(prefix, name, BRIDGE_NODE)  # checks the names
         self.name = name
         self.prefix = prefix
         self.max_message = max_message
@@ -84,12 +98,10 @@ class Bridge:
         self.auth = auth.Auth(f"{name}/{BRIDGE_NODE}", keys, max_sources=max(16, len(keys))) if keys else None
         self.online: set[str] = set()
         self.stats: Counter[str] = Counter()
-        self.outbox = Spool(outbox, max_messages=outbox_messages)
-        self.backlog = len(self.outbox)  # messages in the outbox, kept here: len(Spool) lists directories
         # One device may have at most device_quota messages in the outbox (counted from this process's
         # start): past it, its messages are dropped (`quota`) and the others keep their room.
-        self.device_quota = device_quota or max(1, outbox_messages // 10)
-        self.queued: Counter[str] = Counter()
+        self.outbox = Outbox(outbox, outbox_messages, device_quota or max(1, outbox_messages // 10),
+                             max_message)
         self._held_root = outbox.rstrip("/") + ".held"
         os.makedirs(self._held_root, exist_ok=True)
         self._held: dict[str, Spool] = {}  # device -> inbox messages its link could not take yet
@@ -102,26 +114,10 @@ class Bridge:
         # the broker's PUBACK, so a bridge killed before that leaves it there for the next one to send.
         self._unpublished: list[tuple[Spool, str, paho.MQTTMessageInfo]] = []
         self._logged: dict[tuple[str, str], float] = {}
-        self._incoming: queue.Queue[paho.MQTTMessage] = queue.Queue()
-        self._wake = threading.Event()  # set by paho's thread when a broker message arrives
-        self._up = threading.Event()
-        self._status = base_topic(prefix, name, BRIDGE_NODE) + "/status"
-        c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"{name}/{BRIDGE_NODE}", clean_session=False,
-                        protocol=paho.MQTTv311, manual_ack=True)
-        if user is not None:
-            c.username_pw_set(user, password)
-        if tls is not None:
-            c.tls_set(**tls)
-        c.will_set(self._status, OFFLINE, qos=1, retain=True)
-        c.reconnect_delay_set(0.1, 2)
-        c.on_connect = self._on_connect
-        c.on_subscribe = self._on_subscribe
-        c.on_disconnect = lambda *a: self._up.clear()
-        c.on_message = self._on_message
-        nodelay(c)
-        self.client = c
-        c.connect_async(host, port, 30)
-        c.loop_start()
+        self._corrupt: dict[int, int] = {}  # id(spool) -> files it had quarantined when last looked at
+        self._id = 0  # of the ERROR replies the bridge sends
+        self._wake = threading.Event()  # set by paho's thread when a broker message or a PUBACK arrives
+        self._uplink = Uplink(name, BRIDGE_NODE, host, port, prefix, self._wake, user, password, tls)
 
     # ------------------------------------------------------------------ links
 
@@ -154,13 +150,23 @@ class Bridge:
                     return self.links[device]
         return link
 
+    def _limit(self, device: str) -> int | None:
+        """The largest message local device `device`'s link takes; None if there is no such device."""
+        link = self._link(device)
+        if link is None:
+            return None
+        if isinstance(link, SerialTransport):
+            return min(self.max_message, getattr(link, "max_frame", MAX_FRAME))
+        return self.max_message
+
     def step(self, timeout_ms: int = 2) -> int:
         """One pass: every link, the broker's inbox messages, the outbox; waits up to timeout_ms if idle.
 
         The idle wait bounds the latency a message from a link waits for its turn (each pass polls every
-        link); a message from the broker ends the wait at once.
+        link); a message or an acknowledgement from the broker ends the wait at once.
         """
         self._wake.clear()  # before the broker's queue is drained: what arrives after it wakes the wait
+        self._uplink.check(self.online)
         moved = 0
         for device, link in list(self.links.items()):
             moved += self._from_link(device, link)
@@ -169,7 +175,8 @@ class Bridge:
         moved += self._from_broker()
         self._ack_published()
         moved += self._flush_held()
-        moved += self._flush_outbox()
+        moved += self.outbox.flush(self._uplink.publish, self._uplink.up, self.stats)
+        self._note_quarantined()
         if not moved:
             self._wake.wait(timeout_ms / 1000)
         return moved
@@ -187,16 +194,24 @@ class Bridge:
     @property
     def uplink(self) -> bool:
         """Connected to the broker and subscribed to the devices' inboxes."""
-        return self._up.is_set()
+        return self._uplink.up
+
+    @property
+    def client(self) -> paho.Client:
+        """The paho client of the uplink (its queue holds what the broker has not acknowledged yet)."""
+        return self._uplink.client
+
+    @property
+    def backlog(self) -> int:
+        """Messages in the outbox, in flight to the broker or not yet sent."""
+        return self.outbox.backlog
 
     def close(self) -> None:
-        if self._up.is_set():
-            for device in list(self.online):
-                self._presence(device, False)
-            self.client.publish(self._status, OFFLINE, qos=1, retain=True).wait_for_publish(5)
-            self._ack_published()  # acknowledged in order: the earlier publishes were, too
-        self.client.disconnect()
-        self.client.loop_stop()
+        for device in list(self.online):
+            self._presence(device, False)
+        self._uplink.close()  # its status acknowledged in order: the earlier publishes were, too
+        self._ack_published()
+        self.outbox.flush(self._uplink.publish, False, self.stats)
         for link in self.links.values():
             link.close()
         for spool in self.spools:
@@ -209,21 +224,25 @@ class Bridge:
 
     def _from_link(self, device: str, link: Link) -> int:
         moved = 0
+        me = f"{self.name}/{device}"
         for _ in range(BUDGET):
             try:
                 data = link.recv(0)
             except errors.LinkError as e:  # reset or down: the device comes back by itself
-                log.info("%s/%s: link %s", self.name, device, type(e).__name__)
+                log.info("%s: link %s", me, type(e).__name__)
                 self._presence(device, False)
                 return moved
             if data is None:
                 return moved
             self._presence(device, True)
             if self.registry:
-                self.registry.seen(f"{self.name}/{device}")
-            self._route(device, bytes(data))
+                self.registry.seen(me)
+            data = bytes(data)
+            env = self._decode(me, data)
+            if env is not None:
+                self._forward(me, env, data, lambda src: src == me, link.send)
             moved += 1
-        self._throttled(f"{self.name}/{device}")
+        self._throttled(me)
         return moved
 
     def _throttled(self, who: str) -> None:
@@ -264,17 +283,21 @@ class Bridge:
         env = self._decode(spool.root, data)
         if env is None:
             return None
-        bridge, _, device = env.src.rpartition("/") if isinstance(env.src, str) else ("", "", "")
-        link = self._link(device) if bridge == self.name else None
-        if not (isinstance(link, _SpoolDevice) and link.spool is spool):
-            self.stats["spoofed"] += 1
-            log.warning("%s: dropped a message that claims to come from %r (no such device there)",
-                        spool.root, env.src)
-            return None
-        self._presence(device, True)
-        if self.registry:
-            self.registry.seen(env.src)
-        return self._forward(device, env, data)
+
+        def of_this_spool(src: str) -> bool:
+            bridge, _, device = src.rpartition("/")
+            link = self._link(device) if bridge == self.name else None
+            return isinstance(link, _SpoolDevice) and link.spool is spool
+
+        def back(dst: str, reply: bytes) -> None:  # an ERROR goes only to an inbox that is there
+            if spool.has_inbox(dst):
+                spool.send(dst, reply)
+
+        if of_this_spool(env.src if isinstance(env.src, str) else ""):
+            self._presence(env.src.rpartition("/")[2], True)
+            if self.registry:
+                self.registry.seen(env.src)
+        return self._forward(spool.root, env, data, of_this_spool, back)
 
     def _ack_published(self) -> None:
         """Ack in their spools the messages the broker has acknowledged, oldest first."""
@@ -294,104 +317,107 @@ class Bridge:
             log.warning("%s: malformed message dropped: %s", who, e)
             return None
 
-    def _route(self, device: str, data: bytes) -> None:
-        me = f"{self.name}/{device}"
-        env = self._decode(me, data)
-        if env is None:
-            return
-        if env.src != me:
-            self.stats["spoofed"] += 1
-            log.warning("%s: dropped a message that claims to come from %r", me, env.src)
-            return
-        self._forward(device, env, data)
-
-    def _forward(self, device: str, env: wire.Envelope, data: bytes) -> paho.MQTTMessageInfo | None:
-        """Route `env` (from local device `device`): to the bridge itself, a local device, or the broker.
-
-        Returns the publish's info when it went straight to the broker (not yet acknowledged by it)."""
-        me = f"{self.name}/{device}"
-        if self.auth is not None:
+    def _forward(self, who: str, env: wire.Envelope, data: bytes, speaks_as: Callable[[str], bool],
+                 back: Callable[[str, bytes], None]) -> paho.MQTTMessageInfo | None:
+        """Carry out the route of `env`, read from `who` (a device, or a spool of devices): `back` answers
+        the sender. Returns the publish's info when it went straight to the broker (not yet acknowledged)."""
+        src = env.src if isinstance(env.src, str) else ""
+        if self.auth is not None and speaks_as(src):
             reason = self.auth.check(env)
             if reason is not None:
                 self.stats[reason] += 1
-                log.warning("%s: dropped a message that failed the signature check (%s)", me, reason)
-                return
-        dst = env.dst if isinstance(env.dst, str) else ""
-        if env.kind == wire.HELLO:
-            if self.registry:
-                self.registry.hello(me, env.body)
-            if dst in (self.name, f"{self.name}/{BRIDGE_NODE}"):
-                self.stats["hellos"] += 1  # to the bridge itself (the link's peer): recorded, not forwarded
-                return
-        bridge, _, dev = dst.rpartition("/")
-        if bridge in ("", self.name) and self._link(dev) is not None:
-            if self._deliver(dev, data):  # local first: the broker is not needed
+                log.warning("%s: dropped a message that failed the signature check (%s)", src, reason)
+                return None
+        if env.kind == wire.HELLO and self.registry and speaks_as(src):
+            self.registry.hello(src, env.body)
+        device = src.rpartition("/")[2]
+        route = routing.from_device(self.name, self.prefix, env, len(data), speaks_as, self._limit,
+                                    self._uplink.up and not self.outbox.backlog, self.outbox.queued[device],
+                                    self.outbox.quota)
+        if route.action == routing.LOCAL:
+            if self._deliver(route.target, data):  # local first: the broker is not needed
                 self.stats["local"] += 1
-            return
-        try:
-            topic = inbox_topic(self.prefix, bridge or self.name, dev)
-        except ValueError:
-            self.stats["bad_destination"] += 1
-            log.warning("%s: dropped a message to %r (not a node name)", me, dst)
-            return
-        if self._up.is_set() and not self.backlog:
-            info = self.client.publish(topic, data, qos=1)
+        elif route.action == routing.UPLINK:
             self.stats["uplink"] += 1
-            return info
-        if self.queued[device] >= self.device_quota:
-            self.stats["quota"] += 1
-            self._warn_rarely("quota", me, "%s: has %d messages in the outbox, its quota: more are dropped "
-                              "(logged once a minute)", me, self.device_quota)
-        else:
+            return self._uplink.publish(route.target, data)
+        elif route.action == routing.OUTBOX:
             try:
-                self.outbox.put(cbor.dumps([topic, data]))
-                self.backlog += 1
-                self.queued[device] += 1
+                self.outbox.put(device, route.target, data)
                 self.stats["spooled"] += 1
             except errors.SpoolFull:
                 self.stats["outbox_full"] += 1
-                log.warning("%s: outbox full, message to %s dropped", me, dst)
+                log.warning("%s: outbox full, message to %s dropped", src, env.dst)
+        else:
+            self.stats[route.counter] += 1
+            if route.action == routing.DROP:
+                self._dropped(who, env, route, back)
+        return None
+
+    def _dropped(self, who: str, env: wire.Envelope, route: Route,
+                 back: Callable[[str, bytes], None]) -> None:
+        """Log a drop (quota: once a minute) and answer a dropped CALL with the reason."""
+        if route.counter == "quota":
+            self._warn_rarely("quota", who, "%s: has %d messages in the outbox, its quota: more are dropped "
+                              "(logged once a minute)", env.src, self.outbox.quota)
+        else:
+            log.warning("%s: dropped a message from %r to %r (%s)", who, env.src, env.dst,
+                        route.error[1] if route.error else route.counter)
+        reply = routing.refusal(env, route.error, self._id + 1, self.name) if route.error else None
+        if reply is None:
+            return
+        self._id = reply.id % 0xFFFFFFFF
+        try:
+            back(env.src, wire.encode(reply))
+            self.stats["refused_calls"] += 1
+        except (errors.SpoolbusError, ValueError) as e:  # the caller times out instead
+            log.warning("%s: cannot answer %r that its call was dropped: %s", who, env.src, e)
 
     def _from_broker(self) -> int:
         moved = 0
         while True:
             try:
-                msg = self._incoming.get_nowait()
+                msg = self._uplink.incoming.get_nowait()
             except queue.Empty:
                 return moved
             if self._to_device(msg.topic, msg.payload):
-                self.client.ack(msg.mid, msg.qos)
+                self._uplink.ack(msg)
                 moved += 1
 
     def _to_device(self, topic: str, payload: bytes) -> bool:
         """Write one inbox message from the broker to its device; True once the broker may forget it."""
-        inbox = f"{self.prefix}/{self.name}/"
-        ours = topic.startswith(inbox) and topic.endswith("/inbox")
-        device = topic[len(inbox):-len("/inbox")] if ours else ""
-        if not device or "/" in device:
-            self.stats["bad_topic"] += 1
-            log.warning("%s: message on %r dropped: not %s<device>/inbox", self.name, topic, inbox)
-            return True
-        if len(payload) > self.max_message:
-            self.stats["oversized_in"] += 1
+        device = routing.device_of(self.name, self.prefix, topic)
+        env, newer, why = None, False, ""
+        if device is not None:
+            try:  # past max_message too, to tell a caller its call was too large
+                env = wire.decode(payload, max_size=max(self.max_message, len(payload)))
+            except errors.UnsupportedWireVersion:
+                newer = True  # the device's node answers it with the versions it supports
+            except errors.DecodeError as e:
+                why = str(e)
+        route = routing.from_broker(self.name, device, env, len(payload), self.max_message, self._limit,
+                                    self.held[device] if device else 0, newer)
+        if route.action == routing.DELIVER:
+            if self._deliver(route.target, payload):
+                self.stats["delivered"] += 1
+                return True
+            return self._hold(route.target, payload)
+        if route.action == routing.HOLD:
+            return self._hold(route.target, payload)
+        self.stats[route.counter] += 1
+        if route.counter == "bad_topic":
+            log.warning("%s: message on %r dropped: not %s/%s/<device>/inbox", self.name, topic, self.prefix,
+                        self.name)
+        elif route.counter == "malformed_in":
+            log.warning("%s: malformed message on %s dropped: %s", self.name, topic, why)
+        elif env is None:
             log.warning("%s: message on %s dropped: %d bytes, more than %d", self.name, topic, len(payload),
                         self.max_message)
-            return True
-        try:
-            wire.decode(payload, max_size=self.max_message)
-        except errors.UnsupportedWireVersion:
-            pass  # the device's node answers it with the versions it supports
-        except errors.DecodeError as e:
-            self.stats["malformed_in"] += 1
-            log.warning("%s: malformed message on %s dropped: %s", self.name, topic, e)
-            return True
-        if self._link(device) is None:
-            self.stats["unroutable_in"] += 1
-            log.warning("%s: message on %s dropped: no such device on this bridge", self.name, topic)
-            return True
-        if not self.held[device] and self._deliver(device, payload):
-            return True
-        return self._hold(device, payload)
+        else:
+            self._dropped(topic, env, route, self._publish_reply)
+        return True
+
+    def _publish_reply(self, dst: str, data: bytes) -> None:
+        self._uplink.publish(inbox_topic(self.prefix, self.name, dst), data)
 
     def _hold(self, device: str, data: bytes) -> bool:
         """Keep `data` until `device`'s link takes it; False (not acked: the broker keeps it) if full."""
@@ -443,42 +469,16 @@ class Bridge:
             log.warning("%s/%s: cannot write to the link: %s", self.name, device, e)
             return False
 
-    def _flush_outbox(self, batch: int = 64) -> int:
-        if not self._up.is_set() or not self.backlog:
-            return 0
-        moved = 0
-        for _ in range(batch):
-            got = self.outbox.claim()
-            if got is None:
-                self.backlog = 0
-                break
-            msg_id, record = got
-            try:
-                topic, data = cbor.loads(record)
-                env = wire.decode(data, max_size=self.max_message)
-            except (errors.DecodeError, ValueError, TypeError):
-                self.stats["outbox_corrupt"] += 1  # the spool checks records; this is belt and braces
-                self.outbox.ack(msg_id)
-                self.backlog -= 1
-                continue
-            device = env.src.rpartition("/")[2]  # the bridge checked src before it spooled the message
-            if env.deadline is not None and env.deadline < time.time() * 1000:
-                self.stats["expired"] += 1
-                self.outbox.ack(msg_id)
-                self.backlog -= 1
-                self.queued[device] = max(0, self.queued[device] - 1)
-                continue
-            info = self.client.publish(topic, data, qos=1)
-            info.wait_for_publish(5)
-            if not info.is_published():
-                self.outbox.nack(msg_id)  # the uplink went away again: keep it, in order
-                break
-            self.outbox.ack(msg_id)  # only after the broker's PUBACK
-            self.backlog -= 1
-            self.queued[device] = max(0, self.queued[device] - 1)
-            self.stats["forwarded"] += 1
-            moved += 1
-        return moved
+    def _note_quarantined(self) -> None:
+        """Count and log the files the bridge's spools quarantined (torn or foreign: never delivered)."""
+        spools = [self.outbox.spool, *self._held.values(), *(s.inbox for s in self.spools)]
+        for spool in spools:
+            seen = self._corrupt.get(id(spool), 0)
+            if spool.corrupt > seen:
+                self._corrupt[id(spool)] = spool.corrupt
+                self.stats["quarantined"] += spool.corrupt - seen
+                log.warning("%s: quarantined %d file(s) that are not spool records, the last: %s",
+                            spool.path, spool.corrupt - seen, ", ".join(spool.quarantined[-3:]))
 
     def _presence(self, device: str, up: bool) -> None:
         if up == (device in self.online):
@@ -486,21 +486,5 @@ class Bridge:
         (self.online.add if up else self.online.discard)(device)
         if self.registry:
             self.registry.seen(f"{self.name}/{device}", up)
-        status = base_topic(self.prefix, self.name, device) + "/status"
-        self.client.publish(status, ONLINE if up else OFFLINE, qos=1, retain=True)
-
-    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        self._incoming.put(msg)
-        self._wake.set()
-
-    def _on_connect(self, client, userdata, flags, reason_code, properties):
-        if reason_code.is_failure:
-            log.error("%s: broker refused the bridge: %s", self.name, reason_code)
-            return
-        client.subscribe(f"{self.prefix}/{self.name}/+/inbox", 1)
-
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
-        client.publish(self._status, ONLINE, qos=1, retain=True)
-        for device in self.online:
-            client.publish(base_topic(self.prefix, self.name, device) + "/status", ONLINE, qos=1, retain=True)
-        self._up.set()  # only now can messages to our devices reach us
+        self._uplink.publish(status_topic(self.prefix, self.name, device), ONLINE if up else OFFLINE,
+                             retain=True)

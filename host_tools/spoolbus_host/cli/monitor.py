@@ -16,6 +16,7 @@ import time
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from spoolbus import errors, wire
+from spoolbus.transport.mqtt import split_topic
 
 from spoolbus_host.cli import mqtt_options, options
 
@@ -47,9 +48,9 @@ def _filter(text: str) -> str:
 
 def describe(prefix: str, topic: str, payload: bytes) -> dict:
     """One message as the monitor shows it: node, what (inbox/status/events), and the decoded envelope."""
-    rest = topic[len(prefix) + 1:].split("/")
-    out: dict = {"topic": topic, "node": "/".join(rest[:2]), "what": "/".join(rest[2:])}
-    if rest[2:3] == ["status"]:
+    node, what = split_topic(prefix, topic) or ("", "")
+    out: dict = {"topic": topic, "node": node, "what": what}
+    if what == "status":
         out["status"] = payload.decode(errors="replace")
         return out
     try:

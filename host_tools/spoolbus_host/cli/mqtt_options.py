@@ -69,10 +69,11 @@ def check_client_cert(cert: str, key: str) -> None:
 
 
 def transport(args: argparse.Namespace, bridge: str, device: str) -> PahoTransport:
-    """A clean-session node bridge/device on the broker (raises MQTTConnectionError/MQTTRefused)."""
+    """A clean-session node bridge/device on the broker, without presence: it leaves no trace there
+    (raises MQTTConnectionError/MQTTRefused)."""
     host, port = broker_address(args.broker)
     return PahoTransport(host, port, bridge, device, prefix=args.prefix, user=args.user,
-                         password=args.password, clean_session=True,
+                         password=args.password, clean_session=True, presence=False,
                          tls={"ca_certs": args.ca} if args.ca else None)
 
 

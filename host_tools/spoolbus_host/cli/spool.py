@@ -1,6 +1,8 @@
 """`spoolbus spool inspect DIR`: what a spool holds, per state, without changing anything.
 
 Reads only: no recovery runs, so an inspection never races the producers and consumers at work.
+A file in new/ or cur/ whose name is not a spool record's is foreign: not counted as a message, but
+as what the next claim quarantines.
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ def _entries(path: str) -> list[os.DirEntry]:
         return []
 
 
+def _size(e: os.DirEntry) -> int:
+    return e.stat().st_size if e.is_file() else 0
+
+
 def _stamp_seconds(name: str) -> float:
     return int(spool._parse(name)[0], 16) / 1e6
 
@@ -42,28 +48,45 @@ def inspect(path: str) -> dict:
         raise ValueError(f"{path} is not a directory; give a spool directory")
     if not os.path.isdir(os.path.join(path, "new")):
         raise ValueError(f"{path}: not a spool (no new/ directory; a spool has tmp/ new/ cur/ quarantine/)")
-    new = sorted(e.name for e in _entries(os.path.join(path, "new")))
+    foreign: list[os.DirEntry] = []
+
+    def records(entries: list[os.DirEntry]) -> list[str]:
+        """The names of the spool records among `entries`; the rest goes to `foreign`."""
+        out = []
+        for e in entries:
+            if spool._parse(e.name) and e.is_file():
+                out.append(e.name)
+            else:
+                foreign.append(e)
+        return out
+
+    new = sorted(records(_entries(os.path.join(path, "new"))))
     consumers = []
     claimed: list[str] = []
     for e in _entries(os.path.join(path, "cur")):
         if not e.is_dir():
             continue
-        names = [c.name for c in _entries(e.path)]
+        names = records(_entries(e.path))
         claimed += names
         consumers.append({"owner": e.name, "claimed": len(names), "alive": spool._alive(e.name)})
     tmp = _entries(os.path.join(path, "tmp"))
     quarantine = sorted(_entries(os.path.join(path, "quarantine")), key=lambda e: e.name)
-    candidates = [n for n in new[:1] + sorted(claimed)[:1] if spool._parse(n)]
+    candidates = new[:1] + sorted(claimed)[:1]
     oldest = min(candidates) if candidates else None
 
     def size(names: list[str]) -> int:
-        return sum(p[2] for p in map(spool._parse, names) if p)
+        return sum(spool._parse(n)[2] for n in names)
 
     return {
         "path": os.path.abspath(path),
         "new": {"count": len(new), "bytes": size(new)},
         "claimed": {"count": len(claimed), "bytes": size(claimed), "consumers": consumers},
         "tmp": {"count": len(tmp), "bytes": sum(e.stat().st_size for e in tmp)},
+        "foreign": {
+            "count": len(foreign),
+            "bytes": sum(_size(e) for e in foreign),
+            "files": sorted(os.path.relpath(e.path, path) for e in foreign),
+        },
         "quarantine": {
             "count": len(quarantine),
             "bytes": sum(e.stat().st_size for e in quarantine),
@@ -80,6 +103,10 @@ def _human(r: dict) -> str:
     lines = [f"spool {r['path']}"]
     for state in ("new", "claimed", "tmp", "quarantine"):
         lines.append(f"  {state:<11}{r[state]['count']:>9} messages {r[state]['bytes']:>12} bytes")
+    f = r["foreign"]
+    lines.append(f"  {'foreign':<11}{f['count']:>9} files    {f['bytes']:>12} bytes"
+                 f"{' (not spool records: the next claim quarantines them)' if f['count'] else ''}")
+    lines += [f"    foreign: {name}" for name in f["files"]]
     for c in r["claimed"]["consumers"]:
         alive = "alive" if c["alive"] else "dead (returned to new/ at the next open)"
         lines.append(f"    consumer {c['owner']}: {c['claimed']} claimed, {alive}")

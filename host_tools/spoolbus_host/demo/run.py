@@ -18,25 +18,25 @@ import time
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from spoolbus import proc
+from spoolbus.transport.mqtt import topic_filter
 
+from spoolbus_host.bridge import routing
 from spoolbus_host.demo.fleet import Fleet
 from spoolbus_host.demo.traffic import DEVICES, SENSOR, SERIAL, Traffic
 from spoolbus_host.demo.view import Frame, LiveView, summary_text
 
 # Bridge counters that mean a message was lost or refused: any of them makes the demo fail.
-BRIDGE_ERRORS = ("malformed", "malformed_in", "oversized_in", "bad_topic", "spoofed", "forged", "unsigned",
-                 "unknown_key", "replayed", "internal_errors", "link_send_failed", "outbox_full",
-                 "outbox_corrupt", "held_full", "quota", "unroutable_in", "bad_destination", "expired")
+BRIDGE_ERRORS = routing.ERRORS
 READY_TIMEOUT_S = 30.0
 
 
 class _BrokerTap:
     """Counts every message published to a node's inbox on the broker (a plain paho subscriber)."""
 
-    def __init__(self, host: str, port: int):
+    def __init__(self, host: str, port: int, prefix: str):
         self.count = 0
         c = paho.Client(CallbackAPIVersion.VERSION2, client_id=f"demo-tap-{os.getpid()}")
-        c.on_connect = lambda client, *a: client.subscribe("spoolbus/+/+/inbox", 0)
+        c.on_connect = lambda client, *a: client.subscribe(topic_filter(prefix, "inbox"), 0)
         c.on_message = self._on_message
         c.connect(host, port)
         c.loop_start()
@@ -182,7 +182,7 @@ def _demo(fleet: Fleet, seconds: float, out, summary: dict) -> None:
     fleet.start(say)
     summary["broker_port"] = fleet.broker.port
     traffic = Traffic(fleet.broker.host, fleet.broker.port, started)
-    tap = _BrokerTap(fleet.broker.host, fleet.broker.port)
+    tap = _BrokerTap(fleet.broker.host, fleet.broker.port, fleet.bridge.prefix)
     try:
         missing = traffic.wait_ready(READY_TIMEOUT_S)
         if missing:

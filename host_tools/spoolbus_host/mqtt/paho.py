@@ -1,7 +1,8 @@
 """The spoolbus MQTT transport on CPython, over paho-mqtt 2.x: same topics and behaviour as MQTTTransport.
 
 Guarantees: inbox messages are acknowledged (PUBACK) only when recv() hands them out, so the broker's
-in-flight window bounds what waits in memory; status is retained online/offline with a last will.
+in-flight window bounds what waits in memory; status is retained online/offline with a last will, or
+(presence=False, for short-lived clients) there is none: such a node leaves nothing on the broker.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import threading
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 from spoolbus import errors
-from spoolbus.transport.mqtt import OFFLINE, ONLINE, base_topic, inbox_topic
+from spoolbus.transport.mqtt import OFFLINE, ONLINE, inbox_topic, split_topic, status_topic, topic_filter
 
 
 def nodelay(client: paho.Client) -> None:
@@ -35,21 +36,23 @@ class PahoTransport:
 
     paho's network thread reconnects by itself; send() raises MQTTConnectionError while the link is
     down (so a caller can spool), and QoS 1 messages already handed to paho are re-sent after a reconnect.
+
+    `presence=False`: no retained status and no last will (a command that calls once and exits); the
+    node still sees its peers' status.
     """
 
     def __init__(self, host: str, port: int, bridge: str, device: str, prefix: str = "spoolbus",
                  qos: int = 1, user: str | None = None, password: str | None = None,
                  client_id: str | None = None, clean_session: bool = False, keepalive: int = 60,
-                 timeout: float = 5.0, tls: dict | None = None):
+                 timeout: float = 5.0, tls: dict | None = None, presence: bool = True):
         self.prefix = prefix
         self.bridge = bridge
         self.name = f"{bridge}/{device}"
-        self.base = base_topic(prefix, bridge, device)
         self._peers: set[str] = set()
-        self._peer_filter = f"{prefix}/{bridge}/+/status"
+        self._peer_filter = topic_filter(prefix, "status", bridge)
         self.qos = qos
-        self._status = self.base + "/status"
-        self._inbox = self.base + "/inbox"
+        self._status = status_topic(prefix, bridge, device) if presence else None
+        self._inbox = inbox_topic(prefix, bridge, device)
         self._queue: queue.Queue[paho.MQTTMessage] = queue.Queue()
         self._connected = threading.Event()
         self._answered = threading.Event()
@@ -60,7 +63,8 @@ class PahoTransport:
             c.username_pw_set(user, password)
         if tls is not None:  # keywords of paho's tls_set: ca_certs, certfile, keyfile, ...
             c.tls_set(**tls)
-        c.will_set(self._status, OFFLINE, qos=1, retain=True)
+        if self._status:
+            c.will_set(self._status, OFFLINE, qos=1, retain=True)
         c.reconnect_delay_set(0.1, 2)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -104,8 +108,8 @@ class PahoTransport:
         return msg.payload
 
     def close(self) -> None:
-        """Publish the retained "offline" status and disconnect (the last will is not used)."""
-        if self._connected.is_set():
+        """Publish the retained "offline" status (if it has one) and disconnect (the will is not used)."""
+        if self._status and self._connected.is_set():
             self.client.publish(self._status, OFFLINE, qos=1, retain=True).wait_for_publish(5)
         self.client.disconnect()
         self.client.loop_stop()
@@ -117,7 +121,8 @@ class PahoTransport:
             self._answered.set()
             return
         client.subscribe([(self._inbox, 1), (self._peer_filter, 0)])
-        client.publish(self._status, ONLINE, qos=1, retain=True)
+        if self._status:
+            client.publish(self._status, ONLINE, qos=1, retain=True)
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
         self._connected.set()  # only now can a message to the inbox reach this node
@@ -130,8 +135,10 @@ class PahoTransport:
     def _on_message(self, client, userdata, msg):
         if msg.topic == self._inbox:
             self._queue.put(msg)
-        elif msg.topic.endswith("/status"):
-            name = msg.topic[len(self.prefix) + 1 : -len("/status")]
+            return
+        got = split_topic(self.prefix, msg.topic)
+        if got is not None and got[1] == "status":
+            name = got[0]
             if msg.payload == ONLINE:
                 self._peers.add(name)
             else:

@@ -32,6 +32,26 @@ def inbox_topic(prefix, bridge, dst):
     return base_topic(prefix, bridge, dst) + "/inbox"
 
 
+def status_topic(prefix, bridge, device):
+    """The retained presence of node bridge/device: ONLINE or OFFLINE."""
+    return base_topic(prefix, bridge, device) + "/status"
+
+
+def topic_filter(prefix, leaf, bridge="+"):
+    """The subscription to topic `leaf` ("inbox", "status", "#") of every node of `bridge` ("+": all)."""
+    return "%s/%s/+/%s" % (prefix, bridge, leaf)
+
+
+def split_topic(prefix, topic):
+    """(node "bridge/device", the rest: "inbox", "status", ...) of a topic under `prefix`, or None."""
+    if not topic.startswith(prefix + "/"):
+        return None
+    parts = topic[len(prefix) + 1:].split("/", 2)
+    if len(parts) < 3 or not parts[0] or not parts[1] or not parts[2]:
+        return None
+    return parts[0] + "/" + parts[1], parts[2]
+
+
 class MQTTTransport:
     """A node on MQTT through `client` (an MQTTClient, not yet connected), named bridge/device.
 
@@ -48,8 +68,8 @@ class MQTTTransport:
         self.name = bridge + "/" + device
         self.qos = qos
         self.retry_ms = retry_ms
-        self._status = self.base + "/status"
-        self._inbox = self.base + "/inbox"
+        self._status = status_topic(prefix, bridge, device)
+        self._inbox = inbox_topic(prefix, bridge, device)
         self._peers = []  # "bridge/device" of the nodes on this bridge whose status is online
         self._max_peers = max_peers
         self._tried = ticks_ms()
@@ -109,7 +129,7 @@ class MQTTTransport:
         c.connect()
         if not self._subscribed:  # later reconnects restore them (MQTTClient remembers subscriptions)
             c.subscribe(self._inbox, 1)
-            c.subscribe("%s/%s/+/status" % (self.prefix, self.bridge), 0)
+            c.subscribe(topic_filter(self.prefix, "status", self.bridge), 0)
             self._subscribed = True
         c.publish(self._status, ONLINE, 1, True)
 
@@ -122,8 +142,9 @@ class MQTTTransport:
             topic, payload = msg[0], msg[1]
             if topic == self._inbox:
                 return payload
-            if topic.endswith("/status"):
-                name = topic[len(self.prefix) + 1:-7]
+            got = split_topic(self.prefix, topic)
+            if got is not None and got[1] == "status":
+                name = got[0]
                 if payload == ONLINE:
                     if name not in self._peers and len(self._peers) < self._max_peers:
                         self._peers.append(name)
