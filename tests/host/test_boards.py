@@ -7,6 +7,7 @@ import time
 
 import pytest
 from spoolbus_host.boards import profiles
+from spoolbus_host.paths import REPO as ROOT
 
 GOOD = """
 name = "{name}"
@@ -153,3 +154,23 @@ def test_deploy_and_flash_settings_of_a_profile_are_checked(tmp_path, table, mes
     with pytest.raises(methods.ProfileError) as e:
         methods.read("b", tmp_path)
     assert message in str(e.value) and "b.toml" in str(e.value)
+
+
+@pytest.mark.parametrize("files, mirror", [
+    ({"sources.list": "deb [signed-by=/k.gpg] http://mirror.test/debian/ trixie main\n"}, "http://mirror.test/debian"),
+    ({"sources.list.d/d.sources": "# URIs: http://old.test/debian\nTypes: deb\n"
+      "URIs: http://mirror.test/debian-security https://m2.test/debian\n"}, "https://m2.test/debian"),
+    ({"sources.list.d/x.list": "deb https://packages.test/apt stable main\n"}, None),
+    ({}, None),
+])
+def test_the_micropython_source_comes_from_the_machines_own_debian_mirror(tmp_path, files, mirror):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    script = ROOT / "scripts" / "fetch-micropython.sh"
+    res = subprocess.run(["bash", str(script), "--mirror"], capture_output=True, text=True, timeout=30,
+                         env={"PATH": "/usr/bin:/bin", "APT_ETC": str(tmp_path)})
+    if mirror:
+        assert (res.returncode, res.stdout.strip()) == (0, mirror), res.stderr
+    else:
+        assert res.returncode == 1 and "no Debian mirror" in res.stderr and res.stderr.count("\n") == 1
