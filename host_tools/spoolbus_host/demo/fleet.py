@@ -27,6 +27,7 @@ from spoolbus_host.mqtt.broker import Broker
 from spoolbus_host.paths import EXAMPLES, REPO, RUNTIME
 
 APPS = EXAMPLES / "demo"
+SERVICES = EXAMPLES / "board" / "services.py"  # the sensor and logger objects the board scenario serves
 BRIDGE = "gw"
 HOST = "host/demo"  # the demo's own node, straight on the broker
 QEMU_PROFILE = "qemu-mps2-an385"
@@ -130,7 +131,7 @@ class Fleet:
         step("bridge attached to both serial boards; the spool boards share its spool")
 
     def app_dir(self, key: str, release: str | None = None) -> Path:
-        """The application of device `key` as deployed: its app, contracts.py and a board_config.py."""
+        """Device `key`'s application as deployed: its app, contracts.py, services.py and board_config.py."""
         d = self.devices[key]
         release = release or d.release
         out = self.workdir / "apps" / f"{key}-{release or 'app'}"
@@ -141,6 +142,7 @@ class Fleet:
             shutil.copy(src, out / src.name)
         if key != "qemu":
             shutil.copy(APPS / "contracts.py", out / "contracts.py")
+            shutil.copy(SERVICES, out / "services.py")
         (out / "board_config.py").write_text(_board_config(d, self.spool, release))
         return out
 
