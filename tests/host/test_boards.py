@@ -140,7 +140,7 @@ def test_boards_command_shows_a_broken_profile_with_the_reason_and_fails(tmp_pat
         ('[flash]\nmethod = "dfu"\n', "flash.method 'dfu' is not one of esptool, uf2, qemu, none"),
         ('[flash]\nmethod = "uf2"\nfamily_id = 1\n', "flash method 'uf2' needs flash.drive_label"),
         ('[flash]\nmethod = "esptool"\nchip = "esp32"\noffset = "0x1000"\n',
-         "flash.offset must be of type int, not str"),
+         "'flash.offset' must be of type int, not str"),
         ('[deploy]\nroot = "/flash"\nbaud = 1\n', "deploy.baud is not a setting of deploy method"),
         ("deploy = 3\n", "[deploy] must be a table"),
     ],
