@@ -23,6 +23,7 @@ from spoolbus_host.boards.unix_board import UnixBoard
 from spoolbus_host.bridge.gateway import Bridge
 from spoolbus_host.bridge.registry import Registry
 from spoolbus_host.deploy import micropython as deploy
+from spoolbus_host.deploy.build import build
 from spoolbus_host.mqtt.broker import Broker
 from spoolbus_host.paths import EXAMPLES, REPO, RUNTIME
 
@@ -113,7 +114,7 @@ class Fleet:
              ", ".join(self.devices[k].port for k in ("serial", "sensor", "logger")) + ")")
 
         for key in self.devices:  # compiled one at a time: the compiler cache is not for parallel writers
-            deploy.build(self.app_dir(key), None, self._runtime(key))
+            build(self.app_dir(key), None, self._runtime(key))
         with ThreadPoolExecutor(4) as pool:
             jobs = {key: pool.submit(self.deploy, key) for key in self.devices}
             for key, job in jobs.items():
