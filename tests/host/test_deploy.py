@@ -344,10 +344,10 @@ def qemu_firmware():
 
 @pytest.fixture
 def qemu_board(qemu_firmware):
-    from spoolbus_host.boards.flash import boot_qemu
+    from spoolbus_host.boards import qemu
 
     profile, elf = qemu_firmware
-    board = boot_qemu(profile.name, elf)
+    board = qemu.boot(profile, elf)
     yield board
     board.stop()
 

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spoolbus_host import serialport
-from spoolbus_host.boards import firmware, profiles
-from spoolbus_host.boards.flash import boot_qemu
+from spoolbus_host.boards import firmware, profiles, qemu
 from spoolbus_host.boards.unix_board import UnixBoard
 from spoolbus_host.bridge.gateway import Bridge
 from spoolbus_host.bridge.registry import Registry
@@ -101,7 +100,7 @@ class Fleet:
             step("building the QEMU firmware (after a change to the runtime or firmware/: about 30 s)")
         elf, cached = firmware.ensure_built(profile, variant="deployable")
         step(f"QEMU firmware {'(cached)' if cached else 'built'}: {elf.relative_to(REPO)}")
-        self.qemu = boot_qemu(QEMU_PROFILE, elf)
+        self.qemu = qemu.boot(profile, elf)
         self._cleanup.callback(self.qemu.stop)
         self.devices["qemu"].port = self.qemu.port
         step(f"QEMU board booted, UART on {self.qemu.port}")
