@@ -19,8 +19,9 @@ from pathlib import Path
 from spoolbus_host.boards.profiles import BUILDABLE_PORTS, BoardProfile
 from spoolbus_host.paths import CACHE, FIRMWARE, REPO, RUNTIME
 
-# Called with (fraction done 0..1 or None when unknown, a short description of the step).
-Progress = Callable[[float | None, str], None]
+# Called with (fraction done 0..1 or None when unknown, a short description of the step), as
+# spoolbus_host.progress.Progress.step is.
+StepReport = Callable[[float | None, str], None]
 
 
 class FirmwareBuildError(RuntimeError):
@@ -67,7 +68,7 @@ def artifact_path(profile: BoardProfile, variant: str = "") -> Path:
 
 
 def ensure_built(
-    profile: BoardProfile, progress: Progress | None = None, variant: str = ""
+    profile: BoardProfile, progress: StepReport | None = None, variant: str = ""
 ) -> tuple[Path, bool]:
     """(firmware path, True if it came from the cache), building it first if needed.
 
@@ -86,7 +87,7 @@ def ensure_built(
     return target, False
 
 
-def _fetch_source(profile: BoardProfile, progress: Progress) -> Path:
+def _fetch_source(profile: BoardProfile, progress: StepReport) -> Path:
     src = source_dir(profile)
     if not (src / "py" / "mpconfig.h").is_file():
         progress(None, "fetching MicroPython source")
@@ -131,7 +132,7 @@ def _empty_micropython_lib() -> Path:
     return lib
 
 
-def build(profile: BoardProfile, target: Path, progress: Progress, variant: str = "") -> None:
+def build(profile: BoardProfile, target: Path, progress: StepReport, variant: str = "") -> None:
     """Build the firmware of `profile` into `target` (an incremental make in a per-board build dir)."""
     if profile.port not in BUILDABLE_PORTS:
         ports = ", ".join(BUILDABLE_PORTS)
@@ -197,7 +198,7 @@ def _previous_line_count(log: Path) -> int | None:
         return None
 
 
-def _run(cmd: list[str], log: Path, progress: Progress, estimate: int | None,
+def _run(cmd: list[str], log: Path, progress: StepReport, estimate: int | None,
          env: dict[str, str] | None = None) -> None:
     """Run a build step, reporting each output line as progress; raise with the log's tail on failure."""
     lines = 0

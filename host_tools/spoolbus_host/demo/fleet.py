@@ -97,7 +97,7 @@ class Fleet:
 
         profile = profiles.load(QEMU_PROFILE)
         if not firmware.artifact_path(profile, "deployable").is_file():
-            step("building the QEMU firmware (after a change to the runtime or firmware/: about 30 s)")
+            step("building the QEMU firmware (the runtime or firmware/ changed since the cached build)")
         elf, cached = firmware.ensure_built(profile, variant="deployable")
         step(f"QEMU firmware {'(cached)' if cached else 'built'}: {elf.relative_to(REPO)}")
         self.qemu = qemu.boot(profile, elf)
