@@ -174,3 +174,20 @@ def test_the_micropython_source_comes_from_the_machines_own_debian_mirror(tmp_pa
         assert (res.returncode, res.stdout.strip()) == (0, mirror), res.stderr
     else:
         assert res.returncode == 1 and "no Debian mirror" in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_each_runtime_module_is_frozen_by_the_core_manifest_or_by_one_feature():
+    import ast
+
+    def files(manifest):
+        call = ast.parse(manifest.read_text()).body[0].value
+        return [e.value for kw in call.keywords if kw.arg == "files" for e in kw.value.elts]
+
+    firmware = ROOT / "firmware"
+    core = files(firmware / "spoolbus" / "manifest.py")
+    features = {m.parent.name: files(m) for m in (firmware / "features").glob("*/manifest.py")}
+    frozen = core + [f for fs in features.values() for f in fs]
+    runtime = ROOT / "runtime" / "spoolbus"
+    assert sorted(frozen) == sorted(p.relative_to(runtime).as_posix() for p in runtime.rglob("*.py"))
+    assert "transport/mqtt_client.py" in features["mqtt"]
+    assert profiles.load("unix").features == ("mqtt",) and profiles.load("qemu-mps2-an385").features == ()

@@ -36,12 +36,21 @@ def source_dir(profile: BoardProfile) -> Path:
     return cache_root(profile) / "src"
 
 
-def _manifest(variant: str) -> Path:
-    """The frozen manifest of a variant: "" is firmware/manifest.py, "deployable" firmware/deployable/."""
+def _manifest(profile: BoardProfile, variant: str) -> Path:
+    """The frozen manifest of a build: the variant's ("" is firmware/manifest.py, "deployable"
+    firmware/deployable/, a board entry with its main.py each), with the profile's features included."""
     path = FIRMWARE / variant / "manifest.py" if variant else FIRMWARE / "manifest.py"
-    if not path.is_file():
-        raise FirmwareBuildError(f"no firmware variant {variant!r}: {path} is missing")
-    return path
+    if not path.is_file() or not path.with_name("main.py").is_file():
+        raise FirmwareBuildError(f"no firmware variant {variant!r}: {path} or its main.py is missing")
+    if not profile.features:
+        return path
+    combined = CACHE / "firmware" / f"manifest-{_label(profile, variant)}.py"
+    lines = [f"include({str(path)!r})"]
+    lines += [f"include({str(FIRMWARE / 'features' / f / 'manifest.py')!r})" for f in profile.features]
+    combined.parent.mkdir(parents=True, exist_ok=True)
+    head = "# Written by spoolbus_host.boards.firmware: the variant and the profile's features.\n"
+    combined.write_text(head + "\n".join(lines) + "\n")
+    return combined
 
 
 def _label(profile: BoardProfile, variant: str) -> str:
@@ -72,7 +81,7 @@ def ensure_built(
 ) -> tuple[Path, bool]:
     """(firmware path, True if it came from the cache), building it first if needed.
 
-    `variant` picks another frozen manifest under firmware/ (see `_manifest`); "" is the production one.
+    `variant` picks another board entry under firmware/ (see `_manifest`); "" is the production one.
     """
     target = artifact_path(profile, variant)
     if target.is_file():
@@ -143,7 +152,7 @@ def build(profile: BoardProfile, target: Path, progress: StepReport, variant: st
     label = _label(profile, variant)
     build_dir = CACHE / "firmware" / f"build-{label}"
     make_vars = dict(profile.make_vars)
-    make_vars["FROZEN_MANIFEST"] = str(_manifest(variant))
+    make_vars["FROZEN_MANIFEST"] = str(_manifest(profile, variant))
     make_vars["BUILD"] = str(build_dir)
     make_vars["MPY_LIB_DIR"] = str(_empty_micropython_lib())
     if profile.port == "unix":

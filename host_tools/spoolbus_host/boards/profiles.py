@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spoolbus_host.paths import BOARDS
+from spoolbus_host.paths import BOARDS, FIRMWARE
 from spoolbus_host.toml_checks import TomlFile
 
 BUILDABLE_PORTS = ("unix", "qemu")  # ports firmware.py builds; other boards are flashed from elsewhere
@@ -33,6 +33,7 @@ class BoardProfile:
     mp_board: str | None
     artifact: str
     make_vars: dict[str, str]
+    features: tuple[str, ...]  # optional frozen modules: firmware/features/NAME/manifest.py each
     console: str | None  # None: a physical board, not started by the HIL plugin
     command: tuple[str, ...]
     boot_timeout_s: float
@@ -101,6 +102,12 @@ def _profile(data: dict[str, Any], file: TomlFile) -> BoardProfile:
     make_vars = get("firmware", "make_vars", dict, {})
     if not all(isinstance(v, str) for v in make_vars.values()):
         raise BoardProfileError(f"{path}: firmware.make_vars values must be strings")
+    features = get("firmware", "features", list, [])
+    known = sorted(p.parent.name for p in (FIRMWARE / "features").glob("*/manifest.py"))
+    for feature in features:
+        if feature not in known:
+            choices = ", ".join(known)
+            raise BoardProfileError(f"{path}: firmware.features: {feature!r} is not one of {choices}")
     mp_board = get("firmware", "board", str, None)
     if port == "qemu" and mp_board is None:
         raise BoardProfileError(f"{path}: a qemu board needs firmware.board (e.g. MPS2_AN385)")
@@ -113,6 +120,7 @@ def _profile(data: dict[str, Any], file: TomlFile) -> BoardProfile:
         mp_board=mp_board,
         artifact=get("firmware", "artifact", str, "" if "firmware" not in data else ...),
         make_vars=dict(make_vars),
+        features=tuple(features),
         console=console,
         command=tuple(command),
         boot_timeout_s=get("run", "boot_timeout_s", float, 20.0),
