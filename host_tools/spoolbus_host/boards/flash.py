@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spoolbus_host.boards import qemu
+from spoolbus_host.boards import firmware, profiles, qemu
+from spoolbus_host.boards.firmware import StepReport
 from spoolbus_host.boards.qemu import QemuBoard
 
 UF2_MAGIC_START0 = 0x0A324655
@@ -227,11 +228,9 @@ def flash_esptool(
 # ----------------------------------------------------------------------------------------------- QEMU
 
 
-def boot_qemu(board: str, firmware_path: Path | None = None, log=None) -> QemuBoard:
+def boot_qemu(name: str, firmware_path: Path | None = None, log: StepReport | None = None) -> QemuBoard:
     """A QEMU board is booted, not flashed: build its firmware (a cache hit when nothing changed), boot it."""
-    from spoolbus_host.boards import firmware, profiles
-
-    profile = profiles.load(board)
+    profile = profiles.load(name)
     if firmware_path is None:
         firmware_path, _ = firmware.ensure_built(profile, log)
     try:
@@ -254,4 +253,6 @@ def flash(
         hint = "deploy the application with `spoolbus deploy`" if profile.get("port") == "linux" else \
             "build it with `spoolbus build-firmware`"
         raise FlashError(f"{profile['name']} boards are not flashed by spoolbus: {hint}")
-    raise FlashError(f"{profile['name']}: flash method {method!r} is handled by `spoolbus flash` itself")
+    if method == "qemu":
+        raise FlashError(f"{profile['name']} is a QEMU board: it is booted (`boot_qemu`), not flashed")
+    raise FlashError(f"{profile['name']}: no flash method {method!r}")
