@@ -21,7 +21,8 @@ import time
 from pathlib import Path
 
 from spoolbus_host.boards.unix_board import UnixBoard
-from spoolbus_host.deploy import micropython as dp
+from spoolbus_host.deploy import agent as dagent
+from spoolbus_host.deploy import build as dbuild
 
 APP_MAIN = "import spoolbus, sensor\nprint('bench app', sensor.VERSION)\n"
 SENSOR = "VERSION = %d\n\ndef read():\n    return [i * i for i in range(10)]\n"
@@ -43,7 +44,7 @@ def _mpremote(tree: Path, port: str) -> list[str]:
     return [sys.executable, "-m", "mpremote", "connect", port, "cp", "-r", str(tree), ":"]
 
 
-def _materialize(build: dp.Build, tree: Path) -> None:
+def _materialize(build: dbuild.Build, tree: Path) -> None:
     shutil.rmtree(tree, ignore_errors=True)
     for rel, data in build.files.items():
         (tree / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -56,7 +57,7 @@ def _cli_rows(work: Path, trials: int, baud: int | None) -> list[tuple[str, list
     (app / "main.py").write_text(APP_MAIN)
     (app / "sensor.py").write_text(SENSOR % 1)
     tree = work / "tree"
-    _materialize(dp.build(app), tree)  # also warms the mpy-cross cache, as mpremote gets a compiled tree
+    _materialize(dbuild.build(app), tree)  # also warms the mpy-cross cache, as mpremote gets a compiled tree
     rows: dict[str, tuple[list[float], list[float]]] = {
         "full deploy (empty board)": ([], []),
         "no-change redeploy": ([], []),
@@ -65,14 +66,14 @@ def _cli_rows(work: Path, trials: int, baud: int | None) -> list[tuple[str, list
     for trial in range(trials):
         for tool in ("spoolbus", "mpremote"):
             (app / "sensor.py").write_text(SENSOR % 1)
-            _materialize(dp.build(app), tree)
+            _materialize(dbuild.build(app), tree)
             with UnixBoard(work / f"flash-{tool}-{trial}-{baud}", baud=baud) as board:
                 col = 0 if tool == "spoolbus" else 1
                 cmd = _spoolbus(app, board.port) if tool == "spoolbus" else _mpremote(tree, board.port)
                 rows["full deploy (empty board)"][col].append(_timed(cmd))
                 rows["no-change redeploy"][col].append(_timed(cmd))
                 (app / "sensor.py").write_text(SENSOR % 2)
-                _materialize(dp.build(app), tree)
+                _materialize(dbuild.build(app), tree)
                 rows["one module changed"][col].append(_timed(cmd))
     return [(name, s, m) for name, (s, m) in rows.items()]
 
@@ -82,12 +83,12 @@ def _api_row(work: Path, trials: int) -> tuple[list[float], list[float], int, in
     from mpremote.transport_serial import SerialTransport
 
     app = work / "app"
-    build = dp.build(app)
+    build = dbuild.build(app)
     nbytes = sum(len(d) for d in build.files.values())
     ours, theirs = [], []
     for trial in range(trials):
         with UnixBoard(work / f"api-flash-{trial}") as board:
-            agent = dp.Agent(board.port)
+            agent = dagent.Agent(board.port)
             started = time.monotonic()
             for rel, data in sorted(build.files.items()):
                 agent.put(f"api/{rel}", data)

@@ -2,14 +2,40 @@
 # Fetch MicroPython's source from Debian's trixie source package (no other internet is needed)
 # and unpack it into .cache/micropython-$VERSION/src. Idempotent: a second run does nothing.
 set -euo pipefail
+# `fetch-micropython.sh --mirror` prints the Debian mirror it would use and exits; APT_ETC (default
+# /etc/apt) is where it looks, so the detection can be tried on another configuration.
 here=$(cd "$(dirname "$0")/.." && pwd)
 version=${MICROPYTHON_VERSION:-1.25.0}
 cache="$here/.cache/micropython-$version"
-[ -f "$cache/src/py/mpconfig.h" ] && exit 0
+apt_etc=${APT_ETC:-/etc/apt}
+
+# The first Debian archive (a URI ending in /debian) this machine's apt already uses: one-line
+# sources (sources.list, sources.list.d/*.list) and deb822 ones (sources.list.d/*.sources).
+debian_mirror() {
+  local files=() f
+  for f in "$apt_etc/sources.list" "$apt_etc"/sources.list.d/*.list "$apt_etc"/sources.list.d/*.sources; do
+    [ -f "$f" ] && files+=("$f")
+  done
+  [ ${#files[@]} -gt 0 ] || return 0
+  awk '/^[ \t]*#/ { next }
+       /^[ \t]*deb(-src)?[ \t]/ { sub(/\[[^]]*\]/, ""); print $2; next }
+       /^URIs:/ { for (i = 2; i <= NF; i++) print $i }' "${files[@]}" \
+    | sed -n 's#^\(https\{0,1\}://[^ ]*/debian\)/\{0,1\}$#\1#p' | head -n1
+}
+
+[ "${1:-}" != "--mirror" ] && [ -f "$cache/src/py/mpconfig.h" ] && exit 0
+mirror=$(debian_mirror)
+if [ -z "$mirror" ]; then
+  echo "spoolbus: no Debian mirror in $apt_etc/sources.list or $apt_etc/sources.list.d/ (*.list, *.sources):" \
+       "add one (e.g. deb http://deb.debian.org/debian trixie main) or put MicroPython's source in $cache/src" >&2
+  exit 1
+fi
+if [ "${1:-}" = "--mirror" ]; then
+  echo "$mirror"
+  exit 0
+fi
 
 mkdir -p "$cache/apt/lists/partial" "$cache/dl"
-mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -n1)
-mirror=${mirror:-http://deb.debian.org/debian}
 cat > "$cache/apt/sources.list" <<SRC
 deb-src [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main
 SRC

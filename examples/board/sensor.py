@@ -2,21 +2,7 @@
 
 from app import serve_until_stopped, start
 from contracts import SENSOR
-
-
-class Sensor:
-    def __init__(self):
-        self.reads = 0
-        self.offset = 0.0
-
-    def read(self, channel):
-        self.reads += 1
-        return 20.0 + (self.reads % 10) * 0.5 + self.offset
-
-    def calibrate(self, offset):
-        self.offset = offset
-        return True
-
+from services import Sensor
 
 nd, root = start("sensor")
 nd.serve(SENSOR, Sensor())

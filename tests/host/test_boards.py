@@ -7,6 +7,7 @@ import time
 
 import pytest
 from spoolbus_host.boards import profiles
+from spoolbus_host.paths import REPO as ROOT
 
 GOOD = """
 name = "{name}"
@@ -139,7 +140,7 @@ def test_boards_command_shows_a_broken_profile_with_the_reason_and_fails(tmp_pat
         ('[flash]\nmethod = "dfu"\n', "flash.method 'dfu' is not one of esptool, uf2, qemu, none"),
         ('[flash]\nmethod = "uf2"\nfamily_id = 1\n', "flash method 'uf2' needs flash.drive_label"),
         ('[flash]\nmethod = "esptool"\nchip = "esp32"\noffset = "0x1000"\n',
-         "flash.offset must be of type int, not str"),
+         "'flash.offset' must be of type int, not str"),
         ('[deploy]\nroot = "/flash"\nbaud = 1\n', "deploy.baud is not a setting of deploy method"),
         ("deploy = 3\n", "[deploy] must be a table"),
     ],
@@ -153,3 +154,40 @@ def test_deploy_and_flash_settings_of_a_profile_are_checked(tmp_path, table, mes
     with pytest.raises(methods.ProfileError) as e:
         methods.read("b", tmp_path)
     assert message in str(e.value) and "b.toml" in str(e.value)
+
+
+@pytest.mark.parametrize("files, mirror", [
+    ({"sources.list": "deb [signed-by=/k.gpg] http://mirror.test/debian/ trixie main\n"}, "http://mirror.test/debian"),
+    ({"sources.list.d/d.sources": "# URIs: http://old.test/debian\nTypes: deb\n"
+      "URIs: http://mirror.test/debian-security https://m2.test/debian\n"}, "https://m2.test/debian"),
+    ({"sources.list.d/x.list": "deb https://packages.test/apt stable main\n"}, None),
+    ({}, None),
+])
+def test_the_micropython_source_comes_from_the_machines_own_debian_mirror(tmp_path, files, mirror):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    script = ROOT / "scripts" / "fetch-micropython.sh"
+    res = subprocess.run(["bash", str(script), "--mirror"], capture_output=True, text=True, timeout=30,
+                         env={"PATH": "/usr/bin:/bin", "APT_ETC": str(tmp_path)})
+    if mirror:
+        assert (res.returncode, res.stdout.strip()) == (0, mirror), res.stderr
+    else:
+        assert res.returncode == 1 and "no Debian mirror" in res.stderr and res.stderr.count("\n") == 1
+
+
+def test_each_runtime_module_is_frozen_by_the_core_manifest_or_by_one_feature():
+    import ast
+
+    def files(manifest):
+        call = ast.parse(manifest.read_text()).body[0].value
+        return [e.value for kw in call.keywords if kw.arg == "files" for e in kw.value.elts]
+
+    firmware = ROOT / "firmware"
+    core = files(firmware / "spoolbus" / "manifest.py")
+    features = {m.parent.name: files(m) for m in (firmware / "features").glob("*/manifest.py")}
+    frozen = core + [f for fs in features.values() for f in fs]
+    runtime = ROOT / "runtime" / "spoolbus"
+    assert sorted(frozen) == sorted(p.relative_to(runtime).as_posix() for p in runtime.rglob("*.py"))
+    assert "transport/mqtt_client.py" in features["mqtt"]
+    assert profiles.load("unix").features == ("mqtt",) and profiles.load("qemu-mps2-an385").features == ()

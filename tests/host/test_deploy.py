@@ -16,11 +16,13 @@ import time
 from pathlib import Path
 
 import pytest
+from spoolbus_host import paths, progress
 from spoolbus_host.boards.unix_board import MICROPYTHON, UnixBoard
+from spoolbus_host.deploy import agent as dagent
+from spoolbus_host.deploy import build as dbuild
 from spoolbus_host.deploy import micropython as dp
-from spoolbus_host.paths import CACHE
 
-REPO_CACHE = CACHE
+REPO_CACHE = paths.CACHE
 
 pytestmark = pytest.mark.skipif(
     not Path(os.environ.get("SPOOLBUS_MICROPYTHON", MICROPYTHON)).exists(), reason="MicroPython not built"
@@ -63,9 +65,9 @@ def _tree_on_flash(flash: Path) -> tuple[str, dict[str, str]]:
     return cur, files
 
 
-def _manifest_hashes(build: dp.Build) -> dict[str, str]:
+def _manifest_hashes(build: dbuild.Build) -> dict[str, str]:
     want = dict(build.hashes)
-    want[dp.MANIFEST_NAME] = hashlib.sha256(build.manifest).hexdigest()
+    want[dbuild.MANIFEST_NAME] = hashlib.sha256(build.manifest).hexdigest()
     return want
 
 
@@ -73,7 +75,7 @@ def _manifest_hashes(build: dp.Build) -> dict[str, str]:
 def runtime(tmp_path_factory):
     """A snapshot of the runtime: the tests compare builds, and the checkout may change under them."""
     snap = tmp_path_factory.mktemp("runtime") / "spoolbus"
-    shutil.copytree(dp.RUNTIME, snap, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(paths.RUNTIME, snap, ignore=shutil.ignore_patterns("__pycache__"))
     return snap
 
 
@@ -86,18 +88,37 @@ def board(tmp_path):
     print("board console (tail):", bytes(b.console[-1500:]))  # shown by pytest when a test fails
 
 
+@pytest.mark.parametrize("root", ["", "flash"])
+def test_the_boot_loader_runs_the_tree_app_current_names_and_nothing_without_one(tmp_path, root):
+    micropython = os.environ.get("SPOOLBUS_MICROPYTHON", str(MICROPYTHON))
+    base = tmp_path / root
+    (base / "app" / "t1").mkdir(parents=True)
+    (base / "app" / "t1" / "main.py").write_text("print('tree t1 runs')\n")
+    (tmp_path / "main.py").write_bytes(dbuild.loader(root))  # as a deploy writes it at the board's root
+
+    def boot() -> str:
+        res = subprocess.run([micropython, "main.py"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=30)
+        assert res.returncode == 0, res.stderr
+        return res.stdout
+
+    assert boot() == ""
+    (base / "app" / "current").write_text("t1\n")
+    assert boot() == "tree t1 runs\n"
+
+
 def test_deploy_runs_the_new_code_and_a_no_change_redeploy_copies_nothing(tmp_path, board, runtime):
     app = _app(tmp_path, 1)
     first = dp.deploy(board.port, app, runtime=runtime)
-    build = dp.build(app, None, runtime)
+    build = dbuild.build(app, None, runtime)
     assert first.tree_id == build.tree_id and first.previous_id is None
     assert first.sent == len(build.files) and first.verified == len(build.files) + 1
     assert _running(board, 1), bytes(board.console[-500:])
     # What the board will boot is exactly the build: every file's hash, nothing more.
     cur, files = _tree_on_flash(board.flash)
     assert cur == build.tree_id and files == _manifest_hashes(build)
-    assert (board.flash / "main.py").read_bytes() == dp.loader()
-    assert all(p.endswith(".mpy") for p in files if p != dp.MANIFEST_NAME)
+    assert (board.flash / "main.py").read_bytes() == dbuild.loader()
+    assert all(p.endswith(".mpy") for p in files if p != dbuild.MANIFEST_NAME)
 
     again = dp.deploy(board.port, app, runtime=runtime)
     assert again.up_to_date and again.sent == 0 and again.local_copies == 0 and again.bytes_sent < 200
@@ -111,19 +132,19 @@ def test_deploy_runs_the_new_code_and_a_no_change_redeploy_copies_nothing(tmp_pa
     assert _running(board, 2)
     # The old tree is gone; the deploy agent keeps a copy of itself for the next deploy.
     assert sorted(p.name for p in (board.flash / "app").iterdir()) == sorted(
-        ["current", second.tree_id, dp.AGENT_FILE])
+        ["current", second.tree_id, dagent.AGENT_FILE])
 
 
 def test_a_damaged_copy_of_the_agent_on_the_board_is_not_run_but_replaced(tmp_path, board, runtime):
     app = _app(tmp_path, 1)
     dp.deploy(board.port, app, runtime=runtime)
-    cached = board.flash / "app" / dp.AGENT_FILE
-    assert cached.read_bytes() == dp.AGENT.encode()
-    cached.write_bytes(dp.AGENT.encode()[:-200] + b"raise SystemExit\n")  # a torn or tampered copy
+    cached = board.flash / "app" / dagent.AGENT_FILE
+    assert cached.read_bytes() == dagent.AGENT.encode()
+    cached.write_bytes(dagent.AGENT.encode()[:-200] + b"raise SystemExit\n")  # a torn or tampered copy
     (app / "version.py").write_text("V = 2\n")
     second = dp.deploy(board.port, app, runtime=runtime)
     assert second.sent == 1 and _running(board, 2)
-    assert cached.read_bytes() == dp.AGENT.encode()
+    assert cached.read_bytes() == dagent.AGENT.encode()
 
 
 def test_a_damaged_running_tree_is_found_and_rebuilt_beside_it(tmp_path, board, runtime):
@@ -135,7 +156,7 @@ def test_a_damaged_running_tree_is_found_and_rebuilt_beside_it(tmp_path, board, 
     report = dp.deploy(board.port, app, runtime=runtime)
     assert not report.up_to_date and report.sent == 1
     new_cur, files = _tree_on_flash(board.flash)
-    assert new_cur == cur + ".1" and files == _manifest_hashes(dp.build(app, None, runtime))
+    assert new_cur == cur + ".1" and files == _manifest_hashes(dbuild.build(app, None, runtime))
     assert _running(board, 1, times=2)
 
 
@@ -162,7 +183,7 @@ def test_link_cut_mid_file_leaves_the_old_code_running_and_the_next_deploy_resum
     dp.deploy(board.port, app, runtime=runtime)
     old_id, old_files = _tree_on_flash(board.flash)
     _app(tmp_path, 2, big=256 * 1024)
-    new = dp.build(app, None, runtime)
+    new = dbuild.build(app, None, runtime)
     proc = _deploy_process(board.port, app, runtime)
     _wait_partial(board.flash, new.tree_id)
     proc.send_signal(signal.SIGKILL)  # the host and its end of the link vanish mid-file
@@ -186,7 +207,7 @@ def test_a_new_deploy_takes_over_from_an_agent_left_waiting_by_a_cut_link(tmp_pa
     app = _app(tmp_path, 1)
     dp.deploy(board.port, app, runtime=runtime)
     _app(tmp_path, 2, big=256 * 1024)
-    new = dp.build(app, None, runtime)
+    new = dbuild.build(app, None, runtime)
     proc = _deploy_process(board.port, app, runtime)
     _wait_partial(board.flash, new.tree_id)
     proc.send_signal(signal.SIGKILL)
@@ -204,7 +225,7 @@ def test_power_cut_mid_file_leaves_a_bootable_board_with_the_old_code(tmp_path, 
     dp.deploy(board.port, app, runtime=runtime)
     old = _tree_on_flash(board.flash)
     _app(tmp_path, 2, big=256 * 1024)
-    new = dp.build(app, None, runtime)
+    new = dbuild.build(app, None, runtime)
     proc = _deploy_process(board.port, app, runtime)
     _wait_partial(board.flash, new.tree_id)
     board.kill()
@@ -219,9 +240,9 @@ def test_power_cut_mid_file_leaves_a_bootable_board_with_the_old_code(tmp_path, 
 def test_deploy_rejects_a_compiler_whose_bytecode_the_board_cannot_load(tmp_path, board, runtime):
     fake = tmp_path / "mpy-cross-v5"
     fake.write_text(f"#!/bin/sh\n[ \"$1\" = --version ] && echo 'mpy-cross emitting mpy v5.1' && exit 0\n"
-                    f"exec {dp.find_mpy_cross()} \"$@\"\n")
+                    f"exec {dbuild.find_mpy_cross()} \"$@\"\n")
     fake.chmod(0o755)
-    with pytest.raises(dp.DeployError, match="loads .mpy version 6 but .* emits version 5"):
+    with pytest.raises(dbuild.DeployError, match="loads .mpy version 6 but .* emits version 5"):
         dp.deploy(board.port, _app(tmp_path, 1), mpy_cross=str(fake), runtime=runtime)
     assert not (board.flash / "app").exists()
 
@@ -323,10 +344,10 @@ def qemu_firmware():
 
 @pytest.fixture
 def qemu_board(qemu_firmware):
-    from spoolbus_host.boards.flash import boot_qemu
+    from spoolbus_host.boards import qemu
 
     profile, elf = qemu_firmware
-    board = boot_qemu(profile.name, elf)
+    board = qemu.boot(profile, elf)
     yield board
     board.stop()
 
@@ -339,7 +360,7 @@ def _qemu_app(root: Path, version: int, big: int = 0) -> Path:
 
 def _ran(port: str, remove: bool = False) -> str | None:
     """What the deployed application wrote at its last boot (reading it through the deploy agent)."""
-    agent = dp.Agent(port)
+    agent = dagent.Agent(port)
     try:
         got = agent.get("/flash/ran.txt")
         if remove:
@@ -349,7 +370,7 @@ def _ran(port: str, remove: bool = False) -> str | None:
     return got.decode() if got is not None else None
 
 
-class _CutLink(dp.Progress):
+class _CutLink(progress.Progress):
     """Kills the host's side mid-way through the last (largest) file: the link is cut mid-file."""
 
     def advance_bytes(self, n: int) -> None:
@@ -364,11 +385,11 @@ def test_deploy_to_the_qemu_board_runs_switches_and_survives_a_cut_link(tmp_path
     runtime = tmp_path / "runtime" / "spoolbus"
     runtime.mkdir(parents=True)
     for name in ("__init__.py", "errors.py"):
-        shutil.copy(dp.RUNTIME / name, runtime / name)
+        shutil.copy(paths.RUNTIME / name, runtime / name)
     port = qemu_board.port
     app = _qemu_app(tmp_path, 1)
     first = dp.deploy(port, app, root="/flash", runtime=runtime)
-    assert first.sent == len(dp.build(app, None, runtime).files) and first.verified
+    assert first.sent == len(dbuild.build(app, None, runtime).files) and first.verified
     assert _ran(port) == "1"
     again = dp.deploy(port, app, root="/flash", runtime=runtime)
     assert again.up_to_date and again.sent == 0
@@ -378,7 +399,7 @@ def test_deploy_to_the_qemu_board_runs_switches_and_survives_a_cut_link(tmp_path
         dp.deploy(port, new_app, root="/flash", runtime=runtime, progress=_CutLink("deploy", enabled=False))
     # The board still names the old tree and boots it after a (soft) reset.
     assert _ran(port, remove=True) == "1"
-    agent = dp.Agent(port)
+    agent = dagent.Agent(port)
     assert agent.get("/flash/app/current").decode() == first.tree_id
     agent.close(reset=True)
     assert _ran(port) == "1"

@@ -9,6 +9,7 @@ HOST = pathlib.Path(__file__).resolve().parents[2] / "host_tools" / "spoolbus_ho
 # Bottom to top, as in docs/architecture.md; a room may import only itself and the rooms listed before it.
 ROOMS = [
     "paths",
+    "toml_checks",
     "progress",
     "serialport",
     "mqtt",

@@ -6,23 +6,9 @@ release and the peers to greet at start (their hello answers tell them this rele
 
 import board_config as cfg
 from contracts import sensor
+from services import Sensor
 from spoolbus.node import Node
 from spoolbus.transport.spool import SpoolTransport
-
-
-class Sensor:
-    def __init__(self):
-        self.reads = 0
-        self.offset = 0.0
-
-    def read(self, channel):
-        self.reads += 1
-        return 20.0 + (self.reads % 10) * 0.5 + self.offset
-
-    def calibrate(self, offset):
-        self.offset = offset
-        return True
-
 
 node = Node(cfg.NAME, SpoolTransport(cfg.SPOOL, cfg.NAME, gateway=cfg.GATEWAY))
 node.serve(sensor(cfg.RELEASE), Sensor())

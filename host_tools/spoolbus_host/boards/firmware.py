@@ -19,8 +19,9 @@ from pathlib import Path
 from spoolbus_host.boards.profiles import BUILDABLE_PORTS, BoardProfile
 from spoolbus_host.paths import CACHE, FIRMWARE, REPO, RUNTIME
 
-# Called with (fraction done 0..1 or None when unknown, a short description of the step).
-Progress = Callable[[float | None, str], None]
+# Called with (fraction done 0..1 or None when unknown, a short description of the step), as
+# spoolbus_host.progress.Progress.step is.
+StepReport = Callable[[float | None, str], None]
 
 
 class FirmwareBuildError(RuntimeError):
@@ -35,12 +36,21 @@ def source_dir(profile: BoardProfile) -> Path:
     return cache_root(profile) / "src"
 
 
-def _manifest(variant: str) -> Path:
-    """The frozen manifest of a variant: "" is firmware/manifest.py, "deployable" firmware/deployable/."""
+def _manifest(profile: BoardProfile, variant: str) -> Path:
+    """The frozen manifest of a build: the variant's ("" is firmware/manifest.py, "deployable"
+    firmware/deployable/, a board entry with its main.py each), with the profile's features included."""
     path = FIRMWARE / variant / "manifest.py" if variant else FIRMWARE / "manifest.py"
-    if not path.is_file():
-        raise FirmwareBuildError(f"no firmware variant {variant!r}: {path} is missing")
-    return path
+    if not path.is_file() or not path.with_name("main.py").is_file():
+        raise FirmwareBuildError(f"no firmware variant {variant!r}: {path} or its main.py is missing")
+    if not profile.features:
+        return path
+    combined = CACHE / "firmware" / f"manifest-{_label(profile, variant)}.py"
+    lines = [f"include({str(path)!r})"]
+    lines += [f"include({str(FIRMWARE / 'features' / f / 'manifest.py')!r})" for f in profile.features]
+    combined.parent.mkdir(parents=True, exist_ok=True)
+    head = "# Written by spoolbus_host.boards.firmware: the variant and the profile's features.\n"
+    combined.write_text(head + "\n".join(lines) + "\n")
+    return combined
 
 
 def _label(profile: BoardProfile, variant: str) -> str:
@@ -67,11 +77,11 @@ def artifact_path(profile: BoardProfile, variant: str = "") -> Path:
 
 
 def ensure_built(
-    profile: BoardProfile, progress: Progress | None = None, variant: str = ""
+    profile: BoardProfile, progress: StepReport | None = None, variant: str = ""
 ) -> tuple[Path, bool]:
     """(firmware path, True if it came from the cache), building it first if needed.
 
-    `variant` picks another frozen manifest under firmware/ (see `_manifest`); "" is the production one.
+    `variant` picks another board entry under firmware/ (see `_manifest`); "" is the production one.
     """
     target = artifact_path(profile, variant)
     if target.is_file():
@@ -86,7 +96,7 @@ def ensure_built(
     return target, False
 
 
-def _fetch_source(profile: BoardProfile, progress: Progress) -> Path:
+def _fetch_source(profile: BoardProfile, progress: StepReport) -> Path:
     src = source_dir(profile)
     if not (src / "py" / "mpconfig.h").is_file():
         progress(None, "fetching MicroPython source")
@@ -131,7 +141,7 @@ def _empty_micropython_lib() -> Path:
     return lib
 
 
-def build(profile: BoardProfile, target: Path, progress: Progress, variant: str = "") -> None:
+def build(profile: BoardProfile, target: Path, progress: StepReport, variant: str = "") -> None:
     """Build the firmware of `profile` into `target` (an incremental make in a per-board build dir)."""
     if profile.port not in BUILDABLE_PORTS:
         ports = ", ".join(BUILDABLE_PORTS)
@@ -142,7 +152,7 @@ def build(profile: BoardProfile, target: Path, progress: Progress, variant: str 
     label = _label(profile, variant)
     build_dir = CACHE / "firmware" / f"build-{label}"
     make_vars = dict(profile.make_vars)
-    make_vars["FROZEN_MANIFEST"] = str(_manifest(variant))
+    make_vars["FROZEN_MANIFEST"] = str(_manifest(profile, variant))
     make_vars["BUILD"] = str(build_dir)
     make_vars["MPY_LIB_DIR"] = str(_empty_micropython_lib())
     if profile.port == "unix":
@@ -197,7 +207,7 @@ def _previous_line_count(log: Path) -> int | None:
         return None
 
 
-def _run(cmd: list[str], log: Path, progress: Progress, estimate: int | None,
+def _run(cmd: list[str], log: Path, progress: StepReport, estimate: int | None,
          env: dict[str, str] | None = None) -> None:
     """Run a build step, reporting each output line as progress; raise with the log's tail on failure."""
     lines = 0

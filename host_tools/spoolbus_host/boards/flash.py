@@ -1,4 +1,4 @@
-"""Put MicroPython on a board: ESP32 family with esptool, Raspberry Pi Pico by UF2, QEMU by building it.
+"""Put MicroPython on a board: ESP32 family with esptool, Raspberry Pi Pico by UF2; boot a QEMU board instead.
 
 Every image is checked before anything is written (ESP image magic and chip id, every UF2 block's magic
 numbers, family id and numbering), and every failure says what to fix: a wrong port, a wrong chip, a
@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import shutil
 import struct
-import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from spoolbus_host.boards import firmware, profiles, qemu
+from spoolbus_host.boards.firmware import StepReport
+from spoolbus_host.boards.qemu import QemuBoard
 
 UF2_MAGIC_START0 = 0x0A324655
 UF2_MAGIC_START1 = 0x9E5D5157
@@ -228,58 +228,15 @@ def flash_esptool(
 # ----------------------------------------------------------------------------------------------- QEMU
 
 
-_PTY_LINE = re.compile(rb"char device redirected to (/dev/pts/\d+)")
-
-
-@dataclass
-class QemuBoard:
-    """A booted QEMU board: its process and the pty of its UART, where deploy and the bridge connect."""
-
-    proc: subprocess.Popen
-    port: str
-    firmware: str
-    seconds: float
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def boot_qemu(board: str, firmware_path: Path | None = None, log=None) -> QemuBoard:
-    """Build the board's firmware (a cache hit when nothing changed) and boot it in qemu-system-arm."""
-    from spoolbus_host.boards import firmware, profiles
-
-    started = time.monotonic()
-    profile = profiles.load(board)
+def boot_qemu(name: str, firmware_path: Path | None = None, log: StepReport | None = None) -> QemuBoard:
+    """A QEMU board is booted, not flashed: build its firmware (a cache hit when nothing changed), boot it."""
+    profile = profiles.load(name)
     if firmware_path is None:
         firmware_path, _ = firmware.ensure_built(profile, log)
-    if not shutil.which(profile.command[0]):
-        raise FlashError(f"{profile.command[0]} is not installed: run `make setup` (qemu-system-arm)")
-    proc = subprocess.Popen(
-        profile.run_command(firmware_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + profile.boot_timeout_s
-    seen = b""
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen += line
-        m = _PTY_LINE.search(line)
-        if m:
-            # Keep reading QEMU's own output so it never blocks on a full pipe.
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
-            return QemuBoard(proc, m.group(1).decode(), str(firmware_path), time.monotonic() - started)
-    proc.kill()
-    proc.wait()
-    raise FlashError(f"QEMU did not start the board: {seen.decode(errors='replace')[-400:]}")
+    try:
+        return qemu.boot(profile, firmware_path)
+    except qemu.QemuError as e:
+        raise FlashError(str(e)) from None
 
 
 def flash(
@@ -296,4 +253,6 @@ def flash(
         hint = "deploy the application with `spoolbus deploy`" if profile.get("port") == "linux" else \
             "build it with `spoolbus build-firmware`"
         raise FlashError(f"{profile['name']} boards are not flashed by spoolbus: {hint}")
-    raise FlashError(f"{profile['name']}: flash method {method!r} is handled by `spoolbus flash` itself")
+    if method == "qemu":
+        raise FlashError(f"{profile['name']} is a QEMU board: it is booted (`boot_qemu`), not flashed")
+    raise FlashError(f"{profile['name']}: no flash method {method!r}")

@@ -1,21 +1,17 @@
 """The [deploy] and [flash] tables of a board profile (boards/NAME.toml), read and checked.
 
-boards.py checks what a profile says about building and running firmware; this module checks how
+profiles.py checks what a profile says about building and running firmware; this module checks how
 `spoolbus deploy` and `spoolbus flash` reach the board. Errors name the file, the key and the fix.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Any
 
+from spoolbus_host.boards.profiles import BoardProfileError, available
 from spoolbus_host.paths import BOARDS
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10: tomli is the same parser
-    import tomli as tomllib
+from spoolbus_host.toml_checks import TomlFile
 
 DEPLOY_METHODS = ("micropython", "linux-service")
 FLASH_METHODS = ("esptool", "uf2", "qemu", "none")
@@ -36,12 +32,8 @@ _DEPLOY_KEYS: dict[str, dict[str, tuple[type, bool]]] = {
 }
 
 
-class ProfileError(ValueError):
-    """A board profile that is missing or whose deploy/flash settings are wrong."""
-
-
-def available() -> list[str]:
-    return sorted(p.stem for p in BOARDS.glob("*.toml"))
+class ProfileError(BoardProfileError):
+    """A board profile whose [deploy] or [flash] table is wrong (or that is missing)."""
 
 
 def read(name: str, boards_dir: Path = BOARDS) -> dict[str, Any]:
@@ -49,23 +41,20 @@ def read(name: str, boards_dir: Path = BOARDS) -> dict[str, Any]:
     path = boards_dir / f"{name}.toml"
     if not path.is_file():
         raise ProfileError(f"no board profile {name!r}: known boards are {', '.join(available()) or 'none'}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ProfileError(f"{path}: not valid TOML: {e}") from None
-    # A QEMU board is "flashed" by building its firmware and booting it, whatever its profile says.
-    _check(path, data, "flash", FLASH_METHODS, _FLASH_KEYS, "qemu" if data.get("port") == "qemu" else "none")
-    _check(path, data, "deploy", DEPLOY_METHODS, _DEPLOY_KEYS, "micropython")
+    file = TomlFile(path, ProfileError)
+    data = file.read()
+    # A QEMU board is booted (its firmware built and started) instead of flashed, whatever its profile says.
+    _check(file, data, "flash", FLASH_METHODS, _FLASH_KEYS, "qemu" if data.get("port") == "qemu" else "none")
+    _check(file, data, "deploy", DEPLOY_METHODS, _DEPLOY_KEYS, "micropython")
     return data
 
 
 def _check(
-    path: Path, data: dict[str, Any], table: str, methods: tuple[str, ...],
+    file: TomlFile, data: dict[str, Any], table: str, methods: tuple[str, ...],
     keys: dict[str, dict[str, tuple[type, bool]]], default: str,
 ) -> None:
-    section = data.setdefault(table, {})
-    if not isinstance(section, dict):
-        raise ProfileError(f"{path}: [{table}] must be a table")
+    path = file.path
+    section = data[table] = file.table(data, table)
     method = section.setdefault("method", default)
     if method not in methods:
         raise ProfileError(f"{path}: {table}.method {method!r} is not one of {', '.join(methods)}")
@@ -75,11 +64,7 @@ def _check(
             continue
         if key not in allowed:
             raise ProfileError(f"{path}: {table}.{key} is not a setting of {table} method {method!r}")
-        kind = allowed[key][0]
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ProfileError(
-                f"{path}: {table}.{key} must be of type {kind.__name__}, not {type(value).__name__}"
-            )
+        file.typed(f"{table}.{key}", value, allowed[key][0])
     for key, (_, required) in allowed.items():
         if required and key not in section:
             raise ProfileError(f"{path}: {table} method {method!r} needs {table}.{key}")

@@ -6,17 +6,12 @@ and finds its serial line, the serial link settings and the heap budget. Errors 
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spoolbus_host.paths import BOARDS
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10 has no tomllib; tomli is the same parser (a conditional dependency)
-    import tomli as tomllib
+from spoolbus_host.paths import BOARDS, FIRMWARE
+from spoolbus_host.toml_checks import TomlFile
 
 BUILDABLE_PORTS = ("unix", "qemu")  # ports firmware.py builds; other boards are flashed from elsewhere
 CONSOLES = ("stdio-pty", "qemu-pty")
@@ -38,6 +33,7 @@ class BoardProfile:
     mp_board: str | None
     artifact: str
     make_vars: dict[str, str]
+    features: tuple[str, ...]  # optional frozen modules: firmware/features/NAME/manifest.py each
     console: str | None  # None: a physical board, not started by the HIL plugin
     command: tuple[str, ...]
     boot_timeout_s: float
@@ -72,31 +68,15 @@ def load(name_or_path: str | Path) -> BoardProfile:
         raise BoardProfileError(
             f"no board profile {str(name_or_path)!r}: known boards are {', '.join(available())}"
         )
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise BoardProfileError(f"{path}: not valid TOML: {e}") from None
-    return _profile(data, path)
+    file = TomlFile(path, BoardProfileError)
+    return _profile(file.read(), file)
 
 
-def _profile(data: dict[str, Any], path: Path) -> BoardProfile:
+def _profile(data: dict[str, Any], file: TomlFile) -> BoardProfile:
+    path = file.path
+
     def get(table: str | None, key: str, kind: type, default: Any = ...) -> Any:
-        where = data if table is None else data.get(table, {})
-        full = key if table is None else f"{table}.{key}"
-        if not isinstance(where, dict):
-            raise BoardProfileError(f"{path}: [{table}] must be a table")
-        if key not in where:
-            if default is ...:
-                raise BoardProfileError(f"{path}: missing key {full!r}")
-            return default
-        value = where[key]
-        if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise BoardProfileError(
-                f"{path}: {full!r} must be of type {kind.__name__}, not {type(value).__name__}"
-            )
-        return value
+        return file.get(data, table, key, kind, default)
 
     name = get(None, "name", str)
     if name != path.stem:
@@ -122,6 +102,12 @@ def _profile(data: dict[str, Any], path: Path) -> BoardProfile:
     make_vars = get("firmware", "make_vars", dict, {})
     if not all(isinstance(v, str) for v in make_vars.values()):
         raise BoardProfileError(f"{path}: firmware.make_vars values must be strings")
+    features = get("firmware", "features", list, [])
+    known = sorted(p.parent.name for p in (FIRMWARE / "features").glob("*/manifest.py"))
+    for feature in features:
+        if feature not in known:
+            choices = ", ".join(known)
+            raise BoardProfileError(f"{path}: firmware.features: {feature!r} is not one of {choices}")
     mp_board = get("firmware", "board", str, None)
     if port == "qemu" and mp_board is None:
         raise BoardProfileError(f"{path}: a qemu board needs firmware.board (e.g. MPS2_AN385)")
@@ -134,6 +120,7 @@ def _profile(data: dict[str, Any], path: Path) -> BoardProfile:
         mp_board=mp_board,
         artifact=get("firmware", "artifact", str, "" if "firmware" not in data else ...),
         make_vars=dict(make_vars),
+        features=tuple(features),
         console=console,
         command=tuple(command),
         boot_timeout_s=get("run", "boot_timeout_s", float, 20.0),

@@ -114,15 +114,6 @@ class UnixBoard:
             # a UART, and the relay can always stop.
             _write_all(dst, data, timeout=1.0 if from_board else 5.0)
 
-    def wait_output(self, text: bytes, timeout: float = 10.0) -> bool:
-        """True once the board has written `text` to its console (since start)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if text in self.console:
-                return True
-            time.sleep(0.02)
-        return False
-
     def kill(self) -> None:
         """A power cut: the board stops at once, whatever it was writing."""
         if self.proc and self.proc.poll() is None:

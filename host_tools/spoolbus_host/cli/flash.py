@@ -1,4 +1,4 @@
-"""`spoolbus flash --board NAME`: write MicroPython firmware to a board (see flash.py).
+"""`spoolbus flash --board NAME`: write MicroPython firmware to a board, or boot a QEMU one (see flash.py).
 
 ESP32 family: --image firmware.bin --port PORT (esptool). Raspberry Pi Pico: --image firmware.uf2
 (copied to the RPI-RP2 drive, or --drive DIR). QEMU: builds the firmware, boots it, prints its port and
@@ -19,7 +19,7 @@ from spoolbus_host.boards.flash import FlashError, boot_qemu, flash
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("flash", help="write MicroPython firmware to a board (esptool, UF2, QEMU)")
+    p = sub.add_parser("flash", help="write MicroPython to a board (esptool, UF2), or boot a QEMU board")
     p.add_argument("--board", required=True, help="board profile: esp32, rp2-pico, qemu-mps2-an385")
     p.add_argument("--image", help="firmware image: firmware.bin (ESP32) or firmware.uf2 (Pico)")
     p.add_argument("--port", help="ESP32: the board's serial port, e.g. /dev/ttyUSB0")

@@ -17,16 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spoolbus_host import serialport
-from spoolbus_host.boards import firmware, profiles
-from spoolbus_host.boards.flash import boot_qemu
+from spoolbus_host.boards import firmware, profiles, qemu
 from spoolbus_host.boards.unix_board import UnixBoard
 from spoolbus_host.bridge.gateway import Bridge
 from spoolbus_host.bridge.registry import Registry
 from spoolbus_host.deploy import micropython as deploy
+from spoolbus_host.deploy.build import build
 from spoolbus_host.mqtt.broker import Broker
 from spoolbus_host.paths import EXAMPLES, REPO, RUNTIME
 
 APPS = EXAMPLES / "demo"
+SERVICES = EXAMPLES / "board" / "services.py"  # the sensor and logger objects the board scenario serves
 BRIDGE = "gw"
 HOST = "host/demo"  # the demo's own node, straight on the broker
 QEMU_PROFILE = "qemu-mps2-an385"
@@ -96,10 +97,10 @@ class Fleet:
 
         profile = profiles.load(QEMU_PROFILE)
         if not firmware.artifact_path(profile, "deployable").is_file():
-            step("building the QEMU firmware (after a change to the runtime or firmware/: about 30 s)")
+            step("building the QEMU firmware (the runtime or firmware/ changed since the cached build)")
         elf, cached = firmware.ensure_built(profile, variant="deployable")
         step(f"QEMU firmware {'(cached)' if cached else 'built'}: {elf.relative_to(REPO)}")
-        self.qemu = boot_qemu(QEMU_PROFILE, elf)
+        self.qemu = qemu.boot(profile, elf)
         self._cleanup.callback(self.qemu.stop)
         self.devices["qemu"].port = self.qemu.port
         step(f"QEMU board booted, UART on {self.qemu.port}")
@@ -112,7 +113,7 @@ class Fleet:
              ", ".join(self.devices[k].port for k in ("serial", "sensor", "logger")) + ")")
 
         for key in self.devices:  # compiled one at a time: the compiler cache is not for parallel writers
-            deploy.build(self.app_dir(key), None, self._runtime(key))
+            build(self.app_dir(key), None, self._runtime(key))
         with ThreadPoolExecutor(4) as pool:
             jobs = {key: pool.submit(self.deploy, key) for key in self.devices}
             for key, job in jobs.items():
@@ -130,7 +131,7 @@ class Fleet:
         step("bridge attached to both serial boards; the spool boards share its spool")
 
     def app_dir(self, key: str, release: str | None = None) -> Path:
-        """The application of device `key` as deployed: its app, contracts.py and a board_config.py."""
+        """Device `key`'s application as deployed: its app, contracts.py, services.py and board_config.py."""
         d = self.devices[key]
         release = release or d.release
         out = self.workdir / "apps" / f"{key}-{release or 'app'}"
@@ -141,6 +142,7 @@ class Fleet:
             shutil.copy(src, out / src.name)
         if key != "qemu":
             shutil.copy(APPS / "contracts.py", out / "contracts.py")
+            shutil.copy(SERVICES, out / "services.py")
         (out / "board_config.py").write_text(_board_config(d, self.spool, release))
         return out
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spoolbus_host.deploy.micropython import MANIFEST_NAME, Build, DeployError, build
+from spoolbus_host.deploy.build import MANIFEST_NAME, Build, DeployError, build
 
 UNIT = """# Written by `spoolbus deploy --board {board}`; reinstalled on every deploy.
 [Unit]

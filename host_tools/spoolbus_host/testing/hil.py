@@ -9,7 +9,6 @@ those. Boards always shut down (process group kill); a failing test's report car
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
 import threading
@@ -21,11 +20,10 @@ import pytest
 from spoolbus import errors, frame
 from spoolbus.transport.serial import UP, SerialTransport
 
-from spoolbus_host.boards import firmware, profiles
+from spoolbus_host.boards import firmware, profiles, qemu
 from spoolbus_host.serialport import PySerialPort
 
 DEFAULT_BOARD = "qemu-mps2-an385"
-_PTY_LINE = re.compile(rb"char device redirected to (/dev/pts/\d+)")
 _CONSOLE_LIMIT = 64 * 1024
 
 
@@ -59,8 +57,8 @@ class Board:
     def start(self, link: bool = True) -> Board:
         """Start the board's process; with `link`, also wait for its hello and set up the host node."""
         started = time.monotonic()
-        cmd = self.profile.run_command(self.firmware)
         if self.profile.console == "stdio-pty":
+            cmd = self.profile.run_command(self.firmware)
             if self._pty is None:
                 master, slave = os.openpty()
                 tty.setraw(slave)
@@ -71,31 +69,14 @@ class Board:
                                              start_new_session=True)
             self.url = os.ttyname(self._pty[1])
         else:
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                         stderr=subprocess.STDOUT, cwd=self.workdir, start_new_session=True)
-            self.url = self._qemu_pty()
+            try:
+                booted = qemu.boot(self.profile, self.firmware, console=self._log, cwd=self.workdir)
+            except qemu.QemuError as e:
+                raise BoardError(f"{self.profile.name}: {e}\n{self.console_text()}") from None
+            self.proc, self.url = booted.proc, booted.port
         if link:
             self.connect(started)
         return self
-
-    def _qemu_pty(self) -> str:
-        assert self.proc is not None and self.proc.stdout is not None
-        out = self.proc.stdout
-        deadline = time.monotonic() + self.profile.boot_timeout_s
-        while time.monotonic() < deadline:
-            line = out.readline()
-            if not line:
-                break
-            self._log(line)
-            m = _PTY_LINE.search(line)
-            if m:
-                threading.Thread(target=self._drain, args=(out,), daemon=True).start()
-                return m.group(1).decode()
-        raise BoardError(f"{self.profile.name}: QEMU printed no pty\n{self.console_text()}")
-
-    def _drain(self, out) -> None:
-        for line in out:
-            self._log(line)
 
     def _log(self, data: bytes) -> None:
         with self._lock:
