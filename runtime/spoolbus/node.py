@@ -273,16 +273,23 @@ class Node:
             self._calls.pop(ticket.env.id, None)
             return True
         if ticket.retries > 0 and _ticks_diff(now, ticket.next_retry) >= 0:
-            ticket.retries -= 1
-            ticket.next_retry = _ticks_add(now, ticket.retry_ms)
-            env = ticket.env
-            env.sig = None
-            self._send_quietly(env)
+            self._resend(ticket, now)
         return False
 
+    def _resend(self, ticket, now):
+        ticket.retries -= 1
+        ticket.next_retry = _ticks_add(now, ticket.retry_ms)
+        env = ticket.env
+        env.sig = None
+        self._send_quietly(env)
+
     def result(self, ticket):
-        """The reply of a ready() call; raises RemoteError, or Timeout if no reply came."""
+        """The reply of a ready() call; raises RemoteError, the link event that lost it (LinkReset,
+        LinkDown), or Timeout if no reply came."""
         reply = ticket.reply
+        if isinstance(reply, errors.LinkError):
+            self._calls.pop(ticket.env.id, None)
+            raise reply
         if reply is None:
             self._calls.pop(ticket.env.id, None)
             env = ticket.env
@@ -348,7 +355,9 @@ class Node:
         """Process up to `limit` waiting messages, waiting timeout_ms for the first; returns how many.
 
         A link event (LinkReset, LinkDown) is counted and ends the poll normally: the transport
-        recovers the link by itself, so a board loop of poll() outlives a bridge that restarts.
+        recovers the link by itself, so a board loop of poll() outlives a bridge that restarts. The
+        calls waiting then are lost with the peer's state: one with retries left is sent again at
+        once, the others end with the event (call() raises it at once, not a Timeout later).
         """
         n = 0
         try:
@@ -362,11 +371,21 @@ class Node:
                 if n >= limit:
                     break
                 data = self.transport.recv(0)
-        except errors.LinkReset:
+        except errors.LinkReset as e:
             self.stats["link_resets"] += 1
-        except errors.LinkDown:
+            self._lost(e)
+        except errors.LinkDown as e:
             self.stats["link_downs"] += 1
+            self._lost(e)
         return n
+
+    def _lost(self, event):
+        now = _ticks_ms()
+        for ticket in self._calls.values():
+            if ticket.retries > 0:
+                self._resend(ticket, now)
+            else:
+                ticket.reply = event
 
     def log(self, text):
         """Tell the operator `text` (internal errors): a line on stderr, on a board the console.

@@ -469,9 +469,15 @@ def test_transport_errors_while_a_call_waits_free_its_slot_and_later_calls_succe
         assert len(cli._calls) == 0
     for event in (errors.LinkReset("srv restarted"), errors.LinkDown("no frame for 3000 ms"),
                   errors.LinkReset("srv restarted")):
-        link.faults.append(event)  # link events: counted by poll, and the call goes on waiting
-        assert cli.call("srv", "thermo.read", {"sensor": "b"})["sensor"] == "b"
-    assert (cli.stats["link_resets"], cli.stats["link_downs"]) == (2, 1)
+        link.faults.append(event)  # a link event loses the waiting call: it ends with the event at once
+        with raises(type(event)):
+            cli.call("srv", "thermo.read", {"sensor": "b"}, timeout=30)
+        assert len(cli._calls) == 0
+        link.faults.append(event)  # unless it has retries left: then it is sent again at once
+        assert cli.call("srv", "thermo.read", {"sensor": "b"}, timeout=30, retries=1)["sensor"] == "b"
+    while hub.inboxes["cli"]:  # the replies to the calls that ended with the event come late
+        cli.poll(0)
+    assert (cli.stats["link_resets"], cli.stats["link_downs"]) == (4, 2)
     assert cli.call("srv", "thermo.read", {"sensor": "c"})["sensor"] == "c"
     assert len(cli._calls) == 0 and hub.inboxes["cli"] == []
 

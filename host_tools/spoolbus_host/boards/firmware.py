@@ -164,6 +164,9 @@ def build(profile: BoardProfile, target: Path, progress: StepReport, variant: st
         make_vars["MICROPY_HEAP_SIZE"] = str(profile.heap)
         built = build_dir / "firmware.elf"
     _clean_if_config_changed(profile, build_dir)
+    # Building means the sources differ from every cached build, but makemanifest recompiles a frozen
+    # module only when its source is newer than its .mpy: a checkout of older sources would be skipped.
+    shutil.rmtree(build_dir / "frozen_mpy", ignore_errors=True)
     jobs = os.cpu_count() or 2
     cmd = ["make", "-C", str(port_dir), f"-j{jobs}"] + [f"{k}={v}" for k, v in sorted(make_vars.items())]
     log = build_dir.parent / f"build-{label}.log"
