@@ -7,7 +7,7 @@ filesystem transport, persist-queue's file Queue and SQLiteAckQueue, and over th
 of os.open+write, rename into new/, rename into cur/, os.open+read, unlink (no listing, no checks).
 Then durable mode: put_many in batches of 100 (one syncfs) against a per-message loop of write, fsync,
 rename, fsync dir.
-Prints Markdown tables and the ratios issue 4 asks for (best of ROUNDS interleaved rounds).
+Prints Markdown tables and the ratios against each peer (best of ROUNDS interleaved rounds).
 Throughput runs on tmpfs (/dev/shm) by default: on a shared disk, other processes' journal commits
 make unlink and rename wait for milliseconds and drown the differences between the queues. The
 durable part needs a real disk (syncfs on tmpfs does nothing): /tmp by default.

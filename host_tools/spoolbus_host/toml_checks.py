@@ -19,15 +19,20 @@ else:  # Python 3.10 has no tomllib; tomli is the same parser (a conditional dep
 class TomlFile:
     """One settings file: `read()` its data, then `table`, `typed` and `get` check it; errors are `error`."""
 
-    def __init__(self, path: Path, error: type[Exception]) -> None:
+    def __init__(self, path: Path, error: type[Exception], what: str = "it", example: str = "") -> None:
         self.path = path
         self.error = error
+        self.what = what  # what the file is, for "cannot read ...", e.g. "the bridge configuration"
+        self.example = example  # a file to model one on, for a file that is not text
 
     def read(self) -> dict[str, Any]:
         try:
             text = self.path.read_text()
         except OSError as e:
-            raise self.error(f"{self.path}: cannot read it: {e.strerror}") from None
+            raise self.error(f"{self.path}: cannot read {self.what}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            model = f" ({self.example})" if self.example else ""
+            raise self.error(f"{self.path}: not a text file; give a TOML file{model}") from None
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:

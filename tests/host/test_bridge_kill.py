@@ -1,4 +1,4 @@
-"""`spoolbus bridge` killed with SIGKILL mid-traffic and restarted (issue 7): no acknowledged message
+"""`spoolbus bridge` killed with SIGKILL mid-traffic and restarted: no acknowledged message
 lost, no call executed twice, order per device kept.
 
 Real processes: mosquitto (persistence on), the bridge CLI, a MicroPython device on the bridge's spool

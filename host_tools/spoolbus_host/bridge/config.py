@@ -7,14 +7,10 @@ to write instead, before the bridge touches the broker or a device. docs/operati
 from __future__ import annotations
 
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # Python 3.10 has no tomllib; tomli is the same parser (a conditional dependency)
-    import tomli as tomllib
+from spoolbus_host.toml_checks import TomlFile
 
 _HEX = re.compile(r"^([0-9a-fA-F]{2})+$")
 _TLS_KEYS = ("ca", "cert", "key")
@@ -69,15 +65,7 @@ _EXAMPLES = {
 def load(path: str | Path) -> BridgeConfig:
     """The bridge settings in TOML file `path`, checked."""
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text())
-    except OSError as e:
-        raise BridgeConfigError(f"{path}: cannot read the bridge configuration: {e.strerror}") from None
-    except UnicodeDecodeError:
-        raise BridgeConfigError(f"{path}: not a text file; give the bridge's TOML file "
-                                "(examples/bridge.toml)") from None
-    except tomllib.TOMLDecodeError as e:
-        raise BridgeConfigError(f"{path}: not valid TOML: {e}") from None
+    data = TomlFile(path, BridgeConfigError, "the bridge configuration", "examples/bridge.toml").read()
     cfg = BridgeConfig()
     for key, value in data.items():
         if key not in _EXAMPLES:

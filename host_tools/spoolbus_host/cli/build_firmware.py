@@ -11,6 +11,7 @@ import sys
 import time
 
 from spoolbus_host.boards import firmware, profiles
+from spoolbus_host.progress import Progress
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,37 +23,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-class _Bar:
-    """One status line: a bar when the build's length is known from the last build, else a spinner."""
-
-    def __init__(self, stream) -> None:
-        self._stream = stream
-        self._tty = stream.isatty()
-        self._last = 0.0
-
-    def __call__(self, fraction: float | None, step: str) -> None:
-        now = time.monotonic()
-        if not self._tty:
-            if fraction == 1.0 or now - self._last > 5:
-                self._last = now
-                pct = "" if fraction is None else f"{fraction * 100:3.0f}% "
-                print(f"  {pct}{step}",
-                      file=self._stream, flush=True)
-            return
-        if now - self._last < 0.05 and fraction != 1.0:
-            return
-        self._last = now
-        if fraction is None:
-            bar = "[{}]".format("-\\|/"[int(now * 8) % 4].center(30))
-        else:
-            filled = int(30 * fraction)
-            bar = f"[{'#' * filled}{'.' * (30 - filled)}] {fraction * 100:3.0f}%"
-        self._stream.write(f"\r\033[K{bar} {step[:60]}")
-        if fraction == 1.0:
-            self._stream.write("\n")
-        self._stream.flush()
-
-
 def run(args: argparse.Namespace) -> int:
     try:
         profile = profiles.load(args.board)
@@ -60,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"spoolbus build-firmware: {e}", file=sys.stderr)
         return 2
     started = time.monotonic()
-    show = None if args.json else _Bar(sys.stderr)
+    show = None if args.json else Progress("build-firmware").step
     try:
         path, cached = firmware.ensure_built(profile, show, variant=args.variant)
     except firmware.FirmwareBuildError as e:

@@ -16,6 +16,7 @@ import threading
 
 from spoolbus_host.boards import methods
 from spoolbus_host.boards.flash import FlashError, boot_qemu, flash
+from spoolbus_host.progress import Progress
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -51,12 +52,8 @@ def _run_qemu(args: argparse.Namespace) -> int:
     """Boot the QEMU board and keep it running until Ctrl-C or SIGTERM; then stop it."""
     from spoolbus_host.boards.firmware import FirmwareBuildError
 
-    def progress(fraction: float | None, step: str) -> None:
-        if not args.json:
-            print(f"  {'' if fraction is None else f'{fraction:4.0%} '}{step}", file=sys.stderr)
-
     try:
-        board = boot_qemu(args.board, log=progress)
+        board = boot_qemu(args.board, log=None if args.json else Progress("flash").step)
     except FirmwareBuildError as e:
         return _fail(f"firmware build failed: {e}")
     stop = threading.Event()
