@@ -113,15 +113,21 @@ def _raw_paste():
             remain = _WINDOW
 
 
+def _keys():
+    """The console's bytes one at a time, until it closes (the board is switched off)."""
+    while True:
+        c = _IN.read(1)
+        if not c:
+            return
+        yield c
+
+
 def _raw_repl(g):
     _w(b"raw REPL; CTRL-B to exit\r\n")
     while True:
         _w(b">")
         line = bytearray()
-        while True:
-            c = _IN.read(1)
-            if not c:
-                return None
+        for c in _keys():
             if c == b"\x01":
                 if len(line) == 2 and line[0] == 5:
                     if line[1] != 65:
@@ -145,6 +151,8 @@ def _raw_repl(g):
                 break
             else:
                 line += c
+        else:
+            return None
         _w(b"OK")
         if not line:
             _w(b"\r\n")
@@ -155,10 +163,7 @@ def _raw_repl(g):
 def _friendly_repl(g):
     _w(b"MicroPython on a unix board (spoolbus unix ROM)\r\n>>> ")
     line = bytearray()
-    while True:
-        c = _IN.read(1)
-        if not c:
-            return None
+    for c in _keys():
         if c == b"\x01":
             _w(b"\r\n")
             return "raw"
@@ -181,6 +186,7 @@ def _friendly_repl(g):
         else:
             line += c
             _w(c)
+    return None
 
 
 def main():

@@ -7,9 +7,9 @@ local root directory (--root) or over ssh (--ssh).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
-import sys
 from pathlib import Path
 
 from spoolbus_host.cli import options
@@ -39,9 +39,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _fail(msg: str) -> int:
-    print(f"spoolbus deploy: {msg}", file=sys.stderr)
-    return 2
+
+_fail = functools.partial(options.fail, "deploy")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -8,14 +8,15 @@ runs until Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
-import sys
 import threading
 
 from spoolbus_host.boards import methods
 from spoolbus_host.boards.flash import FlashError, boot_qemu, flash
+from spoolbus_host.cli import options
 from spoolbus_host.progress import Progress
 
 
@@ -29,9 +30,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(run=run)
 
 
-def _fail(msg: str) -> int:
-    print(f"spoolbus flash: {msg}", file=sys.stderr)
-    return 2
+
+_fail = functools.partial(options.fail, "flash")
 
 
 def run(args: argparse.Namespace) -> int:

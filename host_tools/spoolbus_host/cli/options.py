@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -108,3 +109,9 @@ def readable_file(text: str, what: str) -> str:
     if not os.access(text, os.R_OK):
         raise ValueError(f"{text}: permission denied; give {what} that this user can read")
     return text
+
+
+def fail(command: str, message: str) -> int:
+    """Say in one line on stderr why `spoolbus COMMAND` cannot go on; returns the exit status, 2."""
+    print(f"spoolbus {command}: {message}", file=sys.stderr)
+    return 2
