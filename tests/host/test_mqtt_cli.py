@@ -85,7 +85,7 @@ def test_call_exit_codes_for_remote_error_bad_arguments_timeout_and_no_broker(th
 def test_monitor_shows_calls_replies_status_and_bad_payloads_decoded(thermo):
     host, port = thermo.split(":")
     mon = subprocess.Popen([sys.executable, "-m", "spoolbus_host.cli", "monitor", "--broker", thermo,
-                            "--json", "--count", "6", "--seconds", "20"],
+                            "--json", "--count", "4", "--seconds", "20"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert mon.stderr.readline().strip() == "watching"
     r = spoolbus("call", "gw/thermo", "thermo.read", "sensor=m", "--broker", thermo)
