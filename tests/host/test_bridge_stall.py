@@ -11,14 +11,11 @@ import textwrap
 import threading
 import time
 
-import paho.mqtt.client as paho
-from mpproc import MICROPYTHON, ROOT
-from paho.mqtt.enums import CallbackAPIVersion
-from spoolbus import wire
+from mpproc import MICROPYTHON, ROOT, PipePort
 from spoolbus.transport.serial import SerialTransport
 from spoolbus_host.bridge.gateway import Bridge
 from spoolbus_host.testing.ackdelay import AckDelayProxy
-from test_bridge import PipePort, _Fake, wait_for
+from test_bridge import _Fake, cast, sink_subscriber, wait_for
 
 SERVER = """
 import sys
@@ -100,17 +97,11 @@ def test_local_calls_keep_their_latency_while_the_broker_acknowledges_3_s_late(t
     a = Bridge("A", "127.0.0.1", proxy.port, str(tmp_path / "outbox"))
     src = _Fake()
     a.attach("src", src)
-    src.inbox += [wire.encode(wire.Envelope(kind=wire.CAST, id=i + 1, src="A/src", dst="B/sink", method="s.m",
-                                            version="1.0", body={"i": i})) for i in range(120)]
+    src.inbox += [cast("A/src", "B/sink", i) for i in range(120)]
     while src.inbox:
         a.step(0)
     assert a.backlog == 120  # the outage's backlog, flushed when the uplink comes back
-    got: list[int] = []
-    sub = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
-    sub.on_message = lambda c, u, m: got.append(wire.decode(m.payload).body["i"])
-    sub.connect("127.0.0.1", mosquitto.port)
-    sub.subscribe("spoolbus/B/sink/inbox", 1)
-    sub.loop_start()
+    sub, got = sink_subscriber(mosquitto.port)
     stop = threading.Event()
     thread = threading.Thread(target=a.run, args=(stop,), daemon=True)
     procs = []
