@@ -94,20 +94,13 @@ print(' '.join(out))
 
 # Run by MicroPython once per (codec, operation): N operations, timed by the parent as CPU time.
 _MP_LOOP = _MP_PRELUDE + """
-op = %(op)r
 N = %(n)d
-if op == 'cbor.dumps':
+ops = {'cbor.dumps': (cbor.dumps, env), 'cbor.loads': (cbor.loads, data), 'json.dumps': (json.dumps, jenv),
+       'json.loads': (json.loads, js)}
+if %(op)r in ops:  # 'none': the process alone, subtracted from the others
+    f, x = ops[%(op)r]
     for _ in range(N):
-        cbor.dumps(env)
-elif op == 'cbor.loads':
-    for _ in range(N):
-        cbor.loads(data)
-elif op == 'json.dumps':
-    for _ in range(N):
-        json.dumps(jenv)
-elif op == 'json.loads':
-    for _ in range(N):
-        json.loads(js)
+        f(x)
 """
 
 
