@@ -129,29 +129,6 @@ def fleet(broker: Broker, tmp: str, rate: float, seconds: float) -> None:
         print(f"| {devices} | {rate:,.0f} | {int(got) / float(span):,.0f} | {got} | {float(p50) * 1000:.1f} "
               f"| {float(p99) * 1000:.1f} | {float(r.stdout.split()[-1]):.0f} |", flush=True)
 
-ECHO_DEVICE = """
-import sys
-from spoolbus import contract, errors
-from spoolbus.node import Node
-from spoolbus.transport.serial import SerialTransport, StreamPort
-ECHO = contract.Service("echo", "1.0")
-ECHO.method("echo", ("x", None))
-
-class Echo:
-    def echo(self, x):
-        return x
-
-link = SerialTransport(StreamPort(sys.stdin.buffer, sys.stdout.buffer, sys.stdin), name="B/echo")
-node = Node("B/echo", link)
-node.serve(ECHO, Echo())
-link.open()
-while True:
-    try:
-        node.poll(1000)
-    except errors.LinkError:
-        pass
-"""
-
 NODE_CALLER = """
 import sys, time
 from spoolbus.node import Node
@@ -222,7 +199,6 @@ def roundtrip(broker: Broker, tmp: str, n: int) -> None:
     """Call round trip: host node -> broker -> bridge -> serial (pty) -> MicroPython node, and back."""
     import os
     import signal
-    import textwrap
     import tty
 
     from bench_mqtt import MICROPYTHON, ROOT
@@ -246,10 +222,9 @@ def roundtrip(broker: Broker, tmp: str, n: int) -> None:
               f"| {ratio} |")
     master, slave = os.openpty()
     tty.setraw(slave)
-    script = pathlib.Path(tmp) / "echo.py"
-    script.write_text(textwrap.dedent(ECHO_DEVICE))
     env = dict(os.environ, MICROPYPATH=f"{ROOT}/runtime:.frozen")
-    dev = subprocess.Popen([MICROPYTHON, str(script)], stdin=master, stdout=master, env=env)
+    dev = subprocess.Popen([MICROPYTHON, str(ROOT / "tests/host/echo_device.py"), "B/echo"], stdin=master,
+                           stdout=master, env=env)
     bridge = subprocess.Popen([PY, "-m", "spoolbus_host.cli", "bridge", "B", "--serial",
                                f"echo={os.ttyname(slave)}", "--outbox", str(pathlib.Path(tmp) / "rt-outbox"),
                                "--broker", f"127.0.0.1:{broker.port}"], stderr=subprocess.DEVNULL,
@@ -267,36 +242,6 @@ def roundtrip(broker: Broker, tmp: str, n: int) -> None:
         dev.wait()
         os.close(master)
         os.close(slave)
-
-
-STALL_ECHO = ECHO_DEVICE.replace('"B/echo"', '"A/echo"')
-
-STALL_CALLER = """
-import os, sys, time
-from spoolbus.node import Node
-from spoolbus.transport.serial import UP, SerialTransport, StreamPort
-link = SerialTransport(StreamPort(sys.stdin.buffer, sys.stdout.buffer, sys.stdin), name="A/caller")
-node = Node("A/caller", link, retry_s=0.5)
-link.open()
-while link.state != UP:
-    node.poll(20)
-node.call("A/echo", "echo.echo", {"x": 0}, timeout=5, retries=8)
-sys.stderr.write("READY\\n")
-while True:  # until the host says go: file argv[2] exists
-    try:
-        os.stat(sys.argv[2])
-        break
-    except OSError:
-        node.poll(20)
-lats = []
-end = time.ticks_add(time.ticks_ms(), int(sys.argv[1]))
-while time.ticks_diff(end, time.ticks_ms()) > 0:
-    start = time.ticks_us()
-    node.call("A/echo", "echo.echo", {"x": len(lats)}, timeout=10)
-    lats.append(time.ticks_diff(time.ticks_us(), start))
-    node.poll(5)
-sys.stderr.write("LATS %s\\n" % " ".join(str(v) for v in lats))
-"""
 
 
 class Stream:
@@ -332,7 +277,6 @@ def _stalled_calls(broker: Broker, tmp: pathlib.Path, delay: float,
                    seconds: float) -> tuple[list[float], int]:
     """Latencies (s) of local calls while the broker's PUBACKs come `delay` s late; the outbox at the end."""
     import os
-    import textwrap
     import threading
     import time
     import tty
@@ -353,14 +297,13 @@ def _stalled_calls(broker: Broker, tmp: pathlib.Path, delay: float,
     env = dict(os.environ, MICROPYPATH=f"{ROOT}/runtime:.frozen")
     procs, ptys = [], []
     go = tmp / "go"
-    for name, script, args in (("echo", STALL_ECHO, []),
-                               ("caller", STALL_CALLER, [str(int(seconds * 1000)), str(go)])):
+    for name, script, args in (("echo", "echo_device.py", ["A/echo"]),
+                               ("caller", "echo_caller.py", [str(int(seconds * 1000)), str(go)])):
         master, slave = os.openpty()
         tty.setraw(slave)
         ptys += [master, slave]
-        (tmp / f"{name}.py").write_text(textwrap.dedent(script))
-        procs.append(subprocess.Popen([MICROPYTHON, str(tmp / f"{name}.py"), *args], stdin=master,
-                                      stdout=master, stderr=subprocess.PIPE, env=env))
+        procs.append(subprocess.Popen([MICROPYTHON, str(ROOT / "tests/host" / script), *args],
+                                      stdin=master, stdout=master, stderr=subprocess.PIPE, env=env))
         bridge.attach(name, connect(os.ttyname(slave), name="A"))
     stop = threading.Event()
     thread = threading.Thread(target=bridge.run, args=(stop,), daemon=True)

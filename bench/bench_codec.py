@@ -20,44 +20,39 @@ import tempfile
 import time
 import timeit
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(ROOT, "runtime"))
 
 import cbor2  # noqa: E402
+from mp_timing import ENVELOPE  # noqa: E402
 from spoolbus import cbor  # noqa: E402
 
 MP_DIR = os.path.join(ROOT, ".cache", "micropython-1.25.0", "bin")
 MICROPYTHON = os.environ.get("SPOOLBUS_MICROPYTHON", os.path.join(MP_DIR, "micropython"))
 MPY_CROSS = os.environ.get("SPOOLBUS_MPY_CROSS", os.path.join(MP_DIR, "mpy-cross"))
 
-ENVELOPE = {0: [1, 0], 1: 0, 2: 12345, 3: "sensor-1", 4: "controller", 5: "thermo.read", 6: "1.2",
-            7: {"unit": "C", "samples": [21.5, 21.7]}, 8: 1764000000000}
 ENVELOPE_SRC = repr(ENVELOPE)
 
-# Run by MicroPython: best of 5 rounds of N encode/decode pairs for cbor and for json (string keys:
-# JSON has no integer keys); prints one line of four numbers, us per operation.
-_MP_SPEED = """
-import sys, time, json, gc
-sys.path.insert(0, %(runtime)r)
+# Ahead of the speed scripts: the runtime sources and mp_timing on MicroPython's path; the envelope as
+# `env` and its CBOR as `data`, with string keys as `jenv` and its JSON as `js`.
+_MP_PRELUDE = f"""
+import sys, json
+sys.path.insert(0, {os.path.join(ROOT, "runtime")!r})
+sys.path.insert(0, {HERE!r})
 from spoolbus import cbor
-env = %(env)s
-jenv = {}
-for k in env:
-    jenv[str(k)] = env[k]
-N = %(n)d
-def best(f, x):
-    b = 1e9
-    for _ in range(5):
-        gc.collect()
-        t = time.ticks_us()
-        for _ in range(N):
-            f(x)
-        b = min(b, time.ticks_diff(time.ticks_us(), t) / N)
-    return b
+from mp_timing import ENVELOPE as env, best, str_keys
+jenv = str_keys(env)
 data = cbor.dumps(env)
 js = json.dumps(jenv)
+"""
+
+# Run by MicroPython: best of 5 rounds of N encode/decode pairs for cbor and for json; prints one line
+# of four numbers, us per operation.
+_MP_SPEED = _MP_PRELUDE + """
+N = %(n)d
 assert cbor.loads(data) == env and json.loads(js) == jenv
-print(best(cbor.dumps, env), best(cbor.loads, data), best(json.dumps, jenv), best(json.loads, js))
+print(best(cbor.dumps, env, N), best(cbor.loads, data, N), best(json.dumps, jenv, N), best(json.loads, js, N))
 """
 
 # Run by MicroPython -X heapsize=32k from a directory of .mpy files: heap after importing each module
@@ -98,30 +93,14 @@ print(' '.join(out))
 
 
 # Run by MicroPython once per (codec, operation): N operations, timed by the parent as CPU time.
-_MP_LOOP = """
-import sys, json
-sys.path.insert(0, %(runtime)r)
-from spoolbus import cbor
-env = %(env)s
-jenv = {}
-for k in env:
-    jenv[str(k)] = env[k]
-data = cbor.dumps(env)
-js = json.dumps(jenv)
-op = %(op)r
+_MP_LOOP = _MP_PRELUDE + """
 N = %(n)d
-if op == 'cbor.dumps':
+ops = {'cbor.dumps': (cbor.dumps, env), 'cbor.loads': (cbor.loads, data), 'json.dumps': (json.dumps, jenv),
+       'json.loads': (json.loads, js)}
+if %(op)r in ops:  # 'none': the process alone, subtracted from the others
+    f, x = ops[%(op)r]
     for _ in range(N):
-        cbor.dumps(env)
-elif op == 'cbor.loads':
-    for _ in range(N):
-        cbor.loads(data)
-elif op == 'json.dumps':
-    for _ in range(N):
-        json.dumps(jenv)
-elif op == 'json.loads':
-    for _ in range(N):
-        json.loads(js)
+        f(x)
 """
 
 
@@ -141,7 +120,7 @@ def micropython_cpu(n, heap):
     """us/op for cbor.dumps, cbor.loads, json.dumps, json.loads, each in a fresh process (clean heap)."""
 
     def run(op):
-        script = _MP_LOOP % {"runtime": os.path.join(ROOT, "runtime"), "env": ENVELOPE_SRC, "op": op, "n": n}
+        script = _MP_LOOP % {"op": op, "n": n}
         return _cpu_seconds([MICROPYTHON, "-X", "heapsize=" + heap, "-c", script])
 
     base = run("none")
@@ -174,7 +153,7 @@ def cpython_rows(number):
 
 
 def micropython_speed(n, heap):
-    script = _MP_SPEED % {"runtime": os.path.join(ROOT, "runtime"), "env": ENVELOPE_SRC, "n": n}
+    script = _MP_SPEED % {"n": n}
     cmd = [MICROPYTHON] + (["-X", "heapsize=" + heap] if heap else []) + ["-c", script]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=True).stdout.split()
     return [float(x) for x in out[:4]]

@@ -17,44 +17,29 @@ import time
 import zlib
 
 from cobs import cobs
-from spoolbus import frame, wire
+from mp_timing import ENVELOPE as WIRE_MAP
+from spoolbus import cbor, frame, wire
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MICROPYTHON = os.environ.get("SPOOLBUS_MICROPYTHON", str(ROOT / ".cache/micropython-1.25.0/bin/micropython"))
 TARGET = 1.03
-ENVELOPE = wire.Envelope(
-    kind=wire.CALL,
-    id=12345,
-    src="sensor-1",
-    dst="controller",
-    method="thermo.read",
-    version="1.2",
-    body={"unit": "C", "samples": [21.5, 21.7]},
-    deadline=1764000000000,
-)
+ENVELOPE = wire.decode(cbor.dumps(WIRE_MAP))  # the call bench_codec times
 
 # Run by MicroPython: best of 5 rounds of N operations; prints "name us" lines.
 _MP_SPEED = """
-import sys, time, gc, json
+import sys, json
 sys.path.insert(0, %(runtime)r)
-from spoolbus import frame, wire
-env = wire.Envelope(kind=0, id=12345, src="sensor-1", dst="controller", method="thermo.read",
-                    version="1.2", body={"unit": "C", "samples": [21.5, 21.7]}, deadline=1764000000000)
+sys.path.insert(0, %(bench)r)
+from spoolbus import cbor, frame, wire
+from mp_timing import ENVELOPE as WIRE_MAP, best as timed, str_keys
+env = wire.decode(cbor.dumps(WIRE_MAP))
 N = %(n)d
 def best(name, f, x):
-    b = 1e9
-    for _ in range(5):
-        gc.collect()
-        t = time.ticks_us()
-        for _ in range(N):
-            f(x)
-        b = min(b, time.ticks_diff(time.ticks_us(), t) / N)
-    print(name, b)
+    print(name, timed(f, x, N))
 data = wire.encode(env)
 p256 = bytes((i * 7 + 1) %% 256 or 1 for i in range(256))
 dec = frame.Decoder()
-jenv = {"0": [1, 0], "1": 0, "2": 12345, "3": "sensor-1", "4": "controller", "5": "thermo.read",
-        "6": "1.2", "7": {"unit": "C", "samples": [21.5, 21.7]}, "8": 1764000000000}
+jenv = str_keys(WIRE_MAP)
 js = json.dumps(jenv)
 best("frame.encode(envelope)", frame.encode, data)
 best("frame.decode(envelope)", dec.feed, frame.encode(data))
@@ -130,7 +115,7 @@ def cpython_speed(n: int) -> list[tuple[str, float, float]]:
 
 
 def micropython_speed(n: int, heap: str) -> dict[str, float]:
-    src = _MP_SPEED % {"runtime": str(ROOT / "runtime"), "n": n}
+    src = _MP_SPEED % {"runtime": str(ROOT / "runtime"), "bench": str(ROOT / "bench"), "n": n}
     cmd = [MICROPYTHON, "-X", f"heapsize={heap}", "-c", src]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     result = {}

@@ -31,6 +31,9 @@ from spoolbus_host.serialport import PySerialPort
 from spoolbus_host.testing.faultproxy import FaultProxy
 from spoolbus_host.testing.hil import Board
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "host"))
+from noisy_line import take_all  # noqa: E402
+
 # The payload the goodput target applies to: a bulk transfer fills most of a frame (max_frame 1024 B).
 # At 256 B the envelope is a fifth of every call frame: see the byte ceiling column and docs/serial.md.
 BULK = 900
@@ -244,15 +247,9 @@ def noisy_calls(n: int, ber: float) -> dict:
                 except errors.Timeout:
                     timed_out.append(data)
                 if i % 100 == 99 or i == n - 1:  # drain over the same noisy line: the spool stays small
-                    while True:
-                        try:
-                            got = node.call("board", "spool.take", timeout=2.0)
-                        except errors.Timeout:
-                            lost_takes += 1  # it may have run: its record is then lost with the reply
-                            continue
-                        if got is None:
-                            break
-                        stored.append(got)
+                    got, lost = take_all(node, 2.0)
+                    stored += got
+                    lost_takes += lost  # each may have run: its record is then lost with the reply
             seconds = time.perf_counter() - t
             info = node.call("board", "board.info")
             flipped = proxy.to_board.flipped + proxy.to_host.flipped

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import select
 import selectors
 import subprocess
 import textwrap
@@ -80,3 +81,30 @@ class MicroPython:
         if self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+
+class PipePort:
+    """The host end of a device's serial line: the device process's stdin and stdout (looked up on each
+    read, so that a subclass may start the process again)."""
+
+    def __init__(self, proc: subprocess.Popen):
+        self.proc = proc
+
+    def read_into(self, buf: bytearray, timeout_ms: int) -> int:
+        fd = self.proc.stdout.fileno()
+        if not select.select([fd], [], [], timeout_ms / 1000)[0]:
+            return 0
+        data = os.read(fd, len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+    def write(self, data: bytes) -> None:
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()

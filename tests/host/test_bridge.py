@@ -13,7 +13,7 @@ import time
 
 import pytest
 from mosquitto import Broker, free_port
-from mpproc import MICROPYTHON, ROOT
+from mpproc import MICROPYTHON, ROOT, PipePort
 from spoolbus import errors, wire
 from spoolbus.transport.serial import SerialTransport
 from spoolbus_host.bridge.gateway import Bridge
@@ -53,32 +53,6 @@ while True:
     except errors.Timeout:
         sys.stderr.write("TIMEOUT %s\\n" % targets[0])
 """
-
-
-class PipePort:
-    """The host end of a device's serial line: the device process's stdin and stdout."""
-
-    def __init__(self, proc: subprocess.Popen):
-        self.proc = proc
-        self.fd = proc.stdout.fileno()
-
-    def read_into(self, buf: bytearray, timeout_ms: int) -> int:
-        if not select.select([self.fd], [], [], timeout_ms / 1000)[0]:
-            return 0
-        data = os.read(self.fd, len(buf))
-        buf[: len(data)] = data
-        return len(data)
-
-    def write(self, data: bytes) -> None:
-        try:
-            self.proc.stdin.write(data)
-            self.proc.stdin.flush()
-        except (BrokenPipeError, ValueError):
-            pass
-
-    def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
 
 
 def device(tmp_path, bridge: str, name: str, *targets: str) -> tuple[subprocess.Popen, SerialTransport]:
@@ -185,26 +159,16 @@ def test_calls_cross_two_mosquitto_brokers_joined_by_a_mosquitto_bridge(tmp_path
 
 
 def test_a_restarted_bridge_forwards_what_its_predecessor_left_in_the_outbox(tmp_path):
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
     port = free_port()
     first = Bridge("A", "127.0.0.1", port, str(tmp_path / "outbox"))  # no broker yet: all goes to the outbox
     link = _Fake()
     first.attach("dev", link)
-    for i in range(10):
-        link.inbox.append(wire.encode(wire.Envelope(kind=wire.CAST, id=i + 1, src="A/dev", dst="B/sink",
-                                                    method="s.m", version="1.0", body={"i": i})))
+    link.inbox += [cast("A/dev", "B/sink", i) for i in range(10)]
     first.step(0)
     assert first.backlog == 10
     first.client.loop_stop()  # the process dies here: nothing is closed or flushed
     broker = Broker(tmp_path / "broker", port=port).start()
-    got: list[int] = []
-    sub = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
-    sub.on_message = lambda c, u, m: got.append(wire.decode(m.payload).body["i"])
-    sub.connect("127.0.0.1", port)
-    sub.subscribe("spoolbus/B/sink/inbox", 1)
-    sub.loop_start()
+    sub, got = sink_subscriber(port)
     second = Bridge("A", "127.0.0.1", port, str(tmp_path / "outbox"))
     try:
         assert second.backlog == 10
@@ -286,9 +250,6 @@ def test_a_device_with_a_key_must_sign_what_it_sends(tmp_path, mosquitto):
 
 
 def test_messages_wait_in_the_outbox_while_the_broker_is_down_and_go_in_order(tmp_path, mosquitto):
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
     a = Bridge("A", "127.0.0.1", mosquitto.port, str(tmp_path / "outbox"))
     link = _Fake()
     a.attach("dev", link)
@@ -298,19 +259,12 @@ def test_messages_wait_in_the_outbox_while_the_broker_is_down_and_go_in_order(tm
     mosquitto.stop()
     while a.uplink and time.monotonic() < deadline + 5:
         time.sleep(0.02)
-    for i in range(20):
-        link.inbox.append(wire.encode(wire.Envelope(kind=wire.CAST, id=i + 1, src="A/dev", dst="B/sink",
-                                                    method="s.m", version="1.0", body={"i": i})))
+    link.inbox += [cast("A/dev", "B/sink", i) for i in range(20)]
     a.step(0)
     a.step(0)
     assert a.stats["spooled"] == 20 and len(a.outbox) == 20 == a.backlog
     mosquitto.start()
-    got: list[int] = []
-    sub = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
-    sub.on_message = lambda c, u, m: got.append(wire.decode(m.payload).body["i"])
-    sub.connect("127.0.0.1", mosquitto.port)
-    sub.subscribe("spoolbus/B/sink/inbox", 1)
-    sub.loop_start()
+    sub, got = sink_subscriber(mosquitto.port)
     time.sleep(0.3)
     deadline = time.monotonic() + 15
     while (len(got) < 20 or a.backlog) and time.monotonic() < deadline:
@@ -619,6 +573,20 @@ def test_a_spool_process_cannot_speak_as_a_device_of_another_link(tmp_path):
 def cast(src: str, dst: str, i: int) -> bytes:
     return wire.encode(wire.Envelope(kind=wire.CAST, id=i + 1, src=src, dst=dst, method="s.m", version="1.0",
                                      body={"i": i}))
+
+
+def sink_subscriber(port: int) -> tuple[object, list[int]]:
+    """A started paho subscriber to B/sink's inbox, and the list that gets the "i" of each message's body."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    got: list[int] = []
+    sub = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
+    sub.on_message = lambda c, u, m: got.append(wire.decode(m.payload).body["i"])
+    sub.connect("127.0.0.1", port)
+    sub.subscribe("spoolbus/B/sink/inbox", 1)
+    sub.loop_start()
+    return sub, got
 
 
 def publisher(port: int):

@@ -7,73 +7,21 @@ from __future__ import annotations
 import os
 import select
 import subprocess
-import textwrap
 import threading
 import time
 
-import paho.mqtt.client as paho
-from mpproc import MICROPYTHON, ROOT
-from paho.mqtt.enums import CallbackAPIVersion
-from spoolbus import wire
+from mpproc import MICROPYTHON, ROOT, PipePort
 from spoolbus.transport.serial import SerialTransport
 from spoolbus_host.bridge.gateway import Bridge
 from spoolbus_host.testing.ackdelay import AckDelayProxy
-from test_bridge import PipePort, _Fake, wait_for
-
-SERVER = """
-import sys
-from spoolbus import contract, errors
-from spoolbus.node import Node
-from spoolbus.transport.serial import SerialTransport, StreamPort
-ECHO = contract.Service("echo", "1.0")
-ECHO.method("echo", ("x", int))
-
-class Echo:
-    def echo(self, x):
-        return x
-
-link = SerialTransport(StreamPort(sys.stdin.buffer, sys.stdout.buffer, sys.stdin), name="A/echo")
-node = Node("A/echo", link)
-node.serve(ECHO, Echo())
-link.open()
-while True:
-    try:
-        node.poll(1000)
-    except errors.LinkError:
-        pass
-"""
-
-CALLER = """
-import sys, time
-from spoolbus import errors
-from spoolbus.node import Node
-from spoolbus.transport.serial import UP, SerialTransport, StreamPort
-link = SerialTransport(StreamPort(sys.stdin.buffer, sys.stdout.buffer, sys.stdin), name="A/caller")
-node = Node("A/caller", link, retry_s=0.5)
-link.open()
-while link.state != UP:
-    node.poll(20)
-node.call("A/echo", "echo.echo", {"x": 0}, timeout=5, retries=8)  # the echo device is there
-sys.stderr.write("READY\\n")
-lats = []
-end = time.ticks_add(time.ticks_ms(), int(sys.argv[1]))
-while time.ticks_diff(end, time.ticks_ms()) > 0:
-    start = time.ticks_us()
-    node.call("A/echo", "echo.echo", {"x": len(lats)}, timeout=10)
-    lats.append(time.ticks_diff(time.ticks_us(), start))
-    node.poll(10)
-sys.stderr.write("LATS %s\\n" % " ".join(str(v) for v in lats))
-while True:
-    node.poll(1000)
-"""
+from test_bridge import _Fake, cast, sink_subscriber, wait_for
 
 
-def start_device(tmp_path, name: str, script: str, *args: str) -> tuple[subprocess.Popen, SerialTransport]:
-    path = tmp_path / f"{name}.py"
-    path.write_text(textwrap.dedent(script))
+def start_device(script: str, *args: str) -> tuple[subprocess.Popen, SerialTransport]:
+    """A MicroPython device running tests/host/`script`, with the host end of its serial line."""
     env = dict(os.environ, MICROPYPATH=f"{ROOT}/runtime:.frozen")
-    proc = subprocess.Popen([MICROPYTHON, str(path), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen([MICROPYTHON, str(ROOT / "tests" / "host" / script), *args],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     link = SerialTransport(PipePort(proc), name="A")
     link.open()
     return proc, link
@@ -100,28 +48,22 @@ def test_local_calls_keep_their_latency_while_the_broker_acknowledges_3_s_late(t
     a = Bridge("A", "127.0.0.1", proxy.port, str(tmp_path / "outbox"))
     src = _Fake()
     a.attach("src", src)
-    src.inbox += [wire.encode(wire.Envelope(kind=wire.CAST, id=i + 1, src="A/src", dst="B/sink", method="s.m",
-                                            version="1.0", body={"i": i})) for i in range(120)]
+    src.inbox += [cast("A/src", "B/sink", i) for i in range(120)]
     while src.inbox:
         a.step(0)
     assert a.backlog == 120  # the outage's backlog, flushed when the uplink comes back
-    got: list[int] = []
-    sub = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
-    sub.on_message = lambda c, u, m: got.append(wire.decode(m.payload).body["i"])
-    sub.connect("127.0.0.1", mosquitto.port)
-    sub.subscribe("spoolbus/B/sink/inbox", 1)
-    sub.loop_start()
+    sub, got = sink_subscriber(mosquitto.port)
     stop = threading.Event()
     thread = threading.Thread(target=a.run, args=(stop,), daemon=True)
     procs = []
     try:
-        echo, echo_link = start_device(tmp_path, "echo", SERVER)
+        echo, echo_link = start_device("echo_device.py", "A/echo")
         procs.append(echo)
         a.attach("echo", echo_link)
         thread.start()
         proxy.start()
         assert wait_for(lambda: a.uplink and got, 10)
-        caller, caller_link = start_device(tmp_path, "caller", CALLER, "4000")
+        caller, caller_link = start_device("echo_caller.py", "4000")
         procs.append(caller)
         a.attach("caller", caller_link)
         line(caller, "READY", 15)

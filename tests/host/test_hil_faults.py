@@ -3,6 +3,7 @@ no corrupt frame is ever delivered, and every call completes exactly once or fai
 bench/bench_serial.py runs the same over 100,000 frames; this is the short version for the suite."""
 
 import pytest
+from noisy_line import take_all
 from spoolbus import errors
 from spoolbus_host.testing.faultproxy import FaultProxy
 from spoolbus_host.testing.hil import Board
@@ -49,17 +50,7 @@ def test_calls_over_a_noisy_line_complete_exactly_once_or_time_out(noisy_board):
     assert len(done) >= calls * 0.8, (len(done), len(timed_out))
 
     # Read back over the same noisy line: each completed call's record is there exactly once.
-    stored = []
-    lost_takes = 0
-    while True:
-        try:
-            got = node.call("board", "spool.take", timeout=5.0)
-        except errors.Timeout:
-            lost_takes += 1  # it may have run: its record is then gone with the reply
-            continue
-        if got is None:
-            break
-        stored.append(got)
+    stored, lost_takes = take_all(node, 5.0)
     info = node.call("board", "board.info", timeout=5.0)
     assert info["node"]["malformed"] == 0 and node.stats["malformed"] == 0  # nothing corrupt got through
     assert info["link"]["corrupt"] > 0 and board.link.decoder.corrupt > 0

@@ -13,6 +13,7 @@ from mosquitto import Broker, ScriptedBroker
 from mpproc import MicroPython, compile_mpy
 from spoolbus import errors
 from spoolbus.transport import mqtt_client as m
+from test_mqtt_client import _feed
 
 PRELUDE = """
 import sys, time, json
@@ -232,17 +233,6 @@ except errors.MQTTConnectionError as e:
     print("error", e)
 """, free_port())
     assert "cannot connect" in mp.expect("error")
-
-
-def _feed(client: m.MQTTClient, data: bytes) -> None:
-    """Hand `data` to the client as its socket reads would: at most the free room of its buffer at once."""
-    while data:
-        room = len(client._buf) - client._fill
-        assert room, "the client stalled with a full receive buffer"
-        piece, data = data[:room], data[room:]
-        client._buf[client._fill:client._fill + len(piece)] = piece
-        client._fill += len(piece)
-        client._process()
 
 
 @settings(max_examples=400, deadline=None)

@@ -43,6 +43,18 @@ def _recv(t: PahoTransport, timeout: float = 10.0) -> bytes:
     return data
 
 
+def _check_a_reaches_b(port: int, data: bytes, **options: object) -> None:
+    """Two transports of one gateway with the same connect options (user, TLS): what a sends, b gets."""
+    a = PahoTransport("127.0.0.1", port, "gw", "a", **options)
+    b = PahoTransport("127.0.0.1", port, "gw", "b", **options)
+    try:
+        a.send("b", data)
+        assert _recv(b) == data
+    finally:
+        a.close()
+        b.close()
+
+
 class Watcher:
     """A plain paho subscriber that records (topic, payload, retain) on a topic filter."""
 
@@ -202,14 +214,7 @@ t.close()
 def test_paho_transport_with_user_and_password(mosquitto_auth):
     with pytest.raises(errors.MQTTRefused):
         PahoTransport("127.0.0.1", mosquitto_auth.port, "gw", "x", user="device", password="wrong", timeout=3)
-    a = PahoTransport("127.0.0.1", mosquitto_auth.port, "gw", "a", user="device", password="s3cret")
-    b = PahoTransport("127.0.0.1", mosquitto_auth.port, "gw", "b", user="device", password="s3cret")
-    try:
-        a.send("b", b"hello")
-        assert _recv(b) == b"hello"
-    finally:
-        a.close()
-        b.close()
+    _check_a_reaches_b(mosquitto_auth.port, b"hello", user="device", password="s3cret")
 
 
 def test_paho_send_while_broker_is_down_raises_connection_error(mosquitto):
@@ -326,14 +331,7 @@ def test_paho_transport_over_tls_verifies_the_broker_certificate(tmp_path):
     other_ca, _, _ = make_certs(tmp_path / "other")
     broker = Broker(tmp_path / "tls", tls=(ca, cert, key)).start()
     try:
-        a = PahoTransport("127.0.0.1", broker.port, "gw", "a", tls={"ca_certs": str(ca)})
-        b = PahoTransport("127.0.0.1", broker.port, "gw", "b", tls={"ca_certs": str(ca)})
-        try:
-            a.send("b", b"sealed")
-            assert _recv(b) == b"sealed"
-        finally:
-            a.close()
-            b.close()
+        _check_a_reaches_b(broker.port, b"sealed", tls={"ca_certs": str(ca)})
         with pytest.raises(errors.MQTTConnectionError, match="certificate verify failed"):
             PahoTransport("127.0.0.1", broker.port, "gw", "c", tls={"ca_certs": str(other_ca)}, timeout=3)
         with pytest.raises(errors.MQTTConnectionError):

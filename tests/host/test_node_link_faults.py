@@ -5,13 +5,12 @@ lives through LinkDown and LinkReset."""
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import textwrap
 import time
 
 import pytest
-from mpproc import MICROPYTHON, ROOT
+from mpproc import MICROPYTHON, ROOT, PipePort
 from spoolbus import errors, frame
 from spoolbus.node import Node
 from spoolbus.transport.serial import UP, SerialTransport
@@ -34,7 +33,7 @@ while True:  # the README's board loop, with nothing around it
 """
 
 
-class Board:
+class Board(PipePort):
     """The host end of the board's serial line (its stdin and stdout); reboot() kills it and starts it
     again. With drop_next_message set, the next message written is lost: the board reboots as it
     arrives (link-control frames pass)."""
@@ -57,28 +56,15 @@ class Board:
         self._start()
         self.reboots += 1
 
-    def read_into(self, buf: bytearray, timeout_ms: int) -> int:
-        fd = self.proc.stdout.fileno()
-        if not select.select([fd], [], [], timeout_ms / 1000)[0]:
-            return 0
-        data = os.read(fd, len(buf))
-        buf[: len(data)] = data
-        return len(data)
-
     def write(self, data: bytes) -> None:
         if self.drop_next_message and any(p[:1] != b"\xff" for p in frame.Decoder().feed(bytes(data))):
             self.drop_next_message = False
             self.reboot()
             return
-        try:
-            self.proc.stdin.write(data)
-            self.proc.stdin.flush()
-        except (BrokenPipeError, ValueError):
-            pass
+        super().write(data)
 
     def close(self) -> None:
-        self.proc.kill()
-        self.proc.wait()
+        super().close()
         self.proc.stdout.close()
         try:
             self.proc.stdin.close()

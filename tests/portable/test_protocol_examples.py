@@ -39,21 +39,18 @@ def _examples():
     return found
 
 
+def _to_controller(kind, id, method, version, body, **more):
+    """An envelope from sensor-1 to controller, as the page's call and signed cast are."""
+    return wire.Envelope(kind=kind, id=id, src="sensor-1", dst="controller", method=method, version=version,
+                         body=body, **more)
+
+
 def _reply():
     return wire.Envelope(kind=wire.REPLY, id=2, src="controller", dst="sensor-1", reply_to=1, body=21.5)
 
 
 ENVELOPES = {
-    "call": wire.Envelope(
-        kind=wire.CALL,
-        id=1,
-        src="sensor-1",
-        dst="controller",
-        method="thermo.read",
-        version="1.3",
-        body={"unit": "C"},
-        deadline=1764072000000,
-    ),
+    "call": _to_controller(wire.CALL, 1, "thermo.read", "1.3", {"unit": "C"}, deadline=1764072000000),
     "reply": _reply(),
     "error": wire.Envelope(
         kind=wire.ERROR,
@@ -65,16 +62,7 @@ ENVELOPES = {
     ),
     "notify": wire.Envelope(kind=wire.NOTIFY, id=4, src="sensor-1", method="thermo.changed", body={"t": 22}),
     "hello": wire.Envelope(kind=wire.HELLO, id=0, src="sensor-1", body={"services": {"thermo": "1.3"}}),
-    "signed-cast": wire.Envelope(
-        kind=wire.CAST,
-        id=5,
-        src="sensor-1",
-        dst="controller",
-        method="thermo.log",
-        version="1.0",
-        body=None,
-        seq=[0xDEADBEEF, 7],
-    ),
+    "signed-cast": _to_controller(wire.CAST, 5, "thermo.log", "1.0", None, seq=[0xDEADBEEF, 7]),
 }
 FRAMES = {"frame-empty": b"", "frame-check": b"123456789", "frame-reply": wire.encode(_reply())}
 OTHERS = ("future-minor", "wire-2")
