@@ -43,7 +43,7 @@ class Route(NamedTuple):
     error: tuple[str, str] | None = None  # (type, message) of a refusal: logged, and a CALL answered
 
 
-def _refused(env: wire.Envelope | None, counter: str, kind: str, message: str) -> Route:
+def _refused(counter: str, kind: str, message: str) -> Route:
     return Route(DROP, counter, error=(kind, message))
 
 
@@ -57,7 +57,7 @@ def from_device(bridge: str, prefix: str, env: wire.Envelope, size: int, speaks_
     """
     src = env.src if isinstance(env.src, str) else ""
     if not speaks_as(src):
-        return _refused(env, "spoofed", WRONG_SOURCE,
+        return _refused("spoofed", WRONG_SOURCE,
                         f"the bridge {bridge} forwards only what a device sends as itself, not as {src!r}")
     dst = env.dst if isinstance(env.dst, str) else ""
     if env.kind == wire.HELLO and dst in (bridge, f"{bridge}/{BRIDGE_NODE}"):
@@ -66,16 +66,16 @@ def from_device(bridge: str, prefix: str, env: wire.Envelope, size: int, speaks_
     if node in ("", bridge):
         most = limit(device)
         if most is None:
-            return _refused(env, "bad_destination", UNREACHABLE,
+            return _refused("bad_destination", UNREACHABLE,
                             f"no such device {device!r} on bridge {bridge}")
         if size > most:
-            return _refused(env, "too_large", TOO_LARGE,
+            return _refused("too_large", TOO_LARGE,
                             f"{size} bytes: the link of {bridge}/{device} takes at most {most}")
         return Route(LOCAL, "local", device)
     try:
         topic = inbox_topic(prefix, node, device)
     except ValueError:
-        return _refused(env, "bad_destination", UNREACHABLE, f"{dst!r} is not a node name (bridge/device)")
+        return _refused("bad_destination", UNREACHABLE, f"{dst!r} is not a node name (bridge/device)")
     if uplink_free:
         return Route(UPLINK, "uplink", topic)
     if queued >= quota:
@@ -102,15 +102,15 @@ def from_broker(bridge: str, device: str | None, env: wire.Envelope | None, size
     if device is None:
         return Route(DROP, "bad_topic")
     if size > max_message:
-        return _refused(env, "oversized_in", TOO_LARGE,
+        return _refused("oversized_in", TOO_LARGE,
                         f"{size} bytes: bridge {bridge} takes at most {max_message}")
     if env is None and not newer_wire:
         return Route(DROP, "malformed_in")
     most = limit(device)
     if most is None:
-        return _refused(env, "unroutable_in", UNREACHABLE, f"no such device {device!r} on bridge {bridge}")
+        return _refused("unroutable_in", UNREACHABLE, f"no such device {device!r} on bridge {bridge}")
     if size > most:
-        return _refused(env, "too_large", TOO_LARGE,
+        return _refused("too_large", TOO_LARGE,
                         f"{size} bytes: the link of {bridge}/{device} takes at most {most}")
     return Route(HOLD, "held", device) if held else Route(DELIVER, "delivered", device)
 
