@@ -206,7 +206,7 @@ def roundtrip(broker: Broker, tmp: str, n: int) -> None:
     print(f"\nCall round trip, {n} sequential calls, QoS 1 (every process separate)")
     print("| path | calls | p50 ms | p99 ms | p50 vs paho pair |")
     print("|---|---|---|---|---|")
-    # paho leaves Nagle's algorithm on; spoolbus's clients turn it off (mqtt_paho.nodelay): both shown,
+    # paho leaves Nagle's algorithm on; spoolbus's clients turn it off (mqtt.paho.nodelay): both shown,
     # the ratio is against the pair with the same socket setting as ours.
     for sockets in ("default", "nodelay"):
         responder = subprocess.Popen([PY, "-c", PAHO_RESPONDER, str(broker.port), sockets],
