@@ -113,6 +113,8 @@ def _check_directories(cfg: BridgeConfig) -> None:
     _check_parent("--outbox", outbox)
     places = [("--outbox", outbox), ("--outbox (its .held)", outbox.rstrip("/") + ".held")]
     places += [("--spool", os.path.realpath(s)) for s in cfg.spools]
+    for flag, path in places[2:]:
+        _check_parent(flag, path)
     for i, (flag, path) in enumerate(places):
         if os.path.exists(path) and not os.path.isdir(path):
             raise ValueError(f"{flag} {path} is not a directory; give a spool directory (created if new)")

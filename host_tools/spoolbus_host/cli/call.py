@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         t = mqtt_options.transport(args, "host", f"cli-{os.getpid()}")
     except errors.MQTTConnectionError as e:
-        print(f"spoolbus {args.verb}: {e}", file=sys.stderr)
+        print(f"spoolbus {args.verb}: {e}; {mqtt_options.CHECK_BROKER}", file=sys.stderr)
         return 3
     n = node.Node(t.name, t, timeout=args.timeout)
     try:
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
               f"see `spoolbus monitor {args.node}`)", file=sys.stderr)
         return 4
     except errors.MQTTConnectionError as e:
-        print(f"spoolbus {args.verb}: {e}", file=sys.stderr)
+        print(f"spoolbus {args.verb}: {e}; {mqtt_options.CHECK_BROKER}", file=sys.stderr)
         return 3
     except errors.SpoolbusError as e:  # what the node refuses to send (too large, not encodable)
         print(f"spoolbus {args.verb}: {e}", file=sys.stderr)

@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         c.connect(host, port)
     except OSError as e:
-        print(f"spoolbus monitor: cannot connect to MQTT broker {host}:{port}: {e}; check --broker",
-              file=sys.stderr)
+        print(f"spoolbus monitor: cannot connect to MQTT broker {host}:{port}: {e}; "
+              f"{mqtt_options.CHECK_BROKER}", file=sys.stderr)
         return 3
     c.loop_start()
     if not answered.wait(CONNACK_S) or not c.is_connected():

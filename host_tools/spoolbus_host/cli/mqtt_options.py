@@ -9,6 +9,9 @@ import os
 from spoolbus_host.cli import options
 from spoolbus_host.mqtt.paho import PahoTransport
 
+# What to do when the broker cannot be reached; the MQTT commands end their line with it.
+CHECK_BROKER = "check that the broker runs and that --broker names it"
+
 
 def add_broker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", default=os.environ.get("SPOOLBUS_BROKER", "127.0.0.1:1883"),
