@@ -168,7 +168,8 @@ def micropython_memory():
                 if os.path.exists(os.path.join(ROOT, "runtime", "spoolbus", m + ".py"))]
         for name in ["__init__", "errors", "cbor"] + more:
             src = os.path.join(ROOT, "runtime", "spoolbus", name + ".py")
-            subprocess.run([MPY_CROSS, "-o", os.path.join(pkg, name + ".mpy"), src], check=True)
+            out = os.path.join(pkg, name + ".mpy")
+            subprocess.run([MPY_CROSS, "-o", out, "-s", f"spoolbus/{name}.py", src], check=True)
         more = ["spoolbus." + m for m in more]
         script = _MP_MEMORY % {"path": tmp, "more": more, "env": ENVELOPE_SRC}
         run = subprocess.run([MICROPYTHON, "-X", "heapsize=32k", "-c", script], capture_output=True,

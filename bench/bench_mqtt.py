@@ -134,7 +134,7 @@ def memory(broker: Broker, tmp: str) -> None:
         out = mpy / "spoolbus" / (rel + ".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
         src = ROOT / "runtime" / "spoolbus" / (rel + ".py")
-        subprocess.run([mpy_cross, "-o", str(out), str(src)], check=True)
+        subprocess.run([mpy_cross, "-o", str(out), "-s", f"spoolbus/{rel}.py", str(src)], check=True)
     script = pathlib.Path(tmp) / "mem.py"
     script.write_text(MEMORY)
     print("\n| heap | max_packet | errors.mpy | mqtt_client.mpy | mqtt.mpy | connected transport | free |")

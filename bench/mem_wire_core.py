@@ -80,6 +80,9 @@ try:
     run()
 except MemoryError:
     res['MemoryError during ' + stage] = 1
+    for name in [m for m in sys.modules if m.startswith('spoolbus')]:
+        del sys.modules[name]  # room to print the figures in
+    gc.collect()
 print(repr(res))
 """
 
@@ -90,11 +93,12 @@ def measure(heap: str = HEAP) -> dict[str, int]:
         pkg.mkdir()
         for name in MODULES:
             src = ROOT / "runtime" / "spoolbus" / f"{name}.py"
-            subprocess.run([MPY_CROSS, "-o", str(pkg / f"{name}.mpy"), str(src)], check=True)
+            subprocess.run([MPY_CROSS, "-o", str(pkg / f"{name}.mpy"), "-s", f"spoolbus/{name}.py", str(src)],
+                           check=True)
         # The measuring script is compiled too, so that its own code takes little of the 32 KB.
         script = pathlib.Path(tmp) / "measure_heap.py"
-        script.write_text(_SCRIPT % {"path": tmp})
-        subprocess.run([MPY_CROSS, str(script)], check=True)
+        script.write_text(_SCRIPT % {"path": ""})  # relative: module __file__ qstrs do not depend on $TMPDIR
+        subprocess.run([MPY_CROSS, "-s", script.name, str(script)], check=True)
         script.unlink()
         out = subprocess.run(
             [MICROPYTHON, "-X", f"heapsize={heap}", "-c", "import measure_heap"],

@@ -23,7 +23,8 @@ def compile_mpy(dest: pathlib.Path, *modules: str) -> str:
     for rel in ("__init__", *modules):
         out = dest / "spoolbus" / f"{rel}.mpy"
         out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([MPY_CROSS, "-o", str(out), str(ROOT / "runtime" / "spoolbus" / f"{rel}.py")],
+        subprocess.run([MPY_CROSS, "-o", str(out), "-s", f"spoolbus/{rel}.py",
+                        str(ROOT / "runtime" / "spoolbus" / f"{rel}.py")],
                        check=True)
     return str(dest)
 

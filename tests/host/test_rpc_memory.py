@@ -37,7 +37,8 @@ def _romfs_image(tmp: pathlib.Path) -> pathlib.Path:
     for src in (ROOT / "runtime").rglob("*.py"):
         out = lib / src.relative_to(ROOT / "runtime").with_suffix(".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([MPY_CROSS, "-o", str(out), str(src)], check=True)
+        name = src.relative_to(ROOT / "runtime").as_posix()
+        subprocess.run([MPY_CROSS, "-o", str(out), "-s", name, str(src)], check=True)
     spec = importlib.util.spec_from_file_location("mp_romfs", ROMFS_PY)
     romfs = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(romfs)
