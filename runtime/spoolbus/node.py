@@ -192,6 +192,8 @@ class Node:
         self._wall = clock and _wall_ms() is not None
         self._clock_ref = None  # (ticks, epoch ms) learned from a peer's hello
         self.firmware = _firmware()  # told in hello (the bridge's registry shows it); an app may set its own
+        self.current = None  # the envelope of the call a handler runs for (its src, sig), else None
+        self.on_poll = None  # fn() run at the start of every poll(): a service's timers (update.py)
 
     # ------------------------------------------------------------ serving
 
@@ -360,6 +362,11 @@ class Node:
         once, the others end with the event (call() raises it at once, not a Timeout later).
         """
         n = 0
+        if self.on_poll is not None:
+            try:
+                self.on_poll()
+            except Exception as e:  # noqa: BLE001 - a service's timer must not end the board's loop
+                self._internal_error(e)
         try:
             data = self.transport.recv(timeout_ms)
             while data is not None:
@@ -503,6 +510,8 @@ class Node:
             self.stats["contract_errors"] += 1
             return wire.ERROR, wire.error_body(_wire_type(e), str(e), getattr(e, "details", None))
         self._depth += 1
+        outer = self.current
+        self.current = env
         try:
             return wire.REPLY, fn(**args)
         except Exception as e:  # noqa: BLE001 - a handler's error becomes the caller's RemoteError
@@ -513,6 +522,7 @@ class Node:
             return wire.ERROR, body
         finally:
             self._depth -= 1
+            self.current = outer
 
     def _handler(self, impl, name):
         if isinstance(impl, dict):
