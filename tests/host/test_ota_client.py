@@ -11,8 +11,11 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import random
 import shutil
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -40,7 +43,13 @@ keys = None
 if cfg.get("keys"):
     import binascii
     keys = {k: binascii.unhexlify(v) for k, v in cfg["keys"].items()}
-nd = node.Node("gw/board", SpoolTransport(cfg["spool"], "gw/board"), keys=keys, require=bool(keys))
+if cfg.get("mqtt"):  # the board on the broker itself
+    from spoolbus.transport.mqtt import MQTTTransport
+    from spoolbus.transport.mqtt_client import MQTTClient
+    t = MQTTTransport(MQTTClient("gw-board", "127.0.0.1", cfg["mqtt"]), "gw", "board")
+else:
+    t = SpoolTransport(cfg["spool"], "gw/board")
+nd = node.Node("gw/board", t, keys=keys, require=bool(keys))
 u = update.serve(nd, deadline_s=30, trusted=cfg.get("trusted"))
 if cfg.get("raw"):
     u.z = 0
@@ -313,3 +322,40 @@ def test_a_signing_board_takes_a_deploy_signed_by_a_trusted_host(world, runtime)
             ota.deploy_over_bus(unsigned, BOARD, app, runtime=runtime, timeout=0.5)
     finally:
         unsigned.close()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPOOLBUS_BROKER")}
+    return subprocess.run([sys.executable, "-m", "spoolbus_host.cli", *args], capture_output=True,
+                          timeout=120, env=env)
+
+
+def test_the_cli_deploys_fetches_and_rolls_back_through_the_broker_signed(world, mosquitto, tmp_path):
+    keys = {BOARD: os.urandom(16), "host/ops": os.urandom(16)}
+    board, _, app = world({"trusted": ["host/ops"], "mqtt": mosquitto.port}, keys=keys)
+    key_file = tmp_path / "keys.json"
+    key_file.write_text(json.dumps({k: v.hex() for k, v in keys.items()}))
+    bus = ["--to", BOARD, "--broker", f"127.0.0.1:{mosquitto.port}", "--key-file", str(key_file)]
+    v1, _ = _tree(board.flash)
+    _app(app.parent, 2)
+    out = _cli("deploy", str(app), *bus, "--json")
+    assert out.returncode == 0, out.stderr.decode()
+    report = json.loads(out.stdout)
+    assert report["port"] == BOARD and report["previous_id"] == v1 and report["sent"] == 1
+    assert board.wait_for("app v2 up")
+    out = _cli("deploy", str(app), *bus)
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stdout.decode().startswith(f"{BOARD}: tree {report['tree_id']} already running")
+    fetch = ["fetch", BOARD, "app/current", *bus[2:]]
+    out = _cli(*fetch)
+    assert out.returncode == 0 and out.stdout == report["tree_id"].encode(), out.stderr.decode()
+    out = _cli(*fetch, "--out", str(tmp_path / "current.txt"))
+    assert out.returncode == 0 and out.stdout == b""
+    assert (tmp_path / "current.txt").read_text() == report["tree_id"]
+    out = _cli("deploy", "--rollback", *bus)
+    assert out.returncode == 0, out.stderr.decode()
+    assert out.stdout.decode().startswith(f"{BOARD}: rolled back to tree {v1}")
+    assert board.wait_for("app v1 up", times=2)
+    out = _cli("fetch", BOARD, "app/nothing", *bus[2:])
+    assert out.returncode == 2
+    assert out.stderr.decode() == f"spoolbus fetch: app/nothing: no such file on {BOARD}\n"
