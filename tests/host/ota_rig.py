@@ -111,7 +111,7 @@ class Rig:
         self.board = UnixBoard(self.workdir / "flash", baud=self.baud)
         self._cleanup.callback(self.board.stop)
         self.board.start()
-        first = first or self.release(1)
+        self.first = first = first or self.release(1)
         report = serial_deploy.deploy(self.board.port, first, **({"runtime": runtime} if runtime else {}))
         if self.link == "serial":  # a pty is held by one side at a time: the bridge opens it after the deploy
             self._attach_serial()
