@@ -67,10 +67,10 @@ class Rig:
 
     def release(self, version: int, *, healthy: bool = True, deadline_s: float = 30, broken: bool = False,
                 blob: int = 0, trusted: list[str] | None = None, keys: dict[str, str] | None = None,
-                name: str | None = None) -> Path:
+                files: dict[str, str] | None = None, name: str | None = None) -> Path:
         """An application directory: `app.version` answers `version`; `broken`: version.py raises at import;
         `healthy`: what healthy() says; `blob`: an incompressible data file of that many bytes (seeded by
-        version), so a transfer lasts long enough to be cut."""
+        version), so a transfer lasts long enough to be cut; `files`: more modules, path -> source."""
         self._releases += 1
         out = self.workdir / "apps" / (name or f"r{self._releases}-v{version}")
         out.mkdir(parents=True)
@@ -93,6 +93,9 @@ class Rig:
             f"HEALTHY = {healthy!r}",
         ]
         (out / "board_config.py").write_text("\n".join(cfg) + "\n")
+        for rel, text in (files or {}).items():
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            (out / rel).write_text(text)
         if blob:
             (out / "blob.bin").write_bytes(random.Random(version).randbytes(blob))
         return out
