@@ -63,11 +63,14 @@ def _firmware():
 
 
 def _wire_type(e):
-    """An exception's "type" in an ERROR body: spoolbus's own by their class name in snake_case
-    (UnsupportedVersion: unsupported_version, CBORDecodeError: cbor_decode_error), others by class name."""
+    """An exception's "type" in an ERROR body: spoolbus's own by their `wire_type` if they carry one (one
+    class for a service's many refusals, as update.UpdateError), else by their class name in snake_case
+    (UnsupportedVersion: unsupported_version, CBORDecodeError: cbor_decode_error); others by class name."""
     name = type(e).__name__
     if not isinstance(e, errors.SpoolbusError):
         return name
+    if getattr(e, "wire_type", None):
+        return e.wire_type
     out = ""
     last = len(name) - 1
     for i in range(last + 1):

@@ -130,9 +130,38 @@ def test_deploy_runs_the_new_code_and_a_no_change_redeploy_copies_nothing(tmp_pa
     assert second.sent == 1 and second.local_copies == len(build.files) - 1
     assert second.previous_id == build.tree_id
     assert _running(board, 2)
-    # The old tree is gone; the deploy agent keeps a copy of itself for the next deploy.
+    # The old tree stays as the previous one; the deploy agent keeps a copy of itself for the next deploy.
+    assert (board.flash / "app" / "previous").read_text() == build.tree_id
     assert sorted(p.name for p in (board.flash / "app").iterdir()) == sorted(
-        ["current", second.tree_id, dagent.AGENT_FILE])
+        ["current", "previous", build.tree_id, second.tree_id, dagent.AGENT_FILE])
+
+
+def test_rollback_boots_the_previous_tree_and_deploys_keep_only_two_trees(tmp_path, board, runtime):
+    app = _app(tmp_path, 1)
+    with pytest.raises(dbuild.DeployError, match=f"no previous tree on {board.port}"):
+        dp.rollback(board.port)
+    first = dp.deploy(board.port, app, runtime=runtime)
+    with pytest.raises(dbuild.DeployError, match=f"no previous tree on {board.port}"):
+        dp.rollback(board.port)
+    assert _running(board, 1)
+    (app / "version.py").write_text("V = 2\n")
+    second = dp.deploy(board.port, app, runtime=runtime)
+    (board.flash / "app" / "trial").write_text(second.tree_id)  # as a trial cut short would leave it
+    (app / "version.py").write_text("V = 3\n")
+    third = dp.deploy(board.port, app, runtime=runtime)
+    assert _running(board, 3)
+    assert sorted(p.name for p in (board.flash / "app").iterdir()) == sorted(
+        ["current", "previous", second.tree_id, third.tree_id, dagent.AGENT_FILE])
+    assert first.tree_id not in {second.tree_id, third.tree_id}
+
+    back = dp.rollback(board.port)
+    assert back.rolled_back and back.tree_id == second.tree_id and back.previous_id == third.tree_id
+    assert f"rolled back to tree {second.tree_id}" in back.summary()
+    assert _running(board, 2)
+    assert (board.flash / "app" / "current").read_text() == second.tree_id
+    assert (board.flash / "app" / "previous").read_text() == third.tree_id
+    forth = dp.rollback(board.port)  # and forth: the two trees swap again
+    assert forth.tree_id == third.tree_id and _running(board, 3, times=2)
 
 
 def test_a_damaged_copy_of_the_agent_on_the_board_is_not_run_but_replaced(tmp_path, board, runtime):

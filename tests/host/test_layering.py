@@ -19,6 +19,7 @@ LAYERS = [
     "lock",
     "spool",
     "node",
+    "update",
     "transport",
 ]
 

@@ -41,11 +41,13 @@ def _w(data):
 
 
 def _run(path, g):
-    """Run a boot file the way pyexec_file_if_exists does; errors are printed, never fatal."""
+    """Run a boot file the way pyexec_file_if_exists does; errors are printed, never fatal. True if it
+    ended in SystemExit (machine.soft_reset(), sys.exit()): the board soft-resets, as a port's main.c does
+    on PYEXEC_FORCED_EXIT."""
     try:
         os.stat(path)
     except OSError:
-        return
+        return False
     _tty(True)
     try:
         try:
@@ -54,13 +56,15 @@ def _run(path, g):
             exec(src, g)
         except KeyboardInterrupt:
             _w(b"KeyboardInterrupt\r\n")
+        except SystemExit:
+            return True
         except BaseException as e:  # noqa: B036 - a board prints every error of main.py and goes on
-            if not isinstance(e, SystemExit):
-                sys.print_exception(e)
+            sys.print_exception(e)
     except KeyboardInterrupt:  # a host sends Ctrl-C several times: a second one while the first is handled
         pass
     finally:
         _leave_app()
+    return False
 
 
 def _leave_app():
@@ -74,15 +78,15 @@ def _leave_app():
 
 
 def _soft_reset(raw):
-    for name in list(sys.modules):
-        if name not in _BUILTIN_MODULES:
-            del sys.modules[name]
-    sys.path[:] = _PATH
-    g = {"__name__": "__main__"}
-    _run("boot.py", g)
-    if not raw:
-        _run("main.py", g)
-    return {"__name__": "__main__"}
+    while True:
+        for name in list(sys.modules):
+            if name not in _BUILTIN_MODULES:
+                del sys.modules[name]
+        sys.path[:] = _PATH
+        g = {"__name__": "__main__"}
+        if not (_run("boot.py", g) or (not raw and _run("main.py", g))):
+            return {"__name__": "__main__"}
+        _w(b"soft reboot\r\n")
 
 
 def _exec(src, g):

@@ -3,7 +3,8 @@
 Guarantees: the board runs either the old tree or the complete, hash-verified new one. Files go to a
 new tree `app/<id>`; one rename of `app/current` (the name the boot loader reads) is the switch, so a
 link cut or a power cut at any moment before it leaves the old code running, and a later deploy
-resumes from the files that arrived intact.
+resumes from the files that arrived intact. The tree it replaces stays as `app/previous`, for
+`rollback` (and the update service's, docs/deploy.md: both keep the same files).
 """
 
 from __future__ import annotations
@@ -43,8 +44,12 @@ class Report:
     verified: int = 0
     seconds: float = 0.0
     up_to_date: bool = False
+    rolled_back: bool = False
 
     def summary(self) -> str:
+        if self.rolled_back:
+            return (f"{self.port}: rolled back to tree {self.tree_id} (tree {self.previous_id} is now the "
+                    f"previous one) in {self.seconds:.2f} s")
         if self.up_to_date:
             return f"{self.port}: tree {self.tree_id} already running ({self.files} files); nothing copied"
         return (
@@ -134,11 +139,14 @@ def _sync(agent: Agent, b: Build, r: str, progress: Progress | None) -> Report:
     _verify(agent, b, stage, report)
     if not loader_ok:
         _write_loader(agent, r)
+    keep = {stage_dir, "current", "failed", AGENT_FILE}
+    if cur_dir:  # the running tree becomes the previous one: written before the switch
+        _point(agent, f"{r}app/previous", cur_dir)
+        keep |= {cur_dir, "previous"}
     # The switch: one rename replaces the name the loader reads.
-    agent.put(f"{r}app/current.new", stage_dir.encode())
-    agent.request(f"N {r}app/current.new {r}app/current")
+    _point(agent, f"{r}app/current", stage_dir)
     for name in agent.request(f"L {r}app").split():
-        if name not in (stage_dir, "current", AGENT_FILE):
+        if name not in keep:  # older trees, a stale app/trial, pointers left half-written
             agent.request(f"X {r}app/{name}")
             report.removed += 1
     if progress:
@@ -171,6 +179,37 @@ def _remove_extra(agent: Agent, b: Build, stage: str, held: dict[str, str], repo
     for p in sorted(set(held) - set(b.files) - {MANIFEST_NAME}):
         agent.request(f"X {stage}/{p}")
         report.removed += 1
+
+
+def rollback(
+    port: str, root: str = "", *, reset: bool = True, baudrate: int = 115200
+) -> Report:
+    """Boot the previous tree again: `app/current` names the previous tree, `app/previous` the one that
+    ran; then (with reset) a soft reset. DeployError "no previous tree on PORT" when there is none."""
+    started = time.monotonic()
+    r = root.rstrip("/") + "/" if root else ""
+    agent = Agent(port, baudrate=baudrate, root=r)
+    try:
+        cur = (agent.get(f"{r}app/current") or b"").decode().strip()
+        prev = (agent.get(f"{r}app/previous") or b"").decode().strip()
+        if not prev or not cur or prev == cur or prev not in agent.request(f"L {r}app").split():
+            agent.close(reset=reset)  # the board goes back to what it ran
+            raise DeployError(f"no previous tree on {port}")
+        agent.put(f"{r}app/previous.new", cur.encode())  # both pointers ready before the switch
+        _point(agent, f"{r}app/current", prev)
+        agent.request(f"N {r}app/previous.new {r}app/previous")
+        agent.close(reset=reset)
+    except BaseException:
+        agent.serial.close()
+        raise
+    return Report(port, prev.split(".")[0], cur.split(".")[0], 0, rolled_back=True,
+                  seconds=time.monotonic() - started)
+
+
+def _point(agent: Agent, path: str, value: str) -> None:
+    """Write a pointer file (app/current, app/previous) as PATH.new and rename it onto PATH."""
+    agent.put(f"{path}.new", value.encode())
+    agent.request(f"N {path}.new {path}")
 
 
 def _write_loader(agent: Agent, r: str) -> None:
