@@ -1,13 +1,20 @@
-"""What the MQTT commands (call, cast, monitor) share: broker options and a host node on the broker."""
+"""What the MQTT commands (call, cast, monitor, deploy --to, fetch) share: broker options, signing keys
+and a host node on the broker."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
+from typing import TYPE_CHECKING
 
 from spoolbus_host.cli import options
-from spoolbus_host.mqtt.paho import PahoTransport
+
+if TYPE_CHECKING:  # paho is imported when a transport is made: `spoolbus deploy --port` never needs it
+    from spoolbus.node import Node
+
+    from spoolbus_host.mqtt.paho import PahoTransport
 
 # What to do when the broker cannot be reached; the MQTT commands end their line with it.
 CHECK_BROKER = "check that the broker runs and that --broker names it"
@@ -74,10 +81,73 @@ def check_client_cert(cert: str, key: str) -> None:
 def transport(args: argparse.Namespace, bridge: str, device: str) -> PahoTransport:
     """A clean-session node bridge/device on the broker, without presence: it leaves no trace there
     (raises MQTTConnectionError/MQTTRefused)."""
+    from spoolbus_host.mqtt.paho import PahoTransport
+
     host, port = broker_address(args.broker)
     return PahoTransport(host, port, bridge, device, prefix=args.prefix, user=args.user,
                          password=args.password, clean_session=True, presence=False,
                          tls={"ca_certs": args.ca} if args.ca else None)
+
+
+_HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
+_KEY_FILE = 'a JSON or TOML file of node name = "hex key" (the board\'s and this host\'s)'
+
+
+def add_key_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--key-file", type=options.argtype(read_key_file), metavar="FILE",
+                   help='sign with these keys: JSON {"gw1/sensor-1": "<hex>", "host/ops": "<hex>"} or the '
+                   "same as TOML; the board's key and this host's, whose entry names the command's node")
+
+
+def read_key_file(path: str) -> dict[str, bytes]:
+    """{node name: key} from a JSON or TOML file of node name -> hex key; ValueError with the fix."""
+    options.readable_file(path, _KEY_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a text file; give {_KEY_FILE}") from None
+    try:
+        if text.lstrip().startswith("{"):
+            table = json.loads(text)
+        else:
+            import tomllib
+
+            table = tomllib.loads(text)
+    except ValueError as e:  # json.JSONDecodeError and tomllib.TOMLDecodeError are ValueErrors
+        raise ValueError(f"{path} is neither JSON nor TOML ({e}); give {_KEY_FILE}") from None
+    if not isinstance(table, dict) or not table:
+        raise ValueError(f"{path} holds no keys; give {_KEY_FILE}")
+    keys = {}
+    for name, value in table.items():
+        bridge, sep, device = name.partition("/")
+        if not (sep and bridge and device) or any(c in name for c in "+#") or "/" in device:
+            raise ValueError(f"{path}: {name!r} is not a node name; write it as bridge/device, "
+                             "e.g. gw1/sensor-1")
+        if not isinstance(value, str) or not _HEX.match(value):
+            raise ValueError(f"{path}: the key of {name} is not hex (an even number of digits 0-9, a-f)")
+        keys[name] = bytes.fromhex(value)
+    return keys
+
+
+def bus_node(args: argparse.Namespace, target: str, pending: int = 8) -> Node:
+    """The command's node on the broker, to reach `target`: host/cli-<pid>, or with --key-file the file's
+    entry that is not the target's, signing its calls and refusing unsigned replies. ValueError for a key
+    file that does not fit the target; MQTTConnectionError/MQTTRefused as transport()."""
+    from spoolbus.node import Node
+
+    keys = getattr(args, "key_file", None)
+    name = f"host/cli-{os.getpid()}"
+    if keys:
+        others = [n for n in keys if n != target]
+        if target not in keys or len(others) != 1:
+            raise ValueError(f"--key-file must hold two keys, {target}'s and this host's (whose name the "
+                             f"command's node takes); it holds {', '.join(sorted(keys))}")
+        name = others[0]
+    bridge, _, device = name.partition("/")
+    t = transport(args, bridge, device)
+    return Node(t.name, t, keys=keys or None, require=bool(keys), timeout=getattr(args, "timeout", 5.0),
+                max_pending=pending, max_message=65536)
 
 
 def jsonable(value: object) -> object:
