@@ -66,7 +66,7 @@ class Rig:
     # ------------------------------------------------------------------ releases
 
     def release(self, version: int, *, healthy: bool = True, deadline_s: float = 30, broken: bool = False,
-                blob: int = 0, trusted: list[str] | None = None, keys: dict[str, str] | None = None,
+                blob: int = 0, trusted: list[str] | None = None, keys: dict[str, str | bytes] | None = None,
                 files: dict[str, str] | None = None, name: str | None = None) -> Path:
         """An application directory: `app.version` answers `version`; `broken`: version.py raises at import;
         `healthy`: what healthy() says; `blob`: an incompressible data file of that many bytes (seeded by

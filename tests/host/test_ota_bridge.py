@@ -187,12 +187,18 @@ def _resumed(r: Rig, new: Path) -> None:
     assert report.up_to_date or report.bytes_sent < whole, (report, whole)
 
 
-def test_a_deploy_whose_host_is_killed_mid_transfer_resumes(rig):
-    r = rig("serial")
-    new = r.release(2, blob=BLOB)
+def test_a_deploy_whose_host_is_killed_mid_transfer_resumes(rig, tmp_path):
+    # The command's node is named by its key file (else host/cli-<pid>: a new process would be another
+    # source, and the board `busy` for 30 s after the killed one's last call).
+    keys = {"ota/board": os.urandom(16).hex(), "host/ops": os.urandom(16).hex()}
+    key_file = tmp_path / "keys.json"
+    key_file.write_text(json.dumps(keys))
+    board_keys = {k: bytes.fromhex(v) for k, v in keys.items()}
+    r = rig("serial", keys=board_keys, trusted=["host/ops"])
+    new = r.release(2, blob=BLOB, keys=board_keys, trusted=["host/ops"])
     tree = build(new).tree_id
-    proc = subprocess.Popen(_cli_cmd(r, "deploy", str(new), "--to", r.name), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    cmd = _cli_cmd(r, "deploy", str(new), "--to", r.name, "--key-file", str(key_file), "--json")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         _wait_staging(r, tree, 1)
         time.sleep(random.uniform(0, 0.05))
@@ -202,7 +208,7 @@ def test_a_deploy_whose_host_is_killed_mid_transfer_resumes(rig):
     cut = _staged(r, tree)
     assert 0 < cut < BLOB, cut
     assert r.version() == 1
-    res = _cli(r, "deploy", str(new), "--to", r.name, "--json")  # the same source: it is not `busy`
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     assert r.version() == 2
