@@ -47,6 +47,36 @@ CASES = [
     ("deploy {app} --board raspberry-pi", 2, "needs exactly one of --root DIR or --ssh HOST"),
     ("deploy {app} --board raspberry-pi --root {file}", 2, "--root {file} is not a directory"),
     ("deploy {app} --port /dev/null --mpy-cross {tmp}/missing", 2, "is not an executable file"),
+    ("deploy --to gw/a", 2, "the following arguments are required: app (or --rollback)"),
+    ("deploy {app} --rollback --port /dev/null", 2, "--rollback takes no APP"),
+    ("deploy {app} --port /dev/null --to gw/a", 2, "give one of --port (the serial port) or --to NODE"),
+    ("deploy {app} --to gw/", 2, "argument --to: 'gw/' is not a node; give it as bridge/device"),
+    ("deploy {app} --to gw/+", 2, "argument --to: 'gw/+' is not a node"),
+    ("deploy {app} --to gw/a --baud 9600", 2, "--baud is for a deploy over a serial port"),
+    ("deploy {app} --to gw/a --board-dir /flash", 2, "--board-dir is for a deploy over a serial port"),
+    ("deploy {app} --to gw/a --no-reset", 2, "--no-reset is for a deploy over a serial port"),
+    ("deploy {app} --port /dev/null --window 2", 2, "--window is for a deploy over the bus: add --to NODE"),
+    ("deploy {app} --port /dev/null --key-file {keys}", 2, "--key-file is for a deploy over the bus"),
+    ("deploy {app} --to gw/a --window 0", 2, "argument --window: '0' is not a whole number above 0"),
+    ("deploy {app} --to gw/a --timeout 0", 2, "argument --timeout: '0' is not a number of seconds"),
+    ("deploy --rollback --board raspberry-pi --root {tmp}", 2, "--rollback is for MicroPython boards"),
+    ("deploy {app} --board raspberry-pi --to gw/a", 2, "installs a Linux service (--root or --ssh): --to"),
+    ("deploy {app} --to gw/a --key-file {tmp}/missing", 2, "--key-file: {tmp}/missing: no such file"),
+    ("deploy {app} --to gw/a --key-file {file}", 2, "is neither JSON nor TOML"),
+    ("deploy {app} --to gw/a --key-file {badkeys}", 2, "the key of gw/b is not hex"),
+    ("deploy {app} --to gw/a --key-file {keys}", 2, "--key-file must hold two keys, gw/a's and this host's"),
+    ("deploy {app} --to gw/a --broker ''", 2, "argument --broker: broker '' is not HOST:PORT"),
+    ("deploy {app} --to gw/a --broker {closed}", 3, "refused; check that the broker runs and that --broker"),
+    ("deploy {app} --to gw/a --broker {live} --timeout 0.3", 2, "no reply from gw/a: is it online"),
+    ("deploy --rollback --to gw/a --broker {live} --timeout 0.3", 2, "see `spoolbus monitor gw/a`"),
+    ("fetch gw/a", 2, "the following arguments are required: path"),
+    ("fetch gw/ app/failed", 2, "argument node: 'gw/' is not a node"),
+    ("fetch gw/a app/failed --out {tmp}", 2, "argument --out: {tmp} is a directory; give the file to write"),
+    ("fetch gw/a app/failed --out {tmp}/missing/f", 2, "directory {tmp}/missing does not exist"),
+    ("fetch gw/a app/failed --window 0", 2, "argument --window: '0' is not a whole number above 0"),
+    ("fetch gw/a app/failed --key-file {keys}", 2, "--key-file must hold two keys"),
+    ("fetch gw/a app/failed --broker {closed}", 3, "cannot connect to MQTT broker 127.0.0.1:{closed_port}"),
+    ("fetch gw/a app/failed --broker {live} --timeout 0.3", 2, "no reply from gw/a"),
     ("flash", 2, "the following arguments are required: --board"),
     ("flash --board nosuch", 2, "no board profile 'nosuch'"),
     ("flash --board esp32", 2, "no firmware image given: pass --image"),
@@ -195,6 +225,8 @@ def world(tmp_path_factory):
     (tmp / "file").write_text("not a certificate, a database or a firmware image\n")
     (tmp / "binary").write_bytes(b"\xff\xfe\x00TOML?")
     (tmp / "bad.toml").write_text("name = \n")
+    (tmp / "keys.json").write_text('{"gw/b": "00ff"}')
+    (tmp / "badkeys.toml").write_text('"gw/a" = "00ff"\n"gw/b" = "xyz"\n')
     (tmp / "zeroquota.toml").write_text("device_quota = 0\n")
     (tmp / "example.toml").write_text(  # the example as a fresh host without /var/lib/spoolbus has it
         (ROOT / "examples" / "bridge.toml").read_text().replace("/var/lib/", f"{tmp}/var/lib/"))
@@ -205,7 +237,8 @@ def world(tmp_path_factory):
     closed = free_port()
     names = {"tmp": str(tmp), "app": str(tmp / "app"), "spool": str(tmp / "spool"),
              "outbox": str(tmp / "outbox"), "file": str(tmp / "file"), "binary": str(tmp / "binary"),
-             "badtoml": str(tmp / "bad.toml"), "zeroquota": str(tmp / "zeroquota.toml"),
+             "badtoml": str(tmp / "bad.toml"), "keys": str(tmp / "keys.json"),
+             "badkeys": str(tmp / "badkeys.toml"), "zeroquota": str(tmp / "zeroquota.toml"),
              "example": str(tmp / "example.toml"), "otherdb": str(other), "ca": str(ca),
              "pty": os.ttyname(slave), "live": f"127.0.0.1:{live.port}", "live_port": str(live.port),
              "auth": f"127.0.0.1:{auth.port}", "closed": f"127.0.0.1:{closed}", "closed_port": str(closed),

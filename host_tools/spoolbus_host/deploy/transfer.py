@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from spoolbus import errors
+from spoolbus import errors, wire
 from spoolbus.node import Node
 
 _MAX_INFLATE = 8  # an uncompressed piece is at most this many chunks: bounds a put's work on the board
@@ -52,10 +52,17 @@ class Window:
         self._flight.append((tag, ticket))
 
     def pop(self) -> Outcome:
-        """The outcome of the oldest call in flight, polling the node until it is ready."""
+        """The outcome of the oldest call in flight, polling the node until it is ready.
+
+        The board answers a link's calls in order: once a later call has its error reply, the oldest
+        one's call or reply was lost, and it is given up at once (a Timeout) rather than at its timeout.
+        """
         tag, ticket = self._flight.popleft()
         node = self.node
         while not node.ready(ticket):
+            if any(getattr(t.reply, "kind", None) == wire.ERROR for _, t in self._flight):
+                node._calls.pop(ticket.env.id, None)  # its slot is free for the calls that follow
+                return Outcome(tag, error=errors.Timeout(f"the reply to {ticket.env.method} was lost"))
             node.poll(node._wait_ms(ticket))
         try:
             return Outcome(tag, node.result(ticket))
@@ -64,6 +71,23 @@ class Window:
 
     def drain(self) -> list[Outcome]:
         return [self.pop() for _ in range(len(self._flight))]
+
+    def abandon(self) -> list[Outcome]:
+        """The outcomes of the calls in flight that have their replies by now; the others are given up
+        (a Timeout): after a failure the caller asks the board where it stands rather than waiting."""
+        self.node.poll(0)
+        out = []
+        while self._flight:
+            tag, ticket = self._flight.popleft()
+            if ticket.reply is None:
+                self.node._calls.pop(ticket.env.id, None)
+                out.append(Outcome(tag, error=errors.Timeout(f"{ticket.env.method} given up")))
+                continue
+            try:
+                out.append(Outcome(tag, self.node.result(ticket)))
+            except (errors.RemoteError, errors.LinkError) as e:
+                out.append(Outcome(tag, error=e))
+        return out
 
 
 @dataclass
@@ -80,9 +104,10 @@ class Sender:
     """Sends file pieces with `update.put` through a Window.
 
     `chunk`: the largest put data the board takes; `wbits`: the board's deflate window (0: raw puts).
-    Compressed, one pass is one deflate stream over its files, flushed (Z_SYNC_FLUSH) at the end of every
-    put, so each put inflates to exactly its `n` bytes. `on_bytes(n)` and `on_file(f)` follow what the
-    board acknowledged; `wire_bytes` counts the put data sent.
+    Compressed, one pass is one deflate stream over its files (a new one at a file the board holds part
+    of), flushed (Z_SYNC_FLUSH) at the end of every put, so each put inflates to exactly its `n` bytes.
+    `on_bytes(n)` and `on_file(f)` follow what the board acknowledged; `wire_bytes` counts the put data
+    sent.
     """
 
     def __init__(self, window: Window, chunk: int, wbits: int = 0,
@@ -105,12 +130,13 @@ class Sender:
         w = self.window
         outcome = Pass(None, [], False)
         comp = None
-        if self.wbits:
-            self._stream = self._stream % 0xFFFF + 1
-            comp = zlib.compressobj(9, zlib.DEFLATED, -self.wbits)
-        first = True
-        for f, data, have in files:
+        first = False
+        for i, (f, data, have) in enumerate(files):
             o = have
+            if self.wbits and (i == 0 or have):  # a stream moves on to a file only at its byte 0
+                self._stream = self._stream % 0xFFFF + 1
+                comp = zlib.compressobj(9, zlib.DEFLATED, -self.wbits)
+                first = True
             while True:
                 if comp is None:
                     piece = data[o : o + self.chunk]
@@ -170,7 +196,8 @@ class Sender:
         return True
 
     def _finish(self, p: Pass) -> Pass:
-        for out in self.window.drain():
+        w = self.window
+        for out in w.abandon() if p.failed else w.drain():
             self._settle(out, p)  # after a failure too: what arrived still counts
         return p
 
