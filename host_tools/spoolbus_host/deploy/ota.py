@@ -23,6 +23,9 @@ from spoolbus_host.progress import Progress
 
 BOOT_TIMEOUT = 90.0  # seconds a board has to come back and confirm (its trial deadline is 60 s by default)
 _HEALTH_TIMEOUT = 2.0  # seconds a health call waits while the board reboots (it asks again)
+# Seconds between probes while the board reboots: frames sent to a console while its loader starts can hold
+# a 0x03, which interrupts the boot on a port where Ctrl-C is live (docs/deploy.md), so probe sparingly.
+_PROBE_S = 1.0
 _MAX_PASSES = 8  # transfer passes in a row that end in an error without anything new arriving
 
 
@@ -228,6 +231,7 @@ def _await(node: Node, target: str, tree: str, boot: object, timeout: float, boo
     `failed` names it) raises DeployError with the board's reason."""
     deadline = time.monotonic() + boot_timeout
     health_timeout = min(timeout, _HEALTH_TIMEOUT)
+    time.sleep(_PROBE_S)  # the board resets 0.2 s after its reply, then boots
     while time.monotonic() < deadline:
         node.hello(target)
         try:
@@ -238,7 +242,7 @@ def _await(node: Node, target: str, tree: str, boot: object, timeout: float, boo
             raise _refusal(e, target, "update.health") from None
         rebooted = boot is None or _boot_nonce(node, target) not in (boot, None)
         if not rebooted or not isinstance(h, dict):
-            time.sleep(0.05)
+            time.sleep(_PROBE_S)
             continue
         if h.get("confirmed") and h.get("current") == tree:
             return
