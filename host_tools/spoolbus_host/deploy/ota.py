@@ -61,7 +61,7 @@ def deploy_over_bus(
     boot = _boot_nonce(node, target)
     names = sorted(b.files)  # file numbers: manifest lines
     w = transfer.Window(node, target, window, timeout)
-    sender = transfer.Sender(w, int(st.get("chunk") or 0), int(st.get("z") or 0))
+    sender = transfer.Sender(w, st["chunk"], st.get("z") or 0)
     begin = {"tree": b.tree_id, "size": len(b.manifest)}
     stuck = 0
     commits = 0
@@ -129,7 +129,7 @@ def fetch(node: Node, target: str, path: str, *, window: int = 4, timeout: float
     st = _status(node, target, timeout)
     w = transfer.Window(node, target, window, timeout)
     try:
-        return transfer.read(w, path, int(st.get("chunk") or 512))
+        return transfer.read(w, path, st["chunk"])
     except errors.RemoteError as e:
         raise _refusal(e, target, "update.read", path) from None
     except (errors.Timeout, errors.LinkError):
@@ -149,8 +149,10 @@ def _tree_id(d: object) -> str | None:
 
 def _status(node: Node, target: str, timeout: float) -> dict:
     st = _call(node, target, "update.status", {}, timeout)
-    if not isinstance(st, dict):
-        raise DeployError(f"{target} answered update.status with {st!r}, not a status map")
+    chunk = st.get("chunk")
+    if not isinstance(chunk, int) or chunk < 64 or not isinstance(st.get("z", 0), int):
+        raise DeployError(f"{target} answered update.status with chunk={chunk!r}, z={st.get('z')!r}: "
+                          "is its update service spoolbus's?")
     return st
 
 
