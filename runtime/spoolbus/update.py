@@ -5,6 +5,7 @@ Files and protocol: docs/deploy.md, "Over the bus (OTA) and the trial boot". The
 file data goes straight to flash; every pointer file changes by one rename of `<name>.new`.
 """
 
+import binascii
 import gc
 import hashlib
 import os
@@ -63,10 +64,6 @@ def _is_dir(p):
         return False
 
 
-def _hex(b):
-    return "".join("%02x" % x for x in b)
-
-
 def _hash(p, buf):
     h = hashlib.sha256()
     mv = memoryview(buf)
@@ -76,7 +73,7 @@ def _hash(p, buf):
             if not n:
                 break
             h.update(mv[:n])
-    return _hex(h.digest())
+    return binascii.hexlify(h.digest()).decode()
 
 
 def _rm(p):
@@ -269,9 +266,9 @@ class Updater:
         stage = tree + ".1" if cur == tree else tree
         self._stage = (tree, stage, size)
         self._entry = self._zs = None
-        self._prune(stage)
         d = self.app + stage
         _mkdirs(d)
+        self._prune(stage)
         m = d + "/" + _NEW
         have = _size(m)
         if have == size and not self._manifest_ok(m, tree):
@@ -414,7 +411,7 @@ class Updater:
         if n < 0 or o + n > size:
             raise UpdateError("out_of_order", "put of %d bytes past the end of file %d (%d bytes)"
                               % (n, f, size), {"file": f, "have": have})
-        if f >= 0:
+        if have == 0 and f >= 0:
             _mkdirs(p[: p.rfind("/")])
         try:
             with open(p, "ab") as out:

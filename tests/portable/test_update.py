@@ -215,6 +215,25 @@ def test_compressed_puts_inflate_one_stream_across_files():
         assert rig.call("commit", tree=t.id, reboot=False) == {"trial": t.id}
 
 
+def test_a_compressed_put_out_of_its_stream_is_refused_and_ends_the_stream():
+    with temp_dir() as d:
+        root = d + "/"
+        _board(root)
+        rig = _Rig(root)
+        t = _Tree({"a.py": _A, "b.txt": _B})
+        rig.stage(t, skip=(0, 1))
+        z = [(f, o, n, binascii.unhexlify(x)) for f, o, n, x in _Z]
+        e = rig.refused("put", f=0, o=0, d=z[0][3], z=7, n=500)  # not the start of a stream it decodes
+        assert e.type == "out_of_order" and e.details == {"file": 0, "have": 0}
+        assert rig.call("put", f=0, o=0, d=z[0][3], z=7, s=True, n=500) == {"have": 500}
+        e = rig.refused("put", f=0, o=1000, d=z[2][3], z=7, n=500)  # put 1 was lost
+        assert e.details == {"file": 0, "have": 500}
+        assert rig.refused("put", f=0, o=500, d=z[1][3], z=7, n=500).type == "out_of_order"  # stream ended
+        assert rig.refused("put", f=0, o=500, d=z[1][3], z=8, n=500).type == "out_of_order"
+        assert rig.call("put", f=0, o=0, d=z[0][3], z=9, s=True, n=500) == {"have": 500}  # a resend
+        assert rig.board.stats["internal_errors"] == 0
+
+
 def test_compressed_puts_of_a_stream_deflated_here():
     try:
         from zlib import compressobj
@@ -519,6 +538,28 @@ def _cut_run(fs, base, cut, old, new):
     finally:
         vfs.umount(_MOUNT)
     return bdev.writes
+
+
+@micropython_only("mounts FAT from MicroPython's vfs module")
+def test_a_full_disk_refuses_the_put_with_no_space():
+    import vfs
+
+    bdev = RAMBlockDevice(512, 64)
+    vfs.VfsFat.mkfs(bdev)
+    vfs.mount(vfs.VfsFat(bdev), _MOUNT)
+    try:
+        root = _MOUNT + "/"
+        os.mkdir(root + "app")
+        rig = _Rig(root)
+        t = _Tree({"big.bin": bytes(40000)})
+        rig.stage(t, skip=(0,))
+        o = 0
+        with raises(errors.RemoteError) as e:
+            while o < 40000:
+                o = rig.call("put", f=0, o=o, d=bytes(2000))["have"]
+        assert e.value.type == "no_space" and rig.call("status")["free"] < 2000
+    finally:
+        vfs.umount(_MOUNT)
 
 
 def _every_cut(fs):
