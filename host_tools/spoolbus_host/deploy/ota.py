@@ -65,6 +65,7 @@ def deploy_over_bus(
     begin = {"tree": b.tree_id, "size": len(b.manifest)}
     stuck = 0
     commits = 0
+    counted = False  # the first answer with the files says what this deploy sends
     while True:
         reply = _call(node, target, "update.begin", begin, timeout)
         if reply.get("up_to_date"):
@@ -78,7 +79,8 @@ def deploy_over_bus(
             done = sender.send([(-1, b.manifest, have)])
         else:
             need = [(int(f), int(h)) for f, h in reply.get("need", [])]
-            if sender.on_file is None:  # the first answer with the files: what this deploy sends
+            if not counted:
+                counted = True
                 report.sent = len(need)
                 report.reused = len(b.files) - len(need)
                 _start_progress(progress, sender, names, [(f, h, len(b.files[names[f]])) for f, h in need])
@@ -217,8 +219,8 @@ def _transfer_error(failed: transfer.Outcome, target: str) -> None:
 def _start_progress(progress: Progress | None, sender: transfer.Sender, names: list[str],
                     need: list[tuple[int, int, int]]) -> None:
     """The serial deploy's bar: files and bytes still to send."""
-    sender.on_file = (lambda f: progress.advance_file(names[f])) if progress else (lambda f: None)
     if progress:
+        sender.on_file = lambda f: progress.advance_file(names[f])
         progress.start(len(need), sum(size - have for _, have, size in need))
         sender.on_bytes = progress.advance_bytes
 
