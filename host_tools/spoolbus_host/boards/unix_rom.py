@@ -10,6 +10,8 @@ import os
 import sys
 import termios
 
+import micropython
+
 # Linux lflag bits: the tty turns Ctrl-C into SIGINT while the application runs (ISIG) without
 # discarding the bytes queued behind it (NOFLSH), as a board's UART keeps them.
 _ISIG = 0x1
@@ -79,6 +81,9 @@ def _leave_app():
 
 def _soft_reset(raw):
     while True:
+        # Ctrl-C interrupts again, as after a port's soft reset: an application's kbd_intr(-1) ends with
+        # it (on the unix port that call restores SIGINT's default action: a 0x03 would end the board).
+        micropython.kbd_intr(3)
         for name in list(sys.modules):
             if name not in _BUILTIN_MODULES:
                 del sys.modules[name]
