@@ -64,10 +64,11 @@ def deploy_over_bus(
     boot = _boot_nonce(node, target)
     names = sorted(b.files)  # file numbers: manifest lines
     w = transfer.Window(node, target, window, timeout)
-    sender = transfer.Sender(w, int(st.get("chunk") or 0), int(st.get("z") or 0))
+    sender = transfer.Sender(w, st["chunk"], st.get("z") or 0)
     begin = {"tree": b.tree_id, "size": len(b.manifest)}
     stuck = 0
     commits = 0
+    counted = False  # the first answer with the files says what this deploy sends
     while True:
         reply = _call(node, target, "update.begin", begin, timeout)
         if reply.get("up_to_date"):
@@ -81,7 +82,8 @@ def deploy_over_bus(
             done = sender.send([(-1, b.manifest, have)])
         else:
             need = [(int(f), int(h)) for f, h in reply.get("need", [])]
-            if sender.on_file is None:  # the first answer with the files: what this deploy sends
+            if not counted:
+                counted = True
                 report.sent = len(need)
                 report.reused = len(b.files) - len(need)
                 _start_progress(progress, sender, names, [(f, h, len(b.files[names[f]])) for f, h in need])
@@ -132,7 +134,7 @@ def fetch(node: Node, target: str, path: str, *, window: int = 4, timeout: float
     st = _status(node, target, timeout)
     w = transfer.Window(node, target, window, timeout)
     try:
-        return transfer.read(w, path, int(st.get("chunk") or 512))
+        return transfer.read(w, path, st["chunk"])
     except errors.RemoteError as e:
         raise _refusal(e, target, "update.read", path) from None
     except (errors.Timeout, errors.LinkError):
@@ -152,8 +154,10 @@ def _tree_id(d: object) -> str | None:
 
 def _status(node: Node, target: str, timeout: float) -> dict:
     st = _call(node, target, "update.status", {}, timeout)
-    if not isinstance(st, dict):
-        raise DeployError(f"{target} answered update.status with {st!r}, not a status map")
+    chunk = st.get("chunk")
+    if not isinstance(chunk, int) or chunk < 64 or not isinstance(st.get("z", 0), int):
+        raise DeployError(f"{target} answered update.status with chunk={chunk!r}, z={st.get('z')!r}: "
+                          "is its update service spoolbus's?")
     return st
 
 
@@ -218,8 +222,8 @@ def _transfer_error(failed: transfer.Outcome, target: str) -> None:
 def _start_progress(progress: Progress | None, sender: transfer.Sender, names: list[str],
                     need: list[tuple[int, int, int]]) -> None:
     """The serial deploy's bar: files and bytes still to send."""
-    sender.on_file = (lambda f: progress.advance_file(names[f])) if progress else (lambda f: None)
     if progress:
+        sender.on_file = lambda f: progress.advance_file(names[f])
         progress.start(len(need), sum(size - have for _, have, size in need))
         sender.on_bytes = progress.advance_bytes
 
