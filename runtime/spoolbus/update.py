@@ -34,7 +34,7 @@ SERVICE.method("health")
 SERVICE.method("rollback", ("reboot", bool, True))
 SERVICE.method("read", ("path", str), ("o", int), ("n", int))
 
-_BUSY_MS = 30000  # another source may not start while the last one called this recently
+_BUSY_MS = 10000  # another source may not start while the last one called this recently
 _RESET_MS = 200  # a reset waits this long after its reply, so the reply goes out
 _HEADER = "spoolbus-manifest 1\n"
 _MANIFEST = ".manifest"
@@ -229,7 +229,7 @@ class Updater:
             return
         now = ticks_ms()
         if self._owner not in (None, src) and ticks_diff(now, self._owner_t) < _BUSY_MS:
-            raise UpdateError("busy", "%s is updating %s; retry in 30 s" % (self._owner, self.node.name))
+            raise UpdateError("busy", "%s is updating %s; retry in 10 s" % (self._owner, self.node.name))
         self._owner = src
         self._owner_t = now
 
@@ -262,6 +262,7 @@ class Updater:
             raise UpdateError("bad_manifest", "tree %r of a %d-byte manifest is no tree id" % (tree, size))
         cur = self._get("current")
         if cur and cur.split(".")[0] == tree and self._whole(cur, tree):
+            self._owner = None  # nothing to stage: another host may update at once
             return {"up_to_date": True}
         stage = tree + ".1" if cur == tree else tree
         self._stage = (tree, stage, size)
@@ -392,7 +393,11 @@ class Updater:
     def put(self, f, o, d, z=0, s=False, n=-1):
         self._allow()
         p, size, sha = self._file(f)
-        have = max(_size(p), 0)
+        have = _size(p)
+        if have < 0 and size == 0:  # an empty file: no put will write it, this one creates it
+            _mkdirs(p[: p.rfind("/")])
+            open(p, "wb").close()
+        have = max(have, 0)
         if o < have or have == size:
             return self._have(have, size)  # a resend: what it carried is here
         zs = self._zs
@@ -499,7 +504,7 @@ class Updater:
                               {"need": need[:16]})
         os.rename(m, d + "/" + _MANIFEST)
         self._put("trial", st[1])
-        self._stage = self._entry = self._zs = None
+        self._stage = self._entry = self._zs = self._owner = None
         self._reboot(reboot)
         return {"trial": st[1]}
 

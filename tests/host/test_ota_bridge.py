@@ -188,8 +188,8 @@ def _resumed(r: Rig, new: Path) -> None:
 
 
 def test_a_deploy_whose_host_is_killed_mid_transfer_resumes(rig, tmp_path):
-    # The command's node is named by its key file (else host/cli-<pid>: a new process would be another
-    # source, and the board `busy` for 30 s after the killed one's last call).
+    # The command's node is named by its key file: the rerun is the same source (as host/cli-<pid> it would
+    # be another one, and begin would wait out the board's 10 s claim of the killed run).
     keys = {"ota/board": os.urandom(16).hex(), "host/ops": os.urandom(16).hex()}
     key_file = tmp_path / "keys.json"
     key_file.write_text(json.dumps(keys))

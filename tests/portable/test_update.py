@@ -186,6 +186,26 @@ def test_raw_transfer_stages_every_file_and_commit_writes_the_trial():
         assert rig.call("status")["trial"] == new.id
 
 
+def test_an_empty_file_is_created_by_its_one_put_and_the_tree_commits():
+    with temp_dir() as d:
+        root = d + "/"
+        _board(root)
+        old = _tree("old")
+        _install(root, old)
+        rig = _Rig(root)
+        files = dict(_tree("new").files)
+        files["empty.txt"] = b""
+        new = _Tree(files)
+        r = rig.call("begin", tree=new.id, size=len(new.manifest))
+        assert rig.call("put", f=-1, o=0, d=new.manifest)["done"]
+        need = rig.call("begin", tree=new.id, size=len(new.manifest))["need"]
+        for f, _ in need:
+            data = new.files[new.names[f]]
+            assert rig.call("put", f=f, o=0, d=data) == {"have": len(data), "done": True}
+        assert r["stage"] == new.id and rig.call("commit", tree=new.id, reboot=False) == {"trial": new.id}
+        assert os.stat(root + "app/" + new.id + "/empty.txt")[6] == 0
+
+
 def test_files_equal_in_the_current_tree_are_copied_on_the_board():
     with temp_dir() as d:
         root = d + "/"

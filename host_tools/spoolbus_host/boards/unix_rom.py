@@ -25,6 +25,7 @@ _PATH = list(sys.path)
 
 _RAW = None
 _RUN = None
+_RUNNING = False  # boot.py or main.py runs (the tty turns 0x03 into SIGINT)
 
 
 def _tty(isig):
@@ -42,6 +43,27 @@ def _w(data):
     _OUT.write(data)
 
 
+class _Micropython:
+    """`micropython` as the board's code sees it: the port's module, but kbd_intr(-1) also stops the tty
+    turning 0x03 into SIGINT (and kbd_intr(3) starts it again), as on a board where Ctrl-C is only the
+    UART's interrupt character. On the unix port alone, kbd_intr(-1) restores SIGINT's default action: a
+    0x03 would end the board's process. kbd_intr is an instance attribute, so `from micropython import
+    kbd_intr` works too."""
+
+    def __getattr__(self, name):
+        return getattr(micropython, name)
+
+
+def _kbd_intr(c):
+    micropython.kbd_intr(c)
+    if _RUNNING:  # at the REPL the console stays raw: 0x03 is read as a key there
+        _tty(c != -1)
+
+
+_MICROPYTHON = _Micropython()
+_MICROPYTHON.kbd_intr = _kbd_intr
+
+
 def _run(path, g):
     """Run a boot file the way pyexec_file_if_exists does; errors are printed, never fatal. True if it
     ended in SystemExit (machine.soft_reset(), sys.exit()): the board soft-resets, as a port's main.c does
@@ -50,6 +72,8 @@ def _run(path, g):
         os.stat(path)
     except OSError:
         return False
+    global _RUNNING
+    _RUNNING = True
     _tty(True)
     try:
         try:
@@ -71,6 +95,8 @@ def _run(path, g):
 
 def _leave_app():
     """Back to the REPL's raw console; a Ctrl-C that lands meanwhile still belongs to the application."""
+    global _RUNNING
+    _RUNNING = False
     while True:
         try:
             _tty(False)
@@ -87,6 +113,7 @@ def _soft_reset(raw):
         for name in list(sys.modules):
             if name not in _BUILTIN_MODULES:
                 del sys.modules[name]
+        sys.modules["micropython"] = _MICROPYTHON
         sys.path[:] = _PATH
         g = {"__name__": "__main__"}
         if not (_run("boot.py", g) or (not raw and _run("main.py", g))):

@@ -25,7 +25,11 @@ BOOT_TIMEOUT = 90.0  # seconds a board has to come back and confirm (its trial d
 _HEALTH_TIMEOUT = 2.0  # seconds a health call waits while the board reboots (it asks again)
 # Seconds between probes while the board reboots: frames sent to a console while its loader starts can hold
 # a 0x03, which interrupts the boot on a port where Ctrl-C is live (docs/deploy.md), so probe sparingly.
-_PROBE_S = 1.0
+_PROBE_S = 0.5
+_FIRST_PROBE_S = 1.0  # after the commit's reply: past the reset (0.2 s) and a unix board's boot
+# Seconds a begin waits for a board busy with another host: a cut deploy's own earlier run, say (the
+# board keeps a source's claim 10 s after its last call).
+_BUSY_WAIT_S = 12.0
 _MAX_PASSES = 8  # transfer passes in a row that end in an error without anything new arriving
 
 
@@ -70,7 +74,7 @@ def deploy_over_bus(
     commits = 0
     counted = False  # the first answer with the files says what this deploy sends
     while True:
-        reply = _call(node, target, "update.begin", begin, timeout)
+        reply = _call(node, target, "update.begin", begin, timeout, busy_wait=_BUSY_WAIT_S)
         if reply.get("up_to_date"):
             report.up_to_date = True
             report.verified = len(b.files)  # the board re-hashed its running tree
@@ -167,18 +171,29 @@ def _boot_nonce(node: Node, target: str) -> object:
     return peer[2] if peer else None
 
 
-def _call(node: Node, target: str, method: str, args: dict, timeout: float) -> dict:
-    try:
-        reply = node.call(target, method, args, timeout=timeout, retries=0)
-    except errors.RemoteError as e:
-        if e.type == "incomplete" and method == "update.commit":
-            raise _Incomplete(e.message) from None
-        raise _refusal(e, target, method) from None
-    except (errors.Timeout, errors.LinkError):
-        raise _silent(target) from None
+def _call(node: Node, target: str, method: str, args: dict, timeout: float, busy_wait: float = 0.0) -> dict:
+    """One call of the update service; a `busy` refusal is asked again each second for `busy_wait` s."""
+    waited = time.monotonic() + busy_wait
+    while True:
+        try:
+            reply = node.call(target, method, args, timeout=timeout, retries=0)
+            break
+        except errors.RemoteError as e:
+            if e.type == "busy" and time.monotonic() < waited:
+                time.sleep(1.0)
+                continue
+            raise _call_error(e, target, method) from None
+        except (errors.Timeout, errors.LinkError):
+            raise _silent(target) from None
     if not isinstance(reply, dict):
         raise DeployError(f"{target} answered {method} with {reply!r}; is its update service spoolbus's?")
     return reply
+
+
+def _call_error(e: errors.RemoteError, target: str, method: str) -> DeployError:
+    if e.type == "incomplete" and method == "update.commit":
+        return _Incomplete(e.message)
+    return _refusal(e, target, method)
 
 
 def _silent(target: str) -> DeployError:
@@ -194,7 +209,7 @@ def _refusal(e: errors.RemoteError, target: str, method: str, path: str = "") ->
     what = {
         "no_space": f"{target} has no room for the new tree ({e.message}); free space on the board or "
                     "deploy a smaller application",
-        "busy": f"another host is updating {target} ({e.message}); it stays busy for 30 s after that "
+        "busy": f"another host is updating {target} ({e.message}); it stays busy for 10 s after that "
                 "host's last call: deploy again then",
         "not_trusted": f"{target} does not let this host update it ({e.message}): name the host's node "
                        "in `trusted` of update.serve on the board, and sign with its key (--key-file)",
@@ -235,7 +250,7 @@ def _await(node: Node, target: str, tree: str, boot: object, timeout: float, boo
     `failed` names it) raises DeployError with the board's reason."""
     deadline = time.monotonic() + boot_timeout
     health_timeout = min(timeout, _HEALTH_TIMEOUT)
-    time.sleep(_PROBE_S)  # the board resets 0.2 s after its reply, then boots
+    time.sleep(_FIRST_PROBE_S)  # the board resets 0.2 s after its reply, then boots
     while time.monotonic() < deadline:
         node.hello(target)
         try:

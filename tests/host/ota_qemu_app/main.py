@@ -7,19 +7,20 @@ update source has called (the update service while receiving). /flash/heap-<V>.t
 "own served peak_before peak_during", rewritten at each new peak, so the host reads it after the reboot.
 """
 
-import gc
-import sys
-
 import micropython
-import version
-from spoolbus import contract, errors
-from spoolbus.node import Node
-from spoolbus.transport.serial import SerialTransport, StreamPort
+
+micropython.kbd_intr(-1)  # first: 0x03 bytes inside frames are data, not Ctrl-C
+import gc  # noqa: E402
+import sys  # noqa: E402
+
+import version  # noqa: E402
+from spoolbus import contract, errors  # noqa: E402
+from spoolbus.node import Node  # noqa: E402
+from spoolbus.transport.serial import SerialTransport, StreamPort  # noqa: E402
 
 APP = contract.Service("app", "1.0")
 APP.method("version")
 
-micropython.kbd_intr(-1)  # 0x03 bytes inside frames are data, not Ctrl-C
 link = SerialTransport(StreamPort(sys.stdin.buffer, sys.stdout.buffer, sys.stdin), name=version.NAME)
 node = Node(version.NAME, link, clock=False, dedup_size=8)
 node.serve(APP, {"version": lambda: version.V})

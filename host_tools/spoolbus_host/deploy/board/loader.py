@@ -9,6 +9,18 @@ app/current; a trial the loader finds already booted never confirmed, and is giv
 import os
 import sys
 
+try:
+    from micropython import kbd_intr
+except ImportError:  # CPython
+
+    def kbd_intr(c):
+        pass
+
+
+# Ctrl-C is off while the loader works: a console that carries frames (a bridge's keepalives, a host's
+# calls) may hold a 0x03 byte during the boot, and it must not stop the loader between two writes. It is on
+# again for the application, which turns it off first thing if its console carries frames.
+kbd_intr(-1)
 ROOT = ""
 _A = ROOT + "app/"
 
@@ -70,6 +82,7 @@ def _reset():
 
 def _boot(tree):
     sys.path.insert(0, _A + tree)
+    kbd_intr(3)
     import main  # noqa: F401
 
 
@@ -85,6 +98,7 @@ def _trial(tree):
     try:
         _boot(tree)
     except Exception as e:  # noqa: BLE001 - any error of the trial sends the board back to app/current
+        kbd_intr(-1)
         _put("failed", tree + "\n" + type(e).__name__ + ": " + str(e) + "\n" + _trace(e))
         _del("trial")
         _reset()
@@ -110,3 +124,5 @@ if _t:
             _trial(_d)
 if _cur:
     _boot(_cur)
+else:
+    kbd_intr(3)
