@@ -7,7 +7,7 @@ console is free for the raw REPL. Each trial deploys a new release to both: the 
 nothing else. Goodput = bytes of the changed .mpy files / wall time of the deploy, in process on both sides
 (build from the compile cache, transfer, the board's reboot and, over the bus, its confirmation); the host
 node on the broker is made once, as a long-running tool would (each `spoolbus deploy --to` process is a new
-source, and a board is `busy` for 30 s to a new one). A no-change OTA is timed after each.
+source, and a board is `busy` for 10 s to a new one). A no-change OTA is timed after each.
 
     .venv/bin/python bench/bench_ota.py [--trials 3] [--window 4]
 """
