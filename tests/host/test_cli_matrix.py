@@ -71,6 +71,8 @@ CASES = [
     ("deploy --rollback --to gw/a --broker {live} --timeout 0.3", 2, "see `spoolbus monitor gw/a`"),
     ("fetch gw/a", 2, "the following arguments are required: path"),
     ("fetch gw/ app/failed", 2, "argument node: 'gw/' is not a node"),
+    ("fetch gw/a ../etc/passwd", 2, "argument path: '../etc/passwd' is not a path under the board's"),
+    ("fetch gw/a /etc/passwd", 2, "argument path: '/etc/passwd' is not a path under the board's deploy root"),
     ("fetch gw/a app/failed --out {tmp}", 2, "argument --out: {tmp} is a directory; give the file to write"),
     ("fetch gw/a app/failed --out {tmp}/missing/f", 2, "directory {tmp}/missing does not exist"),
     ("fetch gw/a app/failed --window 0", 2, "argument --window: '0' is not a whole number above 0"),

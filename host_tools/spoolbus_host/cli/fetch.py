@@ -23,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        description="Read PATH (relative to the board's deploy root, e.g. app/failed) from "
                        "NODE's update service through the broker; print it, or write it to --out FILE.")
     p.add_argument("node", type=options.node, help="the board's node, as bridge/device")
-    p.add_argument("path", help="the file under the board's deploy root, e.g. app/failed")
+    p.add_argument("path", type=options.argtype(_board_path),
+                   help="the file under the board's deploy root, e.g. app/failed")
     p.add_argument("--out", type=options.argtype(_out_file), metavar="FILE",
                    help="write the file here instead of printing it")
     p.add_argument("--window", type=options.positive_int("4"), default=4, help="reads in flight (default 4)")
@@ -46,6 +47,14 @@ def _out_file(text: str) -> str:
 _fail = functools.partial(options.fail, "fetch")
 
 
+def _board_path(text: str) -> str:
+    """A path under the board's deploy root, as its update service takes one (it refuses others: bad_path)."""
+    parts = text.split("/")
+    if not text or text.startswith("/") or ".." in parts or "\\" in text or "" in parts:
+        raise ValueError(f"{text!r} is not a path under the board's deploy root; give e.g. app/failed")
+    return text
+
+
 def run(args: argparse.Namespace) -> int:
     from spoolbus_host.deploy import ota
 
@@ -54,15 +63,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as e:
         return _fail(str(e))
     except errors.MQTTConnectionError as e:
-        print(f"spoolbus fetch: {e}; {mqtt_options.CHECK_BROKER}", file=sys.stderr)
-        return 3
+        return mqtt_options.unreachable("fetch", e)
     try:
         data = ota.fetch(n, args.node, args.path, window=args.window, timeout=args.timeout)
     except ota.DeployError as e:
         return _fail(str(e))
     except errors.MQTTConnectionError as e:
-        print(f"spoolbus fetch: {e}; {mqtt_options.CHECK_BROKER}", file=sys.stderr)
-        return 3
+        return mqtt_options.unreachable("fetch", e)
     finally:
         n.close()
     if args.out:
