@@ -16,16 +16,9 @@ from spoolbus.transport.serial import UP, SerialTransport, StreamPort
 
 
 def console_raw():
-    """Frames are binary: no byte may become a signal. Ctrl-C off; on the unix board also the tty's ISIG
-    (its boot ROM runs main.py with ISIG on, and a 0x03 byte would then be SIGINT to the process)."""
+    """Frames are binary: no byte may become a signal, so Ctrl-C is off (on the unix board its ROM then
+    also stops the tty's ISIG, as on a board's UART)."""
     micropython.kbd_intr(-1)
-    try:
-        import termios
-    except ImportError:
-        return  # a bare-metal UART: no line discipline
-    attrs = termios.tcgetattr(0)
-    attrs[3] &= ~0x1  # ISIG
-    termios.tcsetattr(0, termios.TCSANOW, attrs)
 
 
 state = {"rounds": 0, "ok": 0, "failed": 0, "errors": {}, "value": None, "notified": 0}

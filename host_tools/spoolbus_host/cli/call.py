@@ -40,8 +40,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         t = mqtt_options.transport(args, "host", f"cli-{os.getpid()}")
     except errors.MQTTConnectionError as e:
-        print(f"spoolbus {args.verb}: {e}; {mqtt_options.CHECK_BROKER}", file=sys.stderr)
-        return 3
+        return mqtt_options.unreachable(args.verb, e)
     n = node.Node(t.name, t, timeout=args.timeout)
     try:
         if args.verb == "cast":
@@ -61,8 +60,7 @@ def run(args: argparse.Namespace) -> int:
               f"see `spoolbus monitor {args.node}`)", file=sys.stderr)
         return 4
     except errors.MQTTConnectionError as e:
-        print(f"spoolbus {args.verb}: {e}; {mqtt_options.CHECK_BROKER}", file=sys.stderr)
-        return 3
+        return mqtt_options.unreachable(args.verb, e)
     except errors.SpoolbusError as e:  # what the node refuses to send (too large, not encodable)
         print(f"spoolbus {args.verb}: {e}", file=sys.stderr)
         return 2

@@ -12,7 +12,6 @@ import argparse
 import functools
 import json
 import os
-import sys
 from pathlib import Path
 
 from spoolbus import errors
@@ -147,8 +146,7 @@ def _over_the_bus(args: argparse.Namespace, mpy_cross: str | None) -> int:
     except ValueError as e:
         return _fail(str(e))
     except errors.MQTTConnectionError as e:
-        print(f"spoolbus deploy: {e}; {mqtt_options.CHECK_BROKER}", file=sys.stderr)
-        return 3
+        return mqtt_options.unreachable("deploy", e)
     try:
         if args.rollback:
             report = ota.rollback_over_bus(n, args.to, timeout=timeout)
@@ -158,8 +156,7 @@ def _over_the_bus(args: argparse.Namespace, mpy_cross: str | None) -> int:
     except DeployError as e:
         return _fail(str(e))
     except errors.MQTTConnectionError as e:
-        print(f"spoolbus deploy: {e}; {mqtt_options.CHECK_BROKER}", file=sys.stderr)
-        return 3
+        return mqtt_options.unreachable("deploy", e)
     finally:
         n.close()
     print(json.dumps(report.__dict__, default=str) if args.json else report.summary())

@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import re
+import sys
 from typing import TYPE_CHECKING
 
 from spoolbus_host.cli import options
@@ -18,6 +19,12 @@ if TYPE_CHECKING:  # paho is imported when a transport is made: `spoolbus deploy
 
 # What to do when the broker cannot be reached; the MQTT commands end their line with it.
 CHECK_BROKER = "check that the broker runs and that --broker names it"
+
+
+def unreachable(verb: str, e: Exception) -> int:
+    """The one line a command prints when the broker cannot be reached, and its exit status (3)."""
+    print(f"spoolbus {verb}: {e}; {CHECK_BROKER}", file=sys.stderr)
+    return 3
 
 
 def add_broker_options(p: argparse.ArgumentParser) -> None:

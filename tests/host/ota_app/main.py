@@ -9,19 +9,11 @@ import board_config as cfg
 
 
 def _console_raw():
-    """Frames are binary: no byte may become a signal. Ctrl-C off; on the unix board also the tty's ISIG
-    (its ROM runs main.py with ISIG on, and a 0x03 byte would be SIGINT: the unix port's kbd_intr(-1)
-    gives SIGINT its default action, exit)."""
+    """Frames are binary: no byte may become a signal, so Ctrl-C is off (on the unix board its ROM then
+    also stops the tty's ISIG, as on a board's UART)."""
     import micropython
 
     micropython.kbd_intr(-1)
-    try:
-        import termios
-    except ImportError:
-        return  # a bare-metal UART: no line discipline
-    attrs = termios.tcgetattr(0)
-    attrs[3] &= ~0x1  # ISIG
-    termios.tcsetattr(0, termios.TCSANOW, attrs)
 
 
 if cfg.LINK == "serial":
