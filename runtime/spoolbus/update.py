@@ -142,8 +142,8 @@ class Updater:
 
     def __init__(self, node, root="", deadline_s=60, healthy=None, trusted=None):
         self.node = node
-        self.app = (root.rstrip("/") + "/" if root else "") + "app/"
         self.root = root.rstrip("/") + "/" if root else ""
+        self.app = self.root + "app/"
         self.deadline_s = deadline_s
         self.healthy = healthy
         self.trusted = trusted
