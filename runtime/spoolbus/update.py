@@ -11,7 +11,7 @@ import hashlib
 import os
 import sys
 
-from spoolbus import contract, errors
+from spoolbus import appdir, contract, errors
 from spoolbus.errors import ticks_add, ticks_diff, ticks_ms
 
 try:
@@ -158,38 +158,9 @@ class Updater:
         self._reset_at = None
         self._wdt = machine.WDT(timeout=8000) if hasattr(machine, "WDT") else None
         self._t0 = ticks_ms()
-        t = self._get("trial")
+        t = appdir.get(self.app, "trial")
         t = t[:-7] if t and t.endswith(" booted") else None
-        self._trial = t if t != self._get("current") else None  # the trial this boot runs
-
-    # ------------------------------------------------------------ pointer files
-
-    def _get(self, name):
-        """A pointer file's text, or None; a `.new` left whole by a cut rename stands for a missing name."""
-        p = self.app + name
-        for q in (p, p + ".new"):
-            try:
-                with open(q) as f:
-                    t = f.read().strip()
-                if t:
-                    return t
-            except OSError:
-                pass
-        return None
-
-    def _put(self, name, text):
-        p = self.app + name
-        with open(p + ".new", "w") as f:
-            f.write(text)
-        os.rename(p + ".new", p)
-
-    def _del(self, name):
-        p = self.app + name
-        for q in (p + ".new", p):
-            try:
-                os.remove(q)
-            except OSError:
-                pass
+        self._trial = t if t != appdir.get(self.app, "current") else None  # the trial this boot runs
 
     # ------------------------------------------------------------ timers
 
@@ -205,8 +176,8 @@ class Updater:
             _reset()
 
     def _fail(self, tree, reason, trace=""):
-        self._put("failed", "%s\n%s\n%s" % (tree, reason, trace))
-        self._del("trial")
+        appdir.put(self.app, "failed", "%s\n%s\n%s" % (tree, reason, trace))
+        appdir.drop(self.app, "trial")
         self._trial = None
 
     def _reboot(self, yes):
@@ -242,7 +213,7 @@ class Updater:
 
     def status(self):
         self._allow(False)
-        failed = self._get("failed")
+        failed = appdir.get(self.app, "failed")
         if failed is not None:
             a = (failed + "\n\n").split("\n")
             failed = {"tree": a[0], "reason": a[1], "trace": a[2]}
@@ -251,8 +222,9 @@ class Updater:
             free = st[1] * st[4]
         except (AttributeError, OSError):
             free = None
-        get = self._get
-        return {"current": get("current"), "previous": get("previous"), "trial": get("trial"),
+        a = self.app
+        return {"current": appdir.get(a, "current"), "previous": appdir.get(a, "previous"),
+                "trial": appdir.get(a, "trial"),
                 "failed": failed, "mpy": getattr(sys.implementation, "_mpy", 0), "platform": sys.platform,
                 "z": self.z, "chunk": self.chunk, "free": free, "busy": self._busy()}
 
@@ -260,7 +232,7 @@ class Updater:
         self._allow()
         if len(tree) != 16 or size < len(_HEADER):
             raise UpdateError("bad_manifest", "tree %r of a %d-byte manifest is no tree id" % (tree, size))
-        cur = self._get("current")
+        cur = appdir.get(self.app, "current")
         if cur and cur.split(".")[0] == tree and self._whole(cur, tree):
             self._owner = None  # nothing to stage: another host may update at once
             return {"up_to_date": True}
@@ -299,7 +271,9 @@ class Updater:
 
     def _prune(self, keep):
         """Remove every tree but current, previous, the running trial and `keep`."""
-        names = [keep, self._get("current"), self._get("previous"), (self._get("trial") or "").split(" ")[0]]
+        a = self.app
+        trial = (appdir.get(a, "trial") or "").split(" ")[0]
+        names = [keep, appdir.get(a, "current"), appdir.get(a, "previous"), trial]
         for name in os.listdir(self.app[:-1]):
             if name not in names and _is_dir(self.app + name):
                 _rm(self.app + name)
@@ -324,7 +298,8 @@ class Updater:
         """[[file, have], ...] of the files not staged whole (each kept, partial or copied from a tree)."""
         need = []
         held = 0
-        srcs = [self.app + t for t in (self._get("current"), self._get("previous")) if t]
+        a = self.app
+        srcs = [a + t for t in (appdir.get(a, "current"), appdir.get(a, "previous")) if t]
         i = -1
         for path, size, sha in _entries(m):
             i += 1
@@ -503,37 +478,37 @@ class Updater:
             raise UpdateError("incomplete", "%d files of tree %s have not arrived" % (len(need), tree),
                               {"need": need[:16]})
         os.rename(m, d + "/" + _MANIFEST)
-        self._put("trial", st[1])
+        appdir.put(self.app, "trial", st[1])
         self._stage = self._entry = self._zs = self._owner = None
         self._reboot(reboot)
         return {"trial": st[1]}
 
     def health(self):
         self._allow(False)
-        cur = self._get("current")
+        cur = appdir.get(self.app, "current")
         trial = self._trial
         if trial is None:
-            return {"current": cur, "confirmed": self._get("trial") is None}
+            return {"current": cur, "confirmed": appdir.get(self.app, "trial") is None}
         if self.node.stats["hellos"] == 0 or (self.healthy is not None and not self.healthy()):
             return {"current": cur, "confirmed": False}
         if cur and cur != trial:
-            self._put("previous", cur)
-        self._put("current", trial)
-        self._del("trial")
+            appdir.put(self.app, "previous", cur)
+        appdir.put(self.app, "current", trial)
+        appdir.drop(self.app, "trial")
         self._trial = None
         self._prune(trial)
         return {"current": trial, "confirmed": True}
 
     def rollback(self, reboot=True):
         self._allow()
-        prev = self._get("previous")
+        prev = appdir.get(self.app, "previous")
         if prev is None or not _is_dir(self.app + prev):
             raise UpdateError("no_previous", "%s keeps no previous tree to go back to" % self.node.name)
-        cur = self._get("current")
-        self._put("current", prev)
+        cur = appdir.get(self.app, "current")
+        appdir.put(self.app, "current", prev)
         if cur:
-            self._put("previous", cur)
-        self._del("trial")
+            appdir.put(self.app, "previous", cur)
+        appdir.drop(self.app, "trial")
         self._trial = None
         self._reboot(reboot)
         return {"current": prev}

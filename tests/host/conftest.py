@@ -1,7 +1,10 @@
 """Fixtures for the host tests: real processes started and stopped by the test."""
 
+import shutil
+
 import pytest
 from mosquitto import Broker
+from spoolbus_host import paths
 
 
 @pytest.fixture
@@ -18,3 +21,11 @@ def mosquitto_auth(tmp_path):
     broker = Broker(tmp_path / "mosquitto-auth", users={"device": "s3cret"}).start()
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="module")
+def runtime(tmp_path_factory):
+    """A snapshot of the runtime: the tests compare builds, and the checkout may change under them."""
+    snap = tmp_path_factory.mktemp("runtime") / "spoolbus"
+    shutil.copytree(paths.RUNTIME, snap, ignore=shutil.ignore_patterns("__pycache__"))
+    return snap

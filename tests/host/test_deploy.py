@@ -71,14 +71,6 @@ def _manifest_hashes(build: dbuild.Build) -> dict[str, str]:
     return want
 
 
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory):
-    """A snapshot of the runtime: the tests compare builds, and the checkout may change under them."""
-    snap = tmp_path_factory.mktemp("runtime") / "spoolbus"
-    shutil.copytree(paths.RUNTIME, snap, ignore=shutil.ignore_patterns("__pycache__"))
-    return snap
-
-
 @pytest.fixture
 def board(tmp_path):
     b = UnixBoard(tmp_path / "flash")

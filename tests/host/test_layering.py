@@ -10,6 +10,7 @@ LAYERS = [
     "errors",
     "crc",
     "proc",
+    "appdir",
     "_cbor_c",  # built from csrc/cbor_c.c on CPython hosts; it imports errors
     "cbor",
     "frame",

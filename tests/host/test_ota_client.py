@@ -13,7 +13,6 @@ import io
 import json
 import os
 import random
-import shutil
 import subprocess
 import sys
 import threading
@@ -24,7 +23,6 @@ import pytest
 from mpproc import MICROPYTHON, MicroPython
 from spoolbus import node
 from spoolbus.transport.spool import SpoolTransport
-from spoolbus_host import paths
 from spoolbus_host.deploy import build as dbuild
 from spoolbus_host.deploy import ota
 from spoolbus_host.progress import Progress
@@ -118,14 +116,6 @@ class Board:
         self._stop = True
         self._thread.join(5)
         self.mp.kill()
-
-
-@pytest.fixture(scope="module")
-def runtime(tmp_path_factory):
-    """A snapshot of the runtime: the tests compare builds, and the checkout may change under them."""
-    snap = tmp_path_factory.mktemp("runtime") / "spoolbus"
-    shutil.copytree(paths.RUNTIME, snap, ignore=shutil.ignore_patterns("__pycache__"))
-    return snap
 
 
 @pytest.fixture

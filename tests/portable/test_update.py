@@ -157,17 +157,24 @@ def _boot(root):
     return list(RAN), reset
 
 
-def _board(root):
-    os.mkdir(root + "app")
+class _flash:
+    """`with _flash() as root:` a temporary directory that stands for a board's flash, with its app/."""
+
+    def __enter__(self):
+        self._dir = temp_dir()
+        root = self._dir.__enter__() + "/"
+        os.mkdir(root + "app")
+        return root
+
+    def __exit__(self, *exc):
+        return self._dir.__exit__(*exc)
 
 
 # ------------------------------------------------------------ transfer
 
 
 def test_raw_transfer_stages_every_file_and_commit_writes_the_trial():
-    with temp_dir() as d:
-        root = d + "/"
-        _board(root)
+    with _flash() as root:
         old = _tree("old")
         _install(root, old)
         rig = _Rig(root)
@@ -187,9 +194,7 @@ def test_raw_transfer_stages_every_file_and_commit_writes_the_trial():
 
 
 def test_an_empty_file_is_created_by_its_one_put_and_the_tree_commits():
-    with temp_dir() as d:
-        root = d + "/"
-        _board(root)
+    with _flash() as root:
         old = _tree("old")
         _install(root, old)
         rig = _Rig(root)
@@ -207,9 +212,7 @@ def test_an_empty_file_is_created_by_its_one_put_and_the_tree_commits():
 
 
 def test_files_equal_in_the_current_tree_are_copied_on_the_board():
-    with temp_dir() as d:
-        root = d + "/"
-        _board(root)
+    with _flash() as root:
         old = _tree("old")
         _install(root, old)
         new = _Tree({"main.py": _main("new"), "spoolbus/lib.py": old.files["spoolbus/lib.py"]})
@@ -220,9 +223,7 @@ def test_files_equal_in_the_current_tree_are_copied_on_the_board():
 
 
 def test_compressed_puts_inflate_one_stream_across_files():
-    with temp_dir() as d:
-        root = d + "/"
-        _board(root)
+    with _flash() as root:
         rig = _Rig(root)
         assert rig.call("status")["z"] >= 9
         t = _Tree({"a.py": _A, "b.txt": _B})
@@ -236,9 +237,7 @@ def test_compressed_puts_inflate_one_stream_across_files():
 
 
 def test_a_compressed_put_out_of_its_stream_is_refused_and_ends_the_stream():
-    with temp_dir() as d:
-        root = d + "/"
-        _board(root)
+    with _flash() as root:
         rig = _Rig(root)
         t = _Tree({"a.py": _A, "b.txt": _B})
         rig.stage(t, skip=(0, 1))
@@ -259,9 +258,7 @@ def test_compressed_puts_of_a_stream_deflated_here():
         from zlib import compressobj
     except ImportError:
         return  # MicroPython's unix port cannot deflate: the fixture above covers its inflate
-    with temp_dir() as d:
-        root = d + "/"
-        _board(root)
+    with _flash() as root:
         rig = _Rig(root)
         z = rig.call("status")["z"]
         t = _Tree({"a.bin": os.urandom(3000) + _A * 4, "b.py": _B * 3})
@@ -280,9 +277,7 @@ def test_compressed_puts_of_a_stream_deflated_here():
 
 
 def test_a_cut_transfer_resumes_where_it_stopped_on_a_new_boot():
-    with temp_dir() as d:
-        root = d + "/"
-        _board(root)
+    with _flash() as root:
         new = _tree("new", extra=b"abcdefgh")
         rig = _Rig(root)
         rig.call("begin", tree=new.id, size=len(new.manifest))
@@ -302,9 +297,7 @@ def test_a_cut_transfer_resumes_where_it_stopped_on_a_new_boot():
 
 
 def test_begin_of_the_running_tree_is_up_to_date_unless_it_is_damaged():
-    with temp_dir() as d:
-        root = d + "/"
-        _board(root)
+    with _flash() as root:
         t = _tree("t")
         _install(root, t)
         rig = _Rig(root)
@@ -318,9 +311,7 @@ def test_begin_of_the_running_tree_is_up_to_date_unless_it_is_damaged():
 
 
 def test_refusals_are_typed_and_leave_the_files_as_they_were():
-    with temp_dir() as d:
-        root = d + "/"
-        _board(root)
+    with _flash() as root:
         rig = _Rig(root, hosts=("host", "other"))
         t = _tree("t")
         assert rig.refused("put", f=0, o=0, d=b"x").type == "out_of_order"  # nothing begun
@@ -355,9 +346,7 @@ def test_refusals_are_typed_and_leave_the_files_as_they_were():
 
 def test_a_signing_board_takes_updates_only_signed_from_a_trusted_node():
     keys = {"board": b"k-board", "host": b"k-host"}
-    with temp_dir() as d:
-        root = d + "/"
-        _board(root)
+    with _flash() as root:
         rig = _Rig(root, keys=keys)
         e = rig.refused("status")
         assert e.type == "not_trusted"
@@ -370,20 +359,19 @@ def test_a_signing_board_takes_updates_only_signed_from_a_trusted_node():
 # ------------------------------------------------------------ trial boot, confirmation, rollback
 
 
-def _committed(root, old, new, reboot=False):
+def _committed(root, fail=False, reboot=False):
+    """The board at `root` runs tree "old", with tree "new" staged and committed: (old, new, rig)."""
+    old, new = _tree("old"), _tree("new", fail=fail)
     _install(root, old)
     rig = _Rig(root)
     rig.stage(new)
     rig.call("commit", tree=new.id, reboot=reboot)
-    return rig
+    return old, new, rig
 
 
 def test_a_committed_tree_boots_once_on_trial_and_is_confirmed_by_health():
-    with temp_dir() as d:
-        root = d + "/"
-        _board(root)
-        old, new = _tree("old"), _tree("new")
-        _committed(root, old, new)
+    with _flash() as root:
+        old, new, _ = _committed(root)
         os.mkdir(root + "app/stale")
         assert _boot(root) == (["new"], False)
         assert _read(root + "app/trial") == new.id + " booted"
@@ -399,11 +387,8 @@ def test_a_committed_tree_boots_once_on_trial_and_is_confirmed_by_health():
 
 
 def test_an_unhealthy_trial_is_not_confirmed():
-    with temp_dir() as d:
-        root = d + "/"
-        _board(root)
-        old, new = _tree("old"), _tree("new")
-        _committed(root, old, new)
+    with _flash() as root:
+        old, new, _ = _committed(root)
         _boot(root)
         rig = _Rig(root, healthy=lambda: False)
         rig.board.stats["hellos"] = 1
@@ -411,11 +396,8 @@ def test_an_unhealthy_trial_is_not_confirmed():
 
 
 def test_a_trial_that_raises_at_import_is_recorded_and_the_board_goes_back():
-    with temp_dir() as d:
-        root = d + "/"
-        _board(root)
-        old, new = _tree("old"), _tree("new", fail=True)
-        _committed(root, old, new)
+    with _flash() as root:
+        old, new, _ = _committed(root, fail=True)
         assert _boot(root) == (["new"], True)
         failed = _read(root + "app/failed").split("\n")
         assert failed[0] == new.id and failed[1] == "ValueError: broken at import" and 'File "' in failed[2]
@@ -426,11 +408,8 @@ def test_a_trial_that_raises_at_import_is_recorded_and_the_board_goes_back():
 
 
 def test_a_trial_never_confirmed_is_given_up_on_the_next_boot():
-    with temp_dir() as d:
-        root = d + "/"
-        _board(root)
-        old, new = _tree("old"), _tree("new")
-        _committed(root, old, new)
+    with _flash() as root:
+        old, new, _ = _committed(root)
         assert _boot(root) == (["new"], False)
         assert _boot(root) == (["old"], False)
         assert _read(root + "app/failed") == new.id + "\nnot confirmed before the next boot\n"
@@ -438,11 +417,8 @@ def test_a_trial_never_confirmed_is_given_up_on_the_next_boot():
 
 
 def test_a_trial_past_its_deadline_is_given_up_and_the_board_resets():
-    with temp_dir() as d:
-        root = d + "/"
-        _board(root)
-        old, new = _tree("old"), _tree("new")
-        _committed(root, old, new)
+    with _flash() as root:
+        old, new, _ = _committed(root)
         _boot(root)
         rig = _Rig(root, deadline_s=0)
         with raises(SystemExit):
@@ -452,11 +428,8 @@ def test_a_trial_past_its_deadline_is_given_up_and_the_board_resets():
 
 
 def test_commit_and_rollback_reset_after_their_reply():
-    with temp_dir() as d:
-        root = d + "/"
-        _board(root)
-        old, new = _tree("old"), _tree("new")
-        rig = _committed(root, old, new, reboot=True)
+    with _flash() as root:
+        old, new, rig = _committed(root, reboot=True)
         rig.up.poll()  # the reply went out; the reset waits
         time.sleep(0.25)
         with raises(SystemExit):
@@ -474,11 +447,8 @@ def test_commit_and_rollback_reset_after_their_reply():
 
 
 def test_a_confirmation_cut_after_its_commit_point_is_finished_by_the_loader():
-    with temp_dir() as d:
-        root = d + "/"
-        _board(root)
-        old, new = _tree("old"), _tree("new")
-        _committed(root, old, new)
+    with _flash() as root:
+        old, new, _ = _committed(root)
         _boot(root)
         _write(root + "app/previous", old.id)
         _write(root + "app/current", new.id)  # the power went before app/trial was removed

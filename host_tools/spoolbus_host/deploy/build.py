@@ -48,15 +48,22 @@ class Build:
         self.tree_id = self.digest[:16]
 
 
-def board_source(name: str) -> str:
-    """deploy/board/NAME.py as it travels: without its docstring and comment lines (bytes over a UART)."""
-    text = (BOARD_CODE / f"{name}.py").read_text()
+def board_source(name: str, folder: Path = BOARD_CODE) -> str:
+    """NAME.py of `folder` as it travels: without its docstring and comment lines (bytes over a UART)."""
+    text = (folder / f"{name}.py").read_text()
     if text.startswith('"""'):
         text = text[text.index('"""', 3) + 3 :].lstrip("\n")
     return "".join(line for line in text.splitlines(True) if not line.lstrip().startswith("#"))
 
 
-_LOADER = board_source("loader")
+def _inline_appdir(text: str) -> str:
+    """The loader runs before any tree's spoolbus is importable: it carries appdir.py's text instead."""
+    line = re.search(r"^from spoolbus\.appdir import .*\n", text, re.M)
+    assert line, "deploy/board/loader.py imports spoolbus.appdir"
+    return text[: line.start()] + board_source("appdir", RUNTIME) + text[line.end() :]
+
+
+_LOADER = _inline_appdir(board_source("loader"))
 
 
 def loader(root: str = "") -> bytes:

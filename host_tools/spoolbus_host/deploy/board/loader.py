@@ -6,6 +6,7 @@ the deploy root ("" is the working directory). It puts the tree first on sys.pat
 application's `main` from it. A trial that raises is recorded in app/failed and the board resets into
 app/current; a trial the loader finds already booted never confirmed, and is given up the same way.
 """
+
 import os
 import sys
 
@@ -22,51 +23,23 @@ except ImportError:  # CPython
 # again for the application, which turns it off first thing if its console carries frames.
 kbd_intr(-1)
 ROOT = ""
+from spoolbus.appdir import drop, get, put  # noqa: E402 - deploy/build.py puts appdir.py's text here
+
 _A = ROOT + "app/"
 
 
-def _get(name):
-    # a pointer file's text; a whole `.new` that a cut rename left stands for a missing name
-    for p in (_A + name, _A + name + ".new"):
-        try:
-            with open(p) as f:
-                t = f.read().strip()
-            if t:
-                return t
-        except OSError:
-            pass
-    return None
-
-
-def _put(name, text):
-    with open(_A + name + ".new", "w") as f:
-        f.write(text)
-    os.rename(_A + name + ".new", _A + name)
-
-
-def _del(name):
-    for p in (_A + name + ".new", _A + name):
-        try:
-            os.remove(p)
-        except OSError:
-            pass
-
-
-def _trace(e):
-    import io
-
-    buf = io.StringIO()
+def _where(e):
+    # the innermost 'File "...", line N' of e's traceback, for the one line app/failed keeps of it
     if hasattr(sys, "print_exception"):
-        sys.print_exception(e, buf)
-    else:
-        import traceback
+        import io
 
-        traceback.print_exception(type(e), e, e.__traceback__, file=buf)
-    last = ""
-    for line in buf.getvalue().split("\n"):
-        if 'File "' in line:
-            last = line.strip()
-    return last
+        buf = io.StringIO()
+        sys.print_exception(e, buf)
+        return ([x.strip() for x in buf.getvalue().split("\n") if 'File "' in x] or [""])[-1]
+    tb = e.__traceback__  # CPython, in tests
+    while tb.tb_next:
+        tb = tb.tb_next
+    return 'File "%s", line %d' % (tb.tb_frame.f_code.co_filename, tb.tb_lineno)
 
 
 def _reset():
@@ -87,7 +60,7 @@ def _boot(tree):
 
 
 def _trial(tree):
-    _put("trial", tree + " booted")
+    put(_A, "trial", tree + " booted")
     try:
         import machine
 
@@ -99,26 +72,26 @@ def _trial(tree):
         _boot(tree)
     except Exception as e:  # noqa: BLE001 - any error of the trial sends the board back to app/current
         kbd_intr(-1)
-        _put("failed", tree + "\n" + type(e).__name__ + ": " + str(e) + "\n" + _trace(e))
-        _del("trial")
+        put(_A, "failed", tree + "\n" + type(e).__name__ + ": " + str(e) + "\n" + _where(e))
+        drop(_A, "trial")
         _reset()
 
 
-_cur = _get("current")
-_t = _get("trial")
+_cur = get(_A, "current")
+_t = get(_A, "trial")
 if _t:
     _d = _t.split(" ")[0]
     if _d == _cur:
-        _del("trial")
+        drop(_A, "trial")
     elif _t.endswith(" booted"):
-        _put("failed", _d + "\nnot confirmed before the next boot\n")
-        _del("trial")
+        put(_A, "failed", _d + "\nnot confirmed before the next boot\n")
+        drop(_A, "trial")
     else:
         try:
             os.stat(_A + _d + "/.manifest")
         except OSError:
             _d = None
-            _del("trial")
+            drop(_A, "trial")
         if _d:
             _cur = None
             _trial(_d)
