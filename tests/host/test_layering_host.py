@@ -15,6 +15,7 @@ ROOMS = [
     "mqtt",
     "bridge",
     "deploy",
+    "rollout",
     "boards",
     "testing",
     "demo",

@@ -14,7 +14,8 @@ import sys
 import spoolbus
 
 # Each subcommand and its module in this folder, in the order `--help` lists them.
-COMMANDS = {"demo": "demo", "build-firmware": "build_firmware", "deploy": "deploy", "fetch": "fetch",
+COMMANDS = {"demo": "demo", "build-firmware": "build_firmware", "deploy": "deploy", "rollout": "rollout",
+            "fetch": "fetch",
             "flash": "flash", "spool": "spool", "call": "call", "cast": "call", "monitor": "monitor",
             "bridge": "bridge", "devices": "devices", "boards": "boards"}
 

@@ -64,7 +64,7 @@ def deploy_over_bus(
         )
     b = build(Path(app), tool, runtime)
     old = st.get("current")
-    report = Report(target, b.tree_id, _tree_id(old), len(b.files))
+    report = Report(target, b.tree_id, tree_id(old), len(b.files))
     boot = _boot_nonce(node, target)
     names = sorted(b.files)  # file numbers: manifest lines
     w = transfer.Window(node, target, window, timeout)
@@ -119,6 +119,13 @@ def deploy_over_bus(
     return report
 
 
+def wait_confirmed(node: Node, target: str, tree: str, timeout: float = 5.0,
+                   boot_timeout: float = BOOT_TIMEOUT) -> None:
+    """Wait for `target`, whose trial of `tree` is under way (a deploy that was cut after its commit),
+    to run it confirmed; DeployError with the board's reason when the trial fails."""
+    _await(node, target, tree, None, timeout, boot_timeout, failing=True)
+
+
 def rollback_over_bus(node: Node, target: str, *, timeout: float = 5.0,
                       boot_timeout: float = BOOT_TIMEOUT) -> Report:
     """Make the board's previous tree its current one (and the current one its previous), then wait for
@@ -129,7 +136,7 @@ def rollback_over_bus(node: Node, target: str, *, timeout: float = 5.0,
     boot = _boot_nonce(node, target)
     current = _call(node, target, "update.rollback", {}, timeout)["current"]
     _await(node, target, current, boot, timeout, boot_timeout, failing=False)
-    return Report(target, _tree_id(current), _tree_id(st.get("current")), 0, rolled_back=True,
+    return Report(target, tree_id(current), tree_id(st.get("current")), 0, rolled_back=True,
                   seconds=time.monotonic() - started)
 
 
@@ -152,7 +159,7 @@ class _Incomplete(DeployError):
     """commit refused: not every file arrived (begin again)."""
 
 
-def _tree_id(d: object) -> str | None:
+def tree_id(d: object) -> str | None:
     return d.split(".")[0] if isinstance(d, str) and d else None
 
 
@@ -269,10 +276,10 @@ def _await(node: Node, target: str, tree: str, boot: object, timeout: float, boo
             st = _status(node, target, timeout)
             failed = st.get("failed") or {}
             over = not st.get("trial") and st.get("current") != tree
-            if over and failed.get("tree") in (tree, _tree_id(tree)):
-                raise DeployError(f"the new tree {_tree_id(tree)} failed its trial on {target}: "
+            if over and failed.get("tree") in (tree, tree_id(tree)):
+                raise DeployError(f"the new tree {tree_id(tree)} failed its trial on {target}: "
                                   f"{failed.get('reason') or 'no reason given'}; the board runs "
                                   f"{st.get('current')} again")
         time.sleep(0.05)
-    raise DeployError(f"{target} did not come back running tree {_tree_id(tree)} in {boot_timeout:.0f} s; "
+    raise DeployError(f"{target} did not come back running tree {tree_id(tree)} in {boot_timeout:.0f} s; "
                       f"see `spoolbus monitor {target}` and `spoolbus fetch {target} app/failed`")

@@ -38,18 +38,20 @@ class PahoTransport:
     down (so a caller can spool), and QoS 1 messages already handed to paho are re-sent after a reconnect.
 
     `presence=False`: no retained status and no last will (a command that calls once and exits); the
-    node still sees its peers' status.
+    node still sees its peers' status. `watch="+"`: the statuses of every bridge's nodes, not only of
+    its own bridge's (a rollout's view of the fleet).
     """
 
     def __init__(self, host: str, port: int, bridge: str, device: str, prefix: str = "spoolbus",
                  qos: int = 1, user: str | None = None, password: str | None = None,
                  client_id: str | None = None, clean_session: bool = False, keepalive: int = 60,
-                 timeout: float = 5.0, tls: dict | None = None, presence: bool = True):
+                 timeout: float = 5.0, tls: dict | None = None, presence: bool = True,
+                 watch: str | None = None):
         self.prefix = prefix
         self.bridge = bridge
         self.name = f"{bridge}/{device}"
-        self._peers: set[str] = set()
-        self._peer_filter = topic_filter(prefix, "status", bridge)
+        self._status_of: dict[str, bool] = {}
+        self._peer_filter = topic_filter(prefix, "status", watch or bridge)
         self.qos = qos
         self._status = status_topic(prefix, bridge, device) if presence else None
         self._inbox = inbox_topic(prefix, bridge, device)
@@ -96,7 +98,11 @@ class PahoTransport:
 
     def peers(self) -> list[str]:
         """The other nodes of this bridge that are online ("bridge/device"), from their status topics."""
-        return sorted(self._peers - {self.name})
+        return sorted(n for n, up in self._status_of.items() if up and n != self.name)
+
+    def statuses(self) -> dict[str, bool]:
+        """Every node whose status this transport has seen: whether it says online."""
+        return dict(self._status_of)
 
     def recv(self, timeout_ms: int = 0) -> bytes | None:
         try:
@@ -138,8 +144,4 @@ class PahoTransport:
             return
         got = split_topic(self.prefix, msg.topic)
         if got is not None and got[1] == "status":
-            name = got[0]
-            if msg.payload == ONLINE:
-                self._peers.add(name)
-            else:
-                self._peers.discard(name)
+            self._status_of[got[0]] = msg.payload == ONLINE
