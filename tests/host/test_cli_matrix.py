@@ -69,6 +69,25 @@ CASES = [
     ("deploy {app} --to gw/a --broker {closed}", 3, "refused; check that the broker runs and that --broker"),
     ("deploy {app} --to gw/a --broker {live} --timeout 0.3", 2, "no reply from gw/a: is it online"),
     ("deploy --rollback --to gw/a --broker {live} --timeout 0.3", 2, "see `spoolbus monitor gw/a`"),
+    ("rollout {relapp}", 2, "the following arguments are required: --devices"),
+    ("rollout {tmp}/missing --devices 'gw/*'", 2, "{tmp}/missing has no main.py"),
+    ("rollout {app} --devices 'gw/*'", 2, "release.toml: no such file; a rollout checks the API versions"),
+    ("rollout {badrel} --devices 'gw/*'", 2, "services.app = '1' is not an API version MAJOR.MINOR"),
+    ("rollout {relapp} --devices gw", 2, "argument --devices: 'gw' is not a device pattern bridge/device"),
+    ("rollout {relapp} --devices 'gw/#'", 2, "no MQTT wildcards"),
+    ("rollout {relapp} --devices 'gw/*' --waves 1,x", 2, "'x' is not a device count or a percentage"),
+    ("rollout {relapp} --devices 'gw/*' --waves 1,50%", 2, "must end at 100% (every selected device)"),
+    ("rollout {relapp} --devices 'gw/*' --waves 0,100%", 2, "'0' is not a device count"),
+    ("rollout {relapp} --devices 'gw/*' --max-failed 101", 2, "'101' is not a percentage from 0 to 100"),
+    ("rollout {relapp} --devices 'gw/*' --parallel 0", 2, "argument --parallel: '0' is not a whole number"),
+    ("rollout {relapp} --devices 'gw/*' --state {tmp}", 2, "rollout state {tmp}: is a directory"),
+    ("rollout {relapp} --devices 'gw/*' --state {file}", 2, "not a rollout state file (file is not a"),
+    ("rollout {relapp} --devices 'gw/*' --state {otherdb}", 2, "not a rollout state file (it holds other"),
+    ("rollout {relapp} --devices 'gw/*' --state {tmp}/missing/s", 2, "directory {tmp}/missing does not"),
+    ("rollout {relapp} --devices 'gw/*' --state {tmp}/st --broker {closed}", 3, "cannot connect to MQTT"),
+    ("rollout {relapp} --devices 'gw/*' --state {tmp}/st --broker {live}", 2, "no online device matches"),
+    ("rollout {relapp} --devices 'gw/*' --state {tmp}/st --broker {live} --key-file {keys}", 2,
+     "--key-file must hold one host/... key"),
     ("fetch gw/a", 2, "the following arguments are required: path"),
     ("fetch gw/ app/failed", 2, "argument node: 'gw/' is not a node"),
     ("fetch gw/a ../etc/passwd", 2, "argument path: '../etc/passwd' is not a path under the board's"),
@@ -222,6 +241,10 @@ def world(tmp_path_factory):
     ca, _, _ = make_certs(tmp / "tls")
     (tmp / "app").mkdir()
     (tmp / "app" / "main.py").write_text("print('app')\n")
+    for name, version in (("relapp", '"1.0"'), ("badrel", '"1"')):
+        (tmp / name).mkdir()
+        (tmp / name / "main.py").write_text("print('app')\n")
+        (tmp / name / "release.toml").write_text(f"[services]\napp = {version}\n")
     (tmp / "spool").mkdir()
     (tmp / "outbox").mkdir()
     (tmp / "file").write_text("not a certificate, a database or a firmware image\n")
@@ -237,7 +260,8 @@ def world(tmp_path_factory):
         db.execute("create table notes (text)")
     db.close()
     closed = free_port()
-    names = {"tmp": str(tmp), "app": str(tmp / "app"), "spool": str(tmp / "spool"),
+    names = {"tmp": str(tmp), "app": str(tmp / "app"), "relapp": str(tmp / "relapp"),
+             "badrel": str(tmp / "badrel"), "spool": str(tmp / "spool"),
              "outbox": str(tmp / "outbox"), "file": str(tmp / "file"), "binary": str(tmp / "binary"),
              "badtoml": str(tmp / "bad.toml"), "keys": str(tmp / "keys.json"),
              "badkeys": str(tmp / "badkeys.toml"), "zeroquota": str(tmp / "zeroquota.toml"),

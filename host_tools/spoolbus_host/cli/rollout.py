@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     ro = Rollout(connect, args.app, args.devices, state, opts, on_event=_Progress(sys.stderr))
     try:
         report = ro.run()
-    except (RolloutError, plan.PlanError) as e:
+    except (RolloutError, plan.PlanError, StateError) as e:
         return _fail(str(e))
     except ValueError as e:  # a key file that does not fit
         return _fail(str(e))

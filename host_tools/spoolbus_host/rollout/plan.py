@@ -16,7 +16,7 @@ from spoolbus_host.toml_checks import TomlFile
 
 DEFAULT_WAVES = "1,10%,50%,100%"
 RELEASE_FILE = "release.toml"
-_RELEASE_EXAMPLE = '[services]\napp = "1.1"'
+_RELEASE_EXAMPLE = 'a [services] table of name = "API version", e.g. app = "1.1"'
 
 
 class PlanError(ValueError):
@@ -35,12 +35,12 @@ def read_release(app: Path) -> Release:
     path = Path(app) / RELEASE_FILE
     if not path.is_file():
         raise PlanError(f"{path}: no such file; a rollout checks the API versions a release declares: "
-                        f"write it, e.g.\n{_RELEASE_EXAMPLE}")
+                        f"write it: {_RELEASE_EXAMPLE}")
     f = TomlFile(path, PlanError, "the release's declaration", _RELEASE_EXAMPLE)
     table = f.table(f.read(), "services")
     if not table:
-        raise PlanError(f"{path}: [services] is empty; name each service the release serves and its API "
-                        f"version, e.g.\n{_RELEASE_EXAMPLE}")
+        raise PlanError(f"{path}: [services] is empty; name each service the release serves: "
+                        f"{_RELEASE_EXAMPLE}")
     services = {}
     for name, version in table.items():
         f.typed(f"services.{name}", version, str)

@@ -31,6 +31,9 @@ create table if not exists devices (
 STATES = ("pending", "deploying", "done", "failed", "rolling_back", "rolled_back")
 
 
+_FIX = "name another file with --state, or remove this one"
+
+
 class StateError(Exception):
     """A state file that cannot be used: the message names it and the fix."""
 
@@ -46,25 +49,47 @@ class Device:
 
 
 class State:
-    """The rollout state file `path`, created if new. Every write is committed before it returns."""
+    """The rollout state file `path`: checked now if it exists, created by the first write (a dry run
+    leaves no file). Every write is committed before it returns."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        fix = "name another file with --state, or remove this one"
+        self._db: sqlite3.Connection | None = None
         if self.path.is_dir():
-            raise StateError(f"rollout state {self.path}: is a directory; {fix}")
-        try:
-            self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            tables = {r[0] for r in self.db.execute("select name from sqlite_master where type='table'")}
-            if tables and not {"rollout", "devices"} <= tables:
-                raise sqlite3.DatabaseError("it holds other tables")
-            self.db.executescript(_SCHEMA)
-        except sqlite3.Error as e:
-            raise StateError(f"rollout state {self.path}: not a rollout state file ({e}); {fix}") from None
+            raise StateError(f"rollout state {self.path}: is a directory; {_FIX}")
+        if self.path.exists():
+            self._open()
+        elif not self.path.parent.is_dir():
+            raise StateError(f"rollout state {self.path}: directory {self.path.parent} does not exist; "
+                             "create it, or name another file with --state")
+
+    def _open(self) -> sqlite3.Connection:
+        if self._db is None:
+            try:
+                db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+                tables = {r[0] for r in db.execute("select name from sqlite_master where type='table'")}
+                if tables and not {"rollout", "devices"} <= tables:
+                    raise sqlite3.DatabaseError("it holds other tables")
+                db.executescript(_SCHEMA)
+            except sqlite3.Error as e:
+                raise StateError(f"rollout state {self.path}: not a rollout state file ({e}); "
+                                 f"{_FIX}") from None
+            self._db = db
+        return self._db
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        return self._open()
+
+    def _read(self, query: str, args: tuple = ()) -> list[tuple]:
+        """Rows of `query`; none while the file does not exist yet (reading never creates it)."""
+        if self._db is None and not self.path.exists():
+            return []
+        return self.db.execute(query, args).fetchall()
 
     def get(self, key: str) -> str | None:
-        row = self.db.execute("select value from rollout where key = ?", (key,)).fetchone()
-        return row[0] if row else None
+        rows = self._read("select value from rollout where key = ?", (key,))
+        return rows[0][0] if rows else None
 
     def set(self, **values: str) -> None:
         with self.db:
@@ -86,8 +111,8 @@ class State:
 
     def devices(self, wave: int | None = None) -> list[Device]:
         q = "select node, wave, state, old_tree, reason, seconds from devices"
-        rows = self.db.execute(q + " order by wave, node" if wave is None else
-                               q + " where wave = ? order by node", () if wave is None else (wave,))
+        rows = self._read(q + " order by wave, node" if wave is None else q + " where wave = ? order by node",
+                          () if wave is None else (wave,))
         return [Device(*r) for r in rows]
 
     def mark(self, node: str, state: str, reason: str | None = None, seconds: float | None = None) -> None:
@@ -98,8 +123,10 @@ class State:
                             (state, reason, seconds, time.time(), node))
 
     def waves(self) -> int:
-        row = self.db.execute("select max(wave) from devices").fetchone()
-        return 0 if row[0] is None else row[0] + 1
+        rows = self._read("select max(wave) from devices")
+        return 0 if not rows or rows[0][0] is None else rows[0][0] + 1
 
     def close(self) -> None:
-        self.db.close()
+        if self._db is not None:
+            self._db.close()
+            self._db = None
