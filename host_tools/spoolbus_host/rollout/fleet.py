@@ -44,6 +44,7 @@ def online(transport: PahoTransport, settle_s: float = _SETTLE_S) -> tuple[list[
 
 def probe(node: Node, name: str, timeout: float) -> DeviceView:
     """Hello and update.status of `name`: its services, tree and trial, or why it cannot be updated."""
+    node.peers.pop(name, None)  # what it advertises now, not in an older hello
     node.hello(name)
     try:
         st = node.call(name, "update.status", {}, timeout=timeout, retries=1)

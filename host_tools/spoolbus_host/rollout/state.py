@@ -8,6 +8,7 @@ rolling_back -> rolled_back (or failed, when the rollback did not take).
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,11 +51,12 @@ class Device:
 
 class State:
     """The rollout state file `path`: checked now if it exists, created by the first write (a dry run
-    leaves no file). Every write is committed before it returns."""
+    leaves no file). Every write is committed before it returns; a rollout's worker threads share it."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
+        self._lock = threading.RLock()
         if self.path.is_dir():
             raise StateError(f"rollout state {self.path}: is a directory; {_FIX}")
         if self.path.exists():
@@ -83,16 +85,17 @@ class State:
 
     def _read(self, query: str, args: tuple = ()) -> list[tuple]:
         """Rows of `query`; none while the file does not exist yet (reading never creates it)."""
-        if self._db is None and not self.path.exists():
-            return []
-        return self.db.execute(query, args).fetchall()
+        with self._lock:
+            if self._db is None and not self.path.exists():
+                return []
+            return self.db.execute(query, args).fetchall()
 
     def get(self, key: str) -> str | None:
         rows = self._read("select value from rollout where key = ?", (key,))
         return rows[0][0] if rows else None
 
     def set(self, **values: str) -> None:
-        with self.db:
+        with self._lock, self.db:
             self.db.executemany("insert into rollout (key, value) values (?, ?)"
                                 " on conflict(key) do update set value = excluded.value",
                                 list(values.items()))
@@ -100,7 +103,7 @@ class State:
     def plan(self, meta: dict[str, str], waves: list[list[tuple[str, str | None]]]) -> None:
         """Start a rollout: forget any earlier one, record `meta` and each wave's (node, its tree)."""
         now = time.time()
-        with self.db:
+        with self._lock, self.db:
             self.db.execute("begin")
             self.db.execute("delete from rollout")
             self.db.execute("delete from devices")
@@ -117,7 +120,7 @@ class State:
 
     def mark(self, node: str, state: str, reason: str | None = None, seconds: float | None = None) -> None:
         assert state in STATES, state
-        with self.db:
+        with self._lock, self.db:
             self.db.execute("update devices set state = ?, reason = coalesce(?, reason),"
                             " seconds = coalesce(?, seconds), updated = ? where node = ?",
                             (state, reason, seconds, time.time(), node))
@@ -127,6 +130,7 @@ class State:
         return 0 if not rows or rows[0][0] is None else rows[0][0] + 1
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
