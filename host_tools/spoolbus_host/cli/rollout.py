@@ -137,7 +137,8 @@ def _node(args: argparse.Namespace, keys: dict[str, bytes] | None, k: int):
     bridge, _, device = name.partition("/")
     t = PahoTransport(host, port, bridge, device, prefix=args.prefix, user=args.user, password=args.password,
                       clean_session=True, presence=False, tls={"ca_certs": args.ca} if args.ca else None,
-                      watch="+" if k == 0 or keys else None, client_id=f"{name}-{os.getpid()}-{k}")
+                      watch="+" if k == 0 or keys else None,
+                      client_id=f"{name}-{os.getpid()}" if keys else None)  # a key's name is not unique
     return Node(name, t, keys=keys, require=bool(keys), timeout=args.timeout, max_pending=8,
                 max_message=65536)
 
