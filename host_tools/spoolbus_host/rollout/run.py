@@ -74,6 +74,7 @@ class Rollout:
         self.on_event = on_event or (lambda e: None)
         self._workers: list[Node] = []
         self._free: list[Node] = []
+        self._made = 0  # worker nodes asked of connect(): each its own number, so its own client id
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------- the whole rollout
@@ -288,7 +289,8 @@ class Rollout:
         with self._lock:
             if self._free:
                 return self._free.pop()
-            k = len(self._workers) + 1
+            self._made += 1
+            k = self._made
         node = self.connect(k)
         with self._lock:
             if node not in self._workers:
