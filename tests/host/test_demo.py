@@ -1,6 +1,7 @@
 """`spoolbus demo` end to end, as `make demo` runs it: real broker, bridge, QEMU and unix boards, deploys.
 
-A short run must end with exit 0 and no errors, the sensor upgraded mid-run, every board answering,
+A short run must end with exit 0 and no errors, the sensor upgraded mid-run, that release rolled out to
+every sensor in growing waves, a bad release stopped at its canary and rolled back, every board answering,
 calls, casts and notifications flowing; a SIGTERM mid-run must stop everything too. Afterwards no
 process it started is alive, the broker's port is closed and its work directory is gone.
 """
@@ -56,7 +57,7 @@ def _assert_nothing_left(summary: dict) -> None:
             socket.create_connection(("127.0.0.1", summary["broker_port"]), 1).close()
 
 
-def test_demo_runs_every_board_upgrades_the_sensor_mid_run_and_leaves_nothing_running():
+def test_demo_upgrades_the_sensor_rolls_it_out_in_waves_stops_a_bad_release_and_leaves_nothing_running():
     started = time.monotonic()
     res = subprocess.run(DEMO + ["--seconds", "8"], capture_output=True, text=True, timeout=240)
     assert res.returncode == 0, res.stderr[-3000:] + res.stdout[-3000:]
@@ -71,8 +72,28 @@ def test_demo_runs_every_board_upgrades_the_sensor_mid_run_and_leaves_nothing_ru
 
     up = summary["upgrade"]
     assert up["done"] and up["error"] == "" and up["failed_calls_during"] == 0
-    assert devices["gw/sensor"]["services"] == {"sensor": "1.1"}
+    assert devices["gw/sensor"]["services"] == {"sensor": "1.1", "update": "1.0"}
     assert up["first_1_1_call_at_s"] is not None and up["first_1_1_call_at_s"] >= up["started_at_s"]
+
+    # The staged rollout of that release over every sensor: gw/sensor has it already, the others take it
+    # in growing waves after a canary; the bad release stops at its canary, which is rolled back.
+    sensors = sorted(n for n, d in devices.items() if "sensor" in d["services"])
+    assert len(sensors) >= 6
+    assert all(devices[n]["services"] == {"sensor": "1.1", "update": "1.0"} for n in sensors)
+    ro = summary["rollout"]
+    assert ro["done"] and ro["error"] == "" and ro["failed_calls_during"] == 0, ro["summary"]
+    assert ro["started_at_s"] >= up["advertised_at_s"]
+    good, bad = ro["releases"]
+    sizes = [len(w) for w in good["waves"]]
+    assert good["outcome"] == "done" and sizes[0] == 1 and len(sizes) >= 3 and sizes == sorted(sizes)
+    assert good["skipped"] == [{"node": "gw/sensor", "why": f"runs tree {good['tree']} already"}]
+    assert sorted(d["node"] for w in good["waves"] for d in w if d["state"] == "done") == sensors[1:]
+    assert bad["outcome"] == "aborted" and bad["reason"].startswith("the canary failed")
+    canary = bad["waves"][0]
+    assert len(canary) == 1 and canary[0]["state"] == "rolled_back"
+    assert "the release declares 1.2" in canary[0]["reason"]
+    assert all(d["state"] == "pending" for w in bad["waves"][1:] for d in w)
+    assert ro["trees"] == {n: good["tree"] for n in sensors} and ro["good_tree"] == good["tree"]
 
     t = summary["traffic"]
     assert t["calls_ok"] > 0 and t["calls_failed"] == 0 and t["casts"] > 0 and t["notifications"] > 0

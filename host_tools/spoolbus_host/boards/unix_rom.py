@@ -20,7 +20,7 @@ _WINDOW = 128  # raw-paste flow-control window, as a bare-metal port with a 256-
 _IN = sys.stdin.buffer
 _OUT = sys.stdout.buffer
 _BUILTIN_MODULES = set(sys.modules)
-_PATH = list(sys.path)
+_PATH = [""] + sys.path[1:]  # the flash first, as on a port; not the directory of this ROM
 
 
 _RAW = None

@@ -1,4 +1,5 @@
-"""The demo's fleet: a mosquitto broker, a bridge, a QEMU board and three MicroPython unix boards.
+"""The demo's fleet: a mosquitto broker, a bridge, a QEMU board and eight MicroPython unix boards (a
+controller, a logger and six sensors).
 
 Everything is real: processes, ptys, a spool directory, deploys with `spoolbus_host.deploy`. `Fleet.close()`
 stops whatever was started, in reverse order, and removes the work directory, whatever failed on the way.
@@ -16,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spoolbus.update import SERVICE as UPDATE
+
 from spoolbus_host import serialport
 from spoolbus_host.boards import firmware, profiles, qemu
 from spoolbus_host.boards.unix_board import UnixBoard
@@ -25,12 +28,18 @@ from spoolbus_host.deploy import micropython as deploy
 from spoolbus_host.deploy.build import build
 from spoolbus_host.mqtt.broker import Broker
 from spoolbus_host.paths import EXAMPLES, REPO, RUNTIME
+from spoolbus_host.rollout.plan import RELEASE_FILE
 
 APPS = EXAMPLES / "demo"
 SERVICES = EXAMPLES / "board" / "services.py"  # the sensor and logger objects the board scenario serves
 BRIDGE = "gw"
 HOST = "host/demo"  # the demo's own node, straight on the broker
 QEMU_PROFILE = "qemu-mps2-an385"
+FLEET = tuple(f"sensor-{i}" for i in range(1, 6))  # more sensors, for the staged rollout's waves
+GOOD = "1.1"  # the sensors' new release: gw/sensor's upgrade, then the staged rollout's
+BAD = "1.2"  # what the bad release declares in its release.toml; its code still serves GOOD
+SENSORS = ("sensor", *FLEET)  # every board of the sensor application: one tree for all of them
+UNIX = ("serial", "logger", *SENSORS)
 
 
 @dataclass
@@ -42,7 +51,7 @@ class Device:
     board: str  # what runs it
     link: str  # how the bridge reaches it
     deploy_s: float = 0.0
-    release: str = ""
+    release: str = ""  # a sensor's: the release its last deploy over the pty gave it
     unix: UnixBoard | None = field(default=None, repr=False)
     port: str = ""  # the pty its console (and deploy) uses
 
@@ -63,6 +72,9 @@ class Fleet:
             "sensor": Device(f"{BRIDGE}/sensor", "sensor", "MicroPython unix", "spool", release="1.0"),
             "logger": Device(f"{BRIDGE}/logger", "logger", "MicroPython unix", "spool"),
         }
+        for key in FLEET:
+            self.devices[key] = Device(f"{BRIDGE}/{key}", "sensor", "MicroPython unix", "spool",
+                                       release="1.0")
         self.broker: Broker | None = None
         self.bridge: Bridge | None = None
         self.qemu = None
@@ -104,16 +116,23 @@ class Fleet:
         self._cleanup.callback(self.qemu.stop)
         self.devices["qemu"].port = self.qemu.port
         step(f"QEMU board booted, UART on {self.qemu.port}")
-        for key in ("serial", "sensor", "logger"):
+        for key in UNIX:
             d = self.devices[key]
-            d.unix = UnixBoard(self.workdir / f"flash-{key}")
+            flash = self.workdir / f"flash-{key}"
+            flash.mkdir()
+            # Provisioned once, outside any tree: a release is the same tree for every board that runs it.
+            (flash / "board_config.py").write_text(_board_config(d, self.spool))
+            d.unix = UnixBoard(flash)
             self._cleanup.callback(d.unix.stop)
             d.port = d.unix.start()
-        step("3 MicroPython unix boards powered on (ptys " +
-             ", ".join(self.devices[k].port for k in ("serial", "sensor", "logger")) + ")")
+        step(f"{len(UNIX)} MicroPython unix boards powered on (ptys " +
+             ", ".join(self.devices[k].port for k in UNIX) + ")")
 
-        for key in self.devices:  # compiled one at a time: the compiler cache is not for parallel writers
-            build(self.app_dir(key), None, self._runtime(key))
+        # Compiled one at a time, the later releases too: the compiler cache is not for parallel writers.
+        apps = {self.app_dir(key): self._runtime(key) for key in self.devices}
+        apps |= {self.release_dir(GOOD): RUNTIME, self.release_dir(GOOD, declares=BAD): RUNTIME}
+        for app, runtime in apps.items():
+            build(app, None, runtime)
         with ThreadPoolExecutor(4) as pool:
             jobs = {key: pool.submit(self.deploy, key) for key in self.devices}
             for key, job in jobs.items():
@@ -131,19 +150,41 @@ class Fleet:
         step("bridge attached to both serial boards; the spool boards share its spool")
 
     def app_dir(self, key: str, release: str | None = None) -> Path:
-        """Device `key`'s application as deployed: its app, contracts.py, services.py and board_config.py."""
+        """Device `key`'s application as deployed: its app, contracts.py and services.py; a sensor's
+        release (`release_dir`); the QEMU board's board_config.py (its flash is not the host's to write)."""
         d = self.devices[key]
-        release = release or d.release
-        out = self.workdir / "apps" / f"{key}-{release or 'app'}"
+        if d.app == "sensor":
+            return self.release_dir(release or d.release)
+        out = self.workdir / "apps" / key
         if out.exists():
             return out
         out.mkdir(parents=True)
         for src in (APPS / d.app).glob("*.py"):
             shutil.copy(src, out / src.name)
-        if key != "qemu":
+        if key == "qemu":
+            (out / "board_config.py").write_text(_board_config(d, self.spool))
+        else:
             shutil.copy(APPS / "contracts.py", out / "contracts.py")
             shutil.copy(SERVICES, out / "services.py")
-        (out / "board_config.py").write_text(_board_config(d, self.spool, release))
+        return out
+
+    def release_dir(self, release: str, declares: str | None = None) -> Path:
+        """The sensor application as release `release`: its code serves that API version (release.py) and
+        its release.toml declares `declares` (default: the same; a different one is a bad release)."""
+        declares = declares or release
+        name = f"sensor-{release}" if declares == release else f"sensor-{declares}-bad"
+        out = self.workdir / "apps" / name
+        if out.exists():
+            return out
+        out.mkdir(parents=True)
+        for src in [*(APPS / "sensor").glob("*.py"), APPS / "contracts.py"]:
+            shutil.copy(src, out / src.name)
+        shutil.copy(SERVICES, out / "services.py")
+        (out / "release.py").write_text(f'"""The sensor API version this tree serves."""\n'
+                                        f"RELEASE = {release!r}\n")
+        (out / RELEASE_FILE).write_text(
+            "# What this release's node serves, checked by the staged rollout on every board it reaches.\n"
+            f'[services]\nsensor = "{declares}"\n{UPDATE.name} = "{UPDATE.version}"\n')
         return out
 
     def deploy(self, key: str, release: str | None = None) -> deploy.Report:
@@ -185,13 +226,12 @@ class Fleet:
         self._cleanup.close()
 
 
-def _board_config(d: Device, spool: Path, release: str) -> str:
+def _board_config(d: Device, spool: Path) -> str:
     lines = [
         '"""Written by `spoolbus demo` for this board: its node name and where its peers are."""',
         f"NAME = {d.name!r}",
         f"SPOOL = {str(spool)!r}",
         f"GATEWAY = {BRIDGE + '/_bridge'!r}",
-        f"RELEASE = {release!r}",
         f"SENSOR = {BRIDGE + '/sensor'!r}",
         f"LOGGER = {BRIDGE + '/logger'!r}",
         "PERIOD_MS = 250",

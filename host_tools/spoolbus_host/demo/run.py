@@ -1,9 +1,10 @@
 """`spoolbus demo`: the whole system in one command, then a summary; nothing is left running.
 
-A broker, a bridge, a QEMU board and three MicroPython unix boards (one on a serial pty, two sharing a
-spool) get their applications deployed, then the host calls, casts and listens for a while, upgrades
-the sensor from API 1.0 to 1.1 mid-run by redeploying it, and reports. Exit status 0 only without
-errors. What it starts and shows: docs/demo.md.
+A broker, a bridge, a QEMU board and eight MicroPython unix boards (one on a serial pty, seven sharing a
+spool: a logger and six sensors) get their applications deployed, then the host calls, casts and listens
+for a while, upgrades the sensor from API 1.0 to 1.1 mid-run by redeploying it, rolls that release out to
+every sensor in waves over the bus, has a bad release stopped at its canary and rolled back, and reports.
+Exit status 0 only without errors. What it starts and shows: docs/demo.md.
 """
 
 from __future__ import annotations
@@ -21,13 +22,15 @@ from spoolbus import proc
 from spoolbus.transport.mqtt import topic_filter
 
 from spoolbus_host.bridge import routing
-from spoolbus_host.demo.fleet import Fleet
+from spoolbus_host.demo.fleet import GOOD, UNIX, Fleet
+from spoolbus_host.demo.staged import Staged
 from spoolbus_host.demo.traffic import DEVICES, SENSOR, SERIAL, Traffic
 from spoolbus_host.demo.view import Frame, LiveView, summary_text
 
 # Bridge counters that mean a message was lost or refused: any of them makes the demo fail.
 BRIDGE_ERRORS = routing.ERRORS
 READY_TIMEOUT_S = 30.0
+FINISH_TIMEOUT_S = 120.0  # after the traffic's time, for the upgrade and the staged rollout to finish
 
 
 class _BrokerTap:
@@ -51,7 +54,7 @@ class _BrokerTap:
 
 
 class _Upgrade:
-    """The rolling upgrade of the sensor: redeploy it as release 1.1 while the traffic goes on."""
+    """The rolling upgrade of the sensor: redeploy it as release GOOD while the traffic goes on."""
 
     def __init__(self, fleet: Fleet, traffic: Traffic):
         self.fleet = fleet
@@ -71,7 +74,7 @@ class _Upgrade:
 
     def _run(self) -> None:
         try:
-            report = self.fleet.deploy("sensor", "1.1")
+            report = self.fleet.deploy("sensor", GOOD)
             self.deploy_s, self.sent = report.seconds, report.sent
             self.deployed_s = self.traffic.now()
         except Exception as e:  # noqa: BLE001 - reported in the summary, the demo then fails
@@ -100,7 +103,8 @@ class _Upgrade:
         first = self.traffic.first_calibrate
         used = f", first sensor.calibrate (1.1) at t={first:.1f} s" if first is not None else ""
         calls, slowest = self.waited()
-        return (f"gw/sensor 1.0 -> 1.1 at t={self.started_s:.1f} s: redeployed ({self.sent} file changed) "
+        files = f"{self.sent} file{'' if self.sent == 1 else 's'}"
+        return (f"gw/sensor 1.0 -> 1.1 at t={self.started_s:.1f} s: redeployed ({files} changed) "
                 f"in {self.deploy_s:.1f} s, hello advertised 1.1 at t={self.advertised_s:.1f} s{used}; "
                 f"{calls} sensor calls meanwhile (slowest {slowest:.0f} ms), {self.failed_during()} failed")
 
@@ -178,7 +182,7 @@ def _demo(fleet: Fleet, seconds: float, out, summary: dict) -> None:
     def say(text: str) -> None:
         print(text, file=out, flush=True)
 
-    say("spoolbus demo: starting a broker, a bridge, a QEMU board and 3 MicroPython unix boards")
+    say(f"spoolbus demo: starting a broker, a bridge, a QEMU board and {len(UNIX)} MicroPython unix boards")
     fleet.start(say)
     summary["broker_port"] = fleet.broker.port
     traffic = Traffic(fleet.broker.host, fleet.broker.port, started)
@@ -198,30 +202,41 @@ def _demo(fleet: Fleet, seconds: float, out, summary: dict) -> None:
 def _traffic(fleet: Fleet, traffic: Traffic, tap: _BrokerTap, seconds: float, out, summary: dict) -> None:
     view = LiveView(out, redraw=out.isatty())
     upgrade = _Upgrade(fleet, traffic)
+    staged = Staged(fleet, traffic, view.note)
     begin = traffic.started = time.monotonic()  # times in the view and summary count from here
     last_view, last_count = begin, 0
+
+    def busy() -> bool:
+        """The upgrade or the staged rollout after it still under way: a short run lets them finish
+        under traffic."""
+        if upgrade.started_s is None or not (upgrade.done or upgrade.error):
+            return True
+        return upgrade.done and not staged.finished
+
     try:
-        while time.monotonic() - begin < seconds:
+        while True:
+            elapsed = time.monotonic() - begin
+            if elapsed >= seconds and not busy() or elapsed >= seconds + FINISH_TIMEOUT_S:
+                break
             traffic.round()
-            if upgrade.started_s is None and time.monotonic() - begin >= seconds * 0.4:
+            if upgrade.started_s is None and elapsed >= seconds * 0.4:
                 upgrade.start()
+            if staged.started_s is None and upgrade.done:
+                staged.start()
             now = time.monotonic()
             if now - last_view >= 1.0:
                 count = tap.count + fleet.bridge.stats["local"]
                 rate = (count - last_count) / (now - last_view)
                 view.show(Frame(now - begin, seconds, _devices(fleet, traffic), rate, traffic.snapshot(),
-                                upgrade.line()))
+                                upgrade.line(), staged.line()))
                 last_view, last_count = now, count
             time.sleep(0.02)
         summary["seconds"] = round(time.monotonic() - begin, 2)
         upgrade.join()
-        while not upgrade.done and not upgrade.error and time.monotonic() - begin < seconds + 15:
-            traffic.round()  # a short run: let the upgrade finish under traffic
-            time.sleep(0.02)
         traffic.controller = traffic.call(SERIAL, "controller.status", {}) or traffic.controller
     finally:  # also when interrupted: the summary says what happened until then
         summary["seconds"] = summary["seconds"] or round(time.monotonic() - begin, 2)
-        _summarize(fleet, traffic, tap, upgrade, summary)
+        _summarize(fleet, traffic, tap, upgrade, staged, summary)
 
 
 def _devices(fleet: Fleet, traffic: Traffic) -> list[dict]:
@@ -231,7 +246,8 @@ def _devices(fleet: Fleet, traffic: Traffic) -> list[dict]:
             for d in fleet.devices.values()]
 
 
-def _summarize(fleet: Fleet, traffic: Traffic, tap: _BrokerTap, upgrade: _Upgrade, summary: dict) -> None:
+def _summarize(fleet: Fleet, traffic: Traffic, tap: _BrokerTap, upgrade: _Upgrade, staged: Staged,
+               summary: dict) -> None:
     snap = traffic.snapshot()
     errors = summary["error_list"]
     errors += [f"{f['node']} {f['method']} at t={f['at_s']} s: {f['error']}: {f['message']}"
@@ -243,12 +259,12 @@ def _summarize(fleet: Fleet, traffic: Traffic, tap: _BrokerTap, upgrade: _Upgrad
     errors += [f"bridge counted {bridge[k]} {k}" for k in BRIDGE_ERRORS if bridge.get(k)]
     if not upgrade.done:
         errors.append(f"rolling upgrade not done: {upgrade.line()}")
+    errors += staged.problems()
     devices = {d["name"]: d for d in _devices(fleet, traffic)}
-    took_part = {name for name in devices for m in snap["methods"] if m.startswith(name + " ")}
     for name in DEVICES:
-        devices[name]["took_part"] = name in took_part
-        if name not in took_part:
+        devices[name]["took_part"] = name in snap["answered"]
+        if name not in snap["answered"]:
             errors.append(f"{name} answered no call")
     summary.update(devices=devices, traffic=snap, bridge=bridge, controller=c, logger=traffic.logger,
                    messages=tap.count + bridge.get("local", 0), upgrade=upgrade.report(),
-                   broker_port=fleet.broker.port)
+                   rollout=staged.report(), broker_port=fleet.broker.port)

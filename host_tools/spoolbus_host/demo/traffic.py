@@ -1,8 +1,9 @@
 """The demo's host workload: a node on the broker that calls, casts and listens to every board.
 
-Each round calls each board once (latency measured here, at the caller), casts now and then, and
-greets the boards every two seconds, so a restarted board's new API version is seen; once the sensor
-advertises 1.1 the host starts calling sensor.calibrate. Every failure is recorded with its time.
+Each round calls each board once, the fleet's sensors one in turn (latency measured here, at the caller),
+casts now and then, and greets the boards every two seconds, so a restarted board's new API version is
+seen; once the sensor advertises 1.1 the host starts calling sensor.calibrate. Every failure is recorded
+with its time.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections import Counter, defaultdict
 from spoolbus import errors
 from spoolbus.node import Node
 
-from spoolbus_host.demo.fleet import APPS, BRIDGE, HOST
+from spoolbus_host.demo.fleet import APPS, BRIDGE, FLEET, HOST
 from spoolbus_host.mqtt.paho import PahoTransport
 
 
@@ -31,7 +32,9 @@ contracts = _contracts()
 
 TICK = "board.tick"  # the QEMU board's notification (board.notify sends it to the peers that want it)
 SENSOR, LOGGER, SERIAL, QEMU = (f"{BRIDGE}/{d}" for d in ("sensor", "logger", "serial", "qemu"))
-DEVICES = (QEMU, SERIAL, SENSOR, LOGGER)
+SENSOR_FLEET = tuple(f"{BRIDGE}/{d}" for d in FLEET)
+FLEET_READS = f"{BRIDGE}/sensor-* sensor.read"  # their latencies, as one line
+DEVICES = (QEMU, SERIAL, SENSOR, LOGGER, *SENSOR_FLEET)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -55,6 +58,7 @@ class Traffic:
         self.lock = threading.Lock()
         self.latency: dict[str, list[float]] = defaultdict(list)  # "dst method" -> seconds
         self.counts: Counter[str] = Counter()  # calls_ok, calls_failed, casts, notifications
+        self.answered: Counter[str] = Counter()  # calls answered, by board
         self.events: Counter[str] = Counter()  # notifications by event name
         self.failures: list[dict] = []
         self.sensor_calls: list[tuple[float, float]] = []  # (started at, seconds) of each sensor call
@@ -106,6 +110,7 @@ class Traffic:
         if time.monotonic() - self._greeted > 2.0:
             self.greet()
         self.call(SENSOR, "sensor.read", {"channel": "t1"})
+        self.call(SENSOR_FLEET[i % len(SENSOR_FLEET)], "sensor.read", {"channel": "t2"}, label=FLEET_READS)
         if self.advertised_1_1 is None and self.node.peer_version(SENSOR, "sensor") == "1.1":
             self.advertised_1_1 = self.now()
         if self.sensor.can_send_version("1.1") and i % 5 == 0:  # the 1.1 method, once it is advertised
@@ -124,8 +129,10 @@ class Traffic:
             self._cast(QEMU, "board.log", {"text": f"host round {i}"})
         self.node.poll(0)
 
-    def call(self, dst: str, method: str, args: dict, version: str = "1.0") -> object:
-        """Call and time it; a failure is recorded (see `failures`) and gives None."""
+    def call(self, dst: str, method: str, args: dict, version: str = "1.0",
+             label: str | None = None) -> object:
+        """Call and time it (under `label` in the latencies, default "dst method"); a failure is recorded
+        (see `failures`) and gives None."""
         t0 = time.monotonic()
         try:
             reply = self.node.call(dst, method, args, version=version)
@@ -137,7 +144,8 @@ class Traffic:
             return None
         took = time.monotonic() - t0
         with self.lock:
-            self.latency[f"{dst} {method}"].append(took)
+            self.latency[label or f"{dst} {method}"].append(took)
+            self.answered[dst] += 1
             if dst == SENSOR:
                 self.sensor_calls.append((t0 - self.started, took))
             self.counts["calls_ok"] += 1
@@ -166,11 +174,12 @@ class Traffic:
             lat = {k: list(v) for k, v in self.latency.items()}
             counts = dict(self.counts)
             events = dict(self.events)
+            answered = dict(self.answered)
         methods = {k: {"calls": len(v), "p50_ms": round(percentile(v, 0.5) * 1000, 1),
                        "p99_ms": round(percentile(v, 0.99) * 1000, 1)} for k, v in sorted(lat.items())}
         return {"calls_ok": counts.get("calls_ok", 0), "calls_failed": counts.get("calls_failed", 0),
                 "casts": counts.get("casts", 0), "notifications": counts.get("notifications", 0),
-                "events": events, "methods": methods}
+                "events": events, "methods": methods, "answered": answered}
 
     def close(self) -> None:
         self.node.close()
