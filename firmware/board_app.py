@@ -10,7 +10,7 @@ import gc
 import sys
 
 import micropython
-from spoolbus import contract, errors
+from spoolbus import contract
 from spoolbus.transport.serial import SerialTransport, StreamPort
 
 try:  # a deployed application names the node (e.g. "gw/qemu" on a bridge): docs/boards.md
@@ -136,9 +136,4 @@ def run():
     node.serve(SPOOL, _SpoolService(board))
     link.open()
     while True:
-        try:
-            node.poll(1000)
-        except errors.LinkError:
-            pass  # the host went away or reconnected: nothing of ours is in flight
-        except MemoryError:
-            gc.collect()  # a frame that did not fit what is left of the heap is lost; the board goes on
+        node.poll(1000)  # a link event or a frame too large for the heap costs that frame only

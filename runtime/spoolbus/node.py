@@ -362,7 +362,9 @@ class Node:
         A link event (LinkReset, LinkDown) is counted and ends the poll normally: the transport
         recovers the link by itself, so a board loop of poll() outlives a bridge that restarts. The
         calls waiting then are lost with the peer's state: one with retries left is sent again at
-        once, the others end with the event (call() raises it at once, not a Timeout later).
+        once, the others end with the event (call() raises it at once, not a Timeout later). A frame
+        too large for what is left of the heap is lost and counted as an internal error: the bare loop
+        `while True: node.poll(1000)` is a board's whole main loop.
         """
         n = 0
         if self.on_poll is not None:
@@ -387,6 +389,8 @@ class Node:
         except errors.LinkDown as e:
             self.stats["link_downs"] += 1
             self._lost(e)
+        except MemoryError as e:
+            self._internal_error(e)
         return n
 
     def _lost(self, event):

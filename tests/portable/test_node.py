@@ -550,6 +550,23 @@ def test_an_internal_error_is_counted_and_logged_once_per_kind_and_interval():
     assert cli.call("srv", "thermo.read", {"sensor": "a"})["sensor"] == "a"  # and it kept serving
 
 
+def test_a_frame_too_large_for_the_heap_costs_that_frame_and_the_loop_goes_on():
+    hub = Hub()
+    link = FaultyLink(hub, "srv")
+    srv = node.Node("srv", link)
+    srv.log = lambda text: None
+    srv.serve(THERMO, Thermo())
+    cli = node.Node("cli", Loopback(hub, "cli"))
+    link.faults = [MemoryError("memory allocation failed, allocating 4096 bytes")]
+    t = cli.send_call("srv", "thermo.read", {"sensor": "a"})
+    served = 0
+    for _ in range(3):  # the board loop: while True: nd.poll(20)
+        served += srv.poll(0)
+    assert served == 1 and srv.stats["internal_errors"] == 1
+    cli.poll(0)
+    assert cli.ready(t) and cli.result(t)["sensor"] == "a"
+
+
 def test_internal_errors_go_to_stderr_by_default():
     assert node.Node("n", Loopback(Hub(), "n")).log.__name__ == "log"
 
