@@ -37,6 +37,7 @@ from spoolbus_host.mqtt.paho import PahoTransport
 from spoolbus_host.paths import RUNTIME
 from spoolbus_host.rollout.run import Options, Rollout
 from spoolbus_host.rollout.state import State
+from spoolbus_host.testing import flashdir
 
 ROOT = Path(__file__).resolve().parent.parent
 MICROPYTHON = os.environ.get("SPOOLBUS_MICROPYTHON", str(ROOT / ".cache/micropython-1.25.0/bin/micropython"))
@@ -198,14 +199,8 @@ def _release(apps: Path, version: int) -> Path:
 
 
 def _flash(flash: Path, b: dbuild.Build, cfg: dict) -> None:
-    """The flash a serial deploy leaves: the tree under app/<id>, app/current, the loader as main.py."""
-    tree = flash / "app" / b.tree_id
-    for rel, data in b.files.items():
-        (tree / rel).parent.mkdir(parents=True, exist_ok=True)
-        (tree / rel).write_bytes(data)
-    (tree / dbuild.MANIFEST_NAME).write_bytes(b.manifest)
-    (flash / "app" / "current").write_text(b.tree_id)
-    (flash / "main.py").write_bytes(dbuild.loader())
+    """The flash a serial deploy of `b` leaves, and the board.json that names the device and its spool."""
+    flashdir.install(flash, b)
     (flash / "board.json").write_text(json.dumps(cfg))
 
 

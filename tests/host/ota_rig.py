@@ -37,7 +37,29 @@ DIRECT = "direct"  # the namespace of a board on the broker itself: no bridge of
 LINKS = ("serial", "spool", "mqtt")
 
 
-class Rig:
+class Owner:
+    """What a rig owns: the host nodes it made and the clean-ups of what it started, all ended by close()
+    (or the end of its with block), the last started first."""
+
+    def __init__(self) -> None:
+        self._nodes: list[Node] = []
+        self._cleanup = contextlib.ExitStack()
+
+    def close(self) -> None:
+        for node in self._nodes:
+            with contextlib.suppress(Exception):
+                node.close()
+        self._nodes = []
+        self._cleanup.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class Rig(Owner):
     """`start(release)` deploys it over serial and puts the board on its path; `close()` always.
 
     `link`: "serial", "spool" or "mqtt"; `baud`: pace the board's pty like a UART (None: a pty's speed);
@@ -57,10 +79,9 @@ class Rig:
         self.broker = Broker(self.workdir / "mosquitto", extra="set_tcp_nodelay true")  # started by start()
         self.bridge: Bridge | None = None
         self.board: UnixBoard | None = None
+        Owner.__init__(self)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._nodes: list[Node] = []
-        self._cleanup = contextlib.ExitStack()
         self._releases = 0
 
     # ------------------------------------------------------------------ releases
@@ -199,16 +220,3 @@ class Rig:
         """A file of the board's flash, as text (None if absent)."""
         p = self.workdir / "flash" / rel
         return p.read_text() if p.is_file() else None
-
-    def close(self) -> None:
-        for node in self._nodes:
-            with contextlib.suppress(Exception):
-                node.close()
-        self._nodes = []
-        self._cleanup.close()
-
-    def __enter__(self) -> Rig:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

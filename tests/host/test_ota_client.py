@@ -26,6 +26,7 @@ from spoolbus.transport.spool import SpoolTransport
 from spoolbus_host.deploy import build as dbuild
 from spoolbus_host.deploy import ota
 from spoolbus_host.progress import Progress
+from spoolbus_host.testing import flashdir
 
 pytestmark = pytest.mark.skipif(not Path(MICROPYTHON).exists(), reason="MicroPython not built")
 
@@ -129,13 +130,7 @@ def world(tmp_path, runtime):
     def start(cfg: dict | None = None, keys: dict[str, bytes] | None = None) -> tuple[Board, node.Node, Path]:
         app = _app(tmp_path, 1)
         b = dbuild.build(app, None, runtime)
-        tree = flash / "app" / b.tree_id
-        for rel, data in b.files.items():
-            (tree / rel).parent.mkdir(parents=True, exist_ok=True)
-            (tree / rel).write_bytes(data)
-        (tree / dbuild.MANIFEST_NAME).write_bytes(b.manifest)
-        (flash / "app" / "current").write_text(b.tree_id)
-        (flash / "main.py").write_bytes(dbuild.loader())
+        flashdir.install(flash, b)
         board_cfg = dict(cfg or {}, spool=str(spool))
         if keys:
             board_cfg["keys"] = {k: v.hex() for k, v in keys.items()}

@@ -47,6 +47,14 @@ class Build:
         self.digest = hashlib.sha256(self.manifest).hexdigest()
         self.tree_id = self.digest[:16]
 
+    def write(self, tree: Path) -> None:
+        """Every file and the manifest into directory `tree` (a local root's app/<id>)."""
+        for rel, data in self.files.items():
+            path = tree / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        (tree / MANIFEST_NAME).write_bytes(self.manifest)
+
 
 def board_source(name: str, folder: Path = BOARD_CODE) -> str:
     """NAME.py of `folder` as it travels: without its docstring and comment lines (bytes over a UART)."""

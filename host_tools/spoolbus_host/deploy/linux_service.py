@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spoolbus_host.deploy.build import MANIFEST_NAME, Build, DeployError, build
+from spoolbus_host.deploy.build import Build, DeployError, build
 
 UNIT = """# Written by `spoolbus deploy --board {board}`; reinstalled on every deploy.
 [Unit]
@@ -131,11 +131,7 @@ def _write_tree(tree: Path, b: Build) -> None:
     """Write and check every file of the tree; a half-written tree from a cut deploy is rewritten."""
     if tree.exists():
         _rmtree(tree)
-    for rel, data in b.files.items():
-        path = tree / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    (tree / MANIFEST_NAME).write_bytes(b.manifest)
+    b.write(tree)
     for rel, data in b.files.items():
         if (tree / rel).read_bytes() != data:
             raise DeployError(f"{tree / rel} did not read back as written; the old tree still runs")
