@@ -124,15 +124,13 @@ class Fleet(Owner):
     """
 
     def __init__(self, layout: dict[str, dict[str, int]], workdir: Path | None = None):
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="spoolbus-fleet-"))
+        Owner.__init__(self, Path(workdir or tempfile.mkdtemp(prefix="spoolbus-fleet-")))
         self.layout = layout
         self.broker = Broker(self.workdir / "mosquitto", extra="set_tcp_nodelay true")
         self.bridges: dict[str, Bridge] = {}
         self.devices: list[Device] = []
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        Owner.__init__(self)
-        self._releases = 0
         # The longest a board of each kind took to be set up: its first serial deploy, or its flash written.
         self.started_s: dict[str, float] = {}
 
@@ -143,14 +141,7 @@ class Fleet(Owner):
         """An application directory: `app.version` answers `version`, its `app` service is at `api`;
         `declares`: the app version its release.toml declares (default `api`: a release that says what it
         serves); `broken`: its release.py raises at import."""
-        self._releases += 1
-        out = self.workdir / "apps" / f"r{self._releases}-v{version}"
-        out.mkdir(parents=True)
-        shutil.copy(APP / "main.py", out / "main.py")
-        if broken:
-            (out / "release.py").write_text(f"raise RuntimeError('release {version} is broken')\n")
-        else:
-            (out / "release.py").write_text(f"V = {version}\nAPI = {api!r}\n")
+        out = self.new_release(APP, "release.py", version, broken, f"V = {version}\nAPI = {api!r}\n")
         (out / "release.toml").write_text(f'[services]\napp = "{declares or api}"\nupdate = "1.0"\n')
         return out
 

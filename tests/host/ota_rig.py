@@ -41,9 +41,23 @@ class Owner:
     """What a rig owns: the host nodes it made and the clean-ups of what it started, all ended by close()
     (or the end of its with block), the last started first."""
 
-    def __init__(self) -> None:
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
         self._nodes: list[Node] = []
         self._cleanup = contextlib.ExitStack()
+        self._releases = 0
+
+    def new_release(self, app: Path, module: str, version: int, broken: bool, text: str,
+                    name: str | None = None) -> Path:
+        """A new application directory under workdir/apps: `app`'s main.py, and `module` holding `text`,
+        or, `broken`, raising at import."""
+        self._releases += 1
+        out = self.workdir / "apps" / (name or f"r{self._releases}-v{version}")
+        out.mkdir(parents=True)
+        shutil.copy(app / "main.py", out / "main.py")
+        bad = f"raise RuntimeError('release {version} is broken')\n"
+        (out / module).write_text(bad if broken else text)
+        return out
 
     def close(self) -> None:
         for node in self._nodes:
@@ -70,7 +84,7 @@ class Rig(Owner):
                  max_frame: int = 1024):
         if link not in LINKS:
             raise ValueError(f"link {link!r} is not one of {LINKS}")
-        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="spoolbus-ota-"))
+        Owner.__init__(self, Path(workdir or tempfile.mkdtemp(prefix="spoolbus-ota-")))
         self.link = link
         self.baud = baud
         self.max_frame = max_frame
@@ -79,10 +93,8 @@ class Rig(Owner):
         self.broker = Broker(self.workdir / "mosquitto", extra="set_tcp_nodelay true")  # started by start()
         self.bridge: Bridge | None = None
         self.board: UnixBoard | None = None
-        Owner.__init__(self)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._releases = 0
 
     # ------------------------------------------------------------------ releases
 
@@ -92,14 +104,7 @@ class Rig(Owner):
         """An application directory: `app.version` answers `version`; `broken`: version.py raises at import;
         `healthy`: what healthy() says; `blob`: an incompressible data file of that many bytes (seeded by
         version), so a transfer lasts long enough to be cut; `files`: more modules, path -> source."""
-        self._releases += 1
-        out = self.workdir / "apps" / (name or f"r{self._releases}-v{version}")
-        out.mkdir(parents=True)
-        shutil.copy(APP / "main.py", out / "main.py")
-        if broken:
-            (out / "version.py").write_text(f"raise RuntimeError('release {version} is broken')\n")
-        else:
-            (out / "version.py").write_text(f"V = {version}\n")
+        out = self.new_release(APP, "version.py", version, broken, f"V = {version}\n", name)
         cfg = [
             '"""Written by tests/host/ota_rig.py: the node, its link, its update service."""',
             f"NAME = {self.name!r}",
