@@ -39,9 +39,16 @@ def enter(port: serial.Serial, timeout: float) -> None:
             asked, tries, seen = now, tries + 1, b""
         seen += port.read(1)
     if tries > 1:
-        # Several requests may each still be answered: let them finish, then ask once more.
-        time.sleep(0.2)
-        port.reset_input_buffer()
+        # Several requests may each still be answered (a slow console can still be printing one after a
+        # pause): wait until the line has been quiet for 0.2 s, then ask once more.
+        quiet = time.monotonic() + 0.2
+        while time.monotonic() < quiet:
+            if port.in_waiting:
+                port.reset_input_buffer()
+                quiet = time.monotonic() + 0.2
+                if quiet > deadline:
+                    raise ReplError(f"the board's console did not go quiet within {timeout:.0f} s")
+            time.sleep(0.02)
         port.write(b"\x01")
         if not port.read_until(BANNER).endswith(BANNER):
             raise ReplError("the raw REPL banner did not come again")
