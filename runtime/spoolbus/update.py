@@ -170,10 +170,18 @@ class Updater:
             self._wdt.feed()
         now = ticks_ms()
         if self._reset_at is not None and ticks_diff(now, self._reset_at) >= 0:
+            self._bye()
             _reset()
         if self._trial and ticks_diff(now, self._t0) >= self.deadline_s * 1000:
             self._fail(self._trial, "not confirmed in %d s" % self.deadline_s)
+            self._bye()
             _reset()
+
+    def _bye(self):
+        # a serial link's peer (the bridge) then writes nothing into the console while the board boots
+        bye = getattr(self.node.transport, "bye", None)
+        if bye is not None:
+            bye()
 
     def _fail(self, tree, reason, trace=""):
         appdir.put(self.app, "failed", "%s\n%s\n%s" % (tree, reason, trace))

@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ota_rig import Owner
+from ota_rig import Owner, wait_link_open
 from spoolbus import contract, errors
 from spoolbus.node import Node
 from spoolbus_host import serialport
@@ -218,6 +218,7 @@ class Fleet(Owner):
         d.board.start()
         serial_deploy.deploy(d.board.port, first)
         # A pty is held by one side at a time: the bridge opens it after the deploy.
+        wait_link_open(d.board)
         bridge, _, device = d.name.partition("/")
         link = serialport.connect(d.board.port, name=bridge, max_frame=1024)
         self.bridges[bridge].attach(device, link, where=d.board.port)

@@ -37,6 +37,21 @@ DIRECT = "direct"  # the namespace of a board on the broker itself: no bridge of
 LINKS = ("serial", "spool", "mqtt")
 
 
+def wait_link_open(board: UnixBoard, timeout: float = 20.0) -> None:
+    """Wait until the application a serial deploy just started has opened its serial link: its first
+    frame (ending in 0x00) follows the deploy's soft reboot on the console. Its console is then raw
+    (Ctrl-C off), so the frames of a bridge attached now cannot interrupt its boot (docs/deploy.md,
+    "Ctrl-C while a board boots"), as they could a moment earlier."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        console = bytes(board.console)
+        if b"\x00" in console[console.rfind(b"soft reboot"):]:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the application on {board.port} opened no serial link in {timeout} s; console "
+                         f"tail: {bytes(board.console[-300:])!r}")
+
+
 class Owner:
     """What a rig owns: the host nodes it made and the clean-ups of what it started, all ended by close()
     (or the end of its with block), the last started first."""
@@ -143,6 +158,7 @@ class Rig(Owner):
         self.first = first = first or self.release(1)
         report = serial_deploy.deploy(self.board.port, first, **({"runtime": runtime} if runtime else {}))
         if self.link == "serial":  # a pty is held by one side at a time: the bridge opens it after the deploy
+            wait_link_open(self.board)
             self._attach_serial()
         self.host = self.node("rig")
         self.wait_answering()

@@ -120,6 +120,25 @@ def test_a_silent_peer_raises_link_down_once_and_hello_brings_it_back():
     assert a.state == serial.UP and a.stats["downs"] == 1 and a.stats["resets"] == 0
 
 
+def test_after_a_bye_nothing_is_written_to_the_peer_until_its_next_hello():
+    a, b, pa, pb = _pair(keepalive_ms=10, dead_ms=40)
+    b.bye()  # the board resets now
+    with raises(errors.LinkDown) as e:
+        a.recv(0)
+    assert "'board' is restarting" in str(e.value) and a.state == serial.DOWN and a.peers() == []
+    with raises(errors.LinkDown):
+        a.send("board", b"\xa0")  # a bridge holds it for later
+    time.sleep(0.06)
+    assert a.recv(0) is None and a.recv(0) is None
+    assert pa.tx == []  # no ping, no hello, no message while the board boots
+    b2 = serial.SerialTransport(pb, "board", keepalive_ms=10, dead_ms=40)
+    b2.open()  # the board's application is up again
+    assert a.recv(0) is None  # no LinkReset on top of the LinkDown
+    assert a.state == serial.UP and a.peer[0] == b2.nonce and a.stats["downs"] == 1
+    a.send("board", b"\xa0")
+    assert b2.recv(0) == b"\xa0"
+
+
 def test_an_idle_link_pings_and_the_peer_answers():
     a, b, _, _ = _pair(keepalive_ms=10, dead_ms=1000)
     time.sleep(0.015)

@@ -17,6 +17,7 @@ _HELLO = 0x48  # b"H": hello, nonce(4) + name; sent on open, after a reboot and 
 _HELLO_ACK = 0x68  # b"h": answer to a hello, nonce(4) + name
 _PING = 0x50  # b"P": keepalive when nothing was sent for keepalive_ms
 _PONG = 0x70  # b"p": answer to a ping
+_BYE = 0x42  # b"B": the sender resets now; write nothing to it until its next hello
 
 DOWN, UP = 0, 1
 
@@ -100,15 +101,24 @@ class SerialTransport:
         self._last_rx = now
         self._last_tx = now
         self._closed = False
+        self._quiet = False  # the peer said bye: its console may be booting, where a byte can be Ctrl-C
 
     def open(self):
         """Say hello; the peer's answer brings the link UP."""
         self._hello(_HELLO)
 
+    def bye(self):
+        """Tell the peer this side resets now: it writes nothing (no ping, hello or message) until this
+        side's next hello, so no byte reaches a console while the board boots (docs/serial.md)."""
+        self._write(frame.encode(b"\xffB", self.max_frame))
+
     def send(self, dst, data):
-        """Frame and write one message (a CBOR item, e.g. an encoded envelope); dst is ignored."""
+        """Frame and write one message (a CBOR item, e.g. an encoded envelope); dst is ignored. LinkDown
+        while the peer restarts after its bye: the caller holds the message and sends it again."""
         if self._closed:
             raise errors.LinkError("the serial link is closed; open a new transport")
+        if self._quiet:
+            raise errors.LinkDown("the peer is restarting (it said bye); send again once it says hello")
         if len(data) and data[0] == _CTRL:
             raise errors.LinkError("a message may not start with 0xFF (reserved for link control); "
                                    "send a CBOR item")
@@ -191,8 +201,17 @@ class SerialTransport:
                 )
             self.peer = (nonce, name)
             self.state = UP
+            self._quiet = False
             if kind == _HELLO:
                 self._hello(_HELLO_ACK)
+        elif kind == _BYE:
+            name = self.peer[1] if self.peer else "the peer"
+            self.peer = None  # its hello after the reset is a new peer, not a reset to report again
+            self.state = DOWN
+            self._quiet = True
+            self.stats["downs"] += 1
+            self._event = errors.LinkDown("%r is restarting: messages in flight on the serial link are lost; "
+                                          "nothing is written to it until it says hello" % name)
 
     def _down(self):
         self.state = DOWN
@@ -204,6 +223,8 @@ class SerialTransport:
         )
 
     def _keepalive(self, now):
+        if self._quiet:
+            return
         if _ticks_diff(now, self._last_tx) >= self.keepalive_ms:
             if self.state == UP:
                 self.stats["pings"] += 1
