@@ -35,7 +35,7 @@ from spoolbus_host.deploy import ota
 from spoolbus_host.mqtt.broker import Broker
 from spoolbus_host.mqtt.paho import PahoTransport
 from spoolbus_host.paths import RUNTIME
-from spoolbus_host.rollout.run import Options, Rollout
+from spoolbus_host.rollout.run import Options, Rollout, percentile
 from spoolbus_host.rollout.state import State
 from spoolbus_host.testing import flashdir
 
@@ -210,12 +210,6 @@ def _host(broker: Broker, device: str, watch: str | None = None) -> Node:
     return Node(t.name, t, timeout=5.0)
 
 
-def _pct(values: list[float], p: int) -> float:
-    """The nearest-rank percentile, as the rollout's Report computes upgrade_s."""
-    v = sorted(values)
-    return v[min(len(v) - 1, max(0, -(-len(v) * p // 100) - 1))]
-
-
 def _wait_all_answer(node: Node, names: list[str], version: int, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout
     for name in names:
@@ -258,7 +252,7 @@ def _sequential(broker: Broker, names: list[str], app: Path, runtime: Path) -> R
     finally:
         node.close()
     return Row("`deploy_over_bus`, one device after another", "sequential", took, len(times), "-",
-               _pct(times, 50), _pct(times, 99))
+               percentile(sorted(times), 50), percentile(sorted(times), 99))
 
 
 def _rollout(broker: Broker, app: Path, runtime: Path, parallel: int, state: Path) -> Row:

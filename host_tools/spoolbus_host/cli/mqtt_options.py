@@ -85,15 +85,15 @@ def check_client_cert(cert: str, key: str) -> None:
                          f"({getattr(e, 'reason', None) or e}); give {fix}") from None
 
 
-def transport(args: argparse.Namespace, bridge: str, device: str) -> PahoTransport:
+def transport(args: argparse.Namespace, bridge: str, device: str, **kw: object) -> PahoTransport:
     """A clean-session node bridge/device on the broker, without presence: it leaves no trace there
-    (raises MQTTConnectionError/MQTTRefused)."""
+    (raises MQTTConnectionError/MQTTRefused); `kw`: more of PahoTransport's keywords (watch, client_id)."""
     from spoolbus_host.mqtt.paho import PahoTransport
 
     host, port = broker_address(args.broker)
     return PahoTransport(host, port, bridge, device, prefix=args.prefix, user=args.user,
                          password=args.password, clean_session=True, presence=False,
-                         tls={"ca_certs": args.ca} if args.ca else None)
+                         tls={"ca_certs": args.ca} if args.ca else None, **kw)
 
 
 _HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")

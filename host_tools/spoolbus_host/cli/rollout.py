@@ -123,9 +123,6 @@ def _node(args: argparse.Namespace, keys: dict[str, bytes] | None, k: int):
     sees every bridge's statuses (the fleet view)."""
     from spoolbus.node import Node
 
-    from spoolbus_host.mqtt.paho import PahoTransport
-
-    host, port = mqtt_options.broker_address(args.broker)
     if keys:
         hosts = [n for n in keys if n.startswith("host/")]
         if len(hosts) != 1:
@@ -135,10 +132,8 @@ def _node(args: argparse.Namespace, keys: dict[str, bytes] | None, k: int):
     else:
         name = f"host/rollout-{os.getpid()}-{k}"
     bridge, _, device = name.partition("/")
-    t = PahoTransport(host, port, bridge, device, prefix=args.prefix, user=args.user, password=args.password,
-                      clean_session=True, presence=False, tls={"ca_certs": args.ca} if args.ca else None,
-                      watch="+" if k == 0 or keys else None,
-                      client_id=f"{name}-{os.getpid()}" if keys else None)  # a key's name is not unique
+    t = mqtt_options.transport(args, bridge, device, watch="+" if k == 0 or keys else None,
+                               client_id=f"{name}-{os.getpid()}" if keys else None)  # a key's name is shared
     return Node(name, t, keys=keys, require=bool(keys), timeout=args.timeout, max_pending=8,
                 max_message=65536)
 

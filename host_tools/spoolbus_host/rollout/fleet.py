@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from spoolbus import errors
 from spoolbus.node import Node
 
+from spoolbus_host.deploy import ota
 from spoolbus_host.mqtt.paho import PahoTransport
 
 BRIDGE_DEVICE = "_bridge"  # the bridge's own status: <bridge>/_bridge
@@ -67,4 +68,5 @@ def _services(node: Node, name: str) -> dict[str, str]:
 
 
 def _tree(d: object) -> str | None:
-    return d.split(".")[0].split(" ")[0] if isinstance(d, str) and d else None
+    """The tree id of a pointer's text ("<id>", "<id>.1", a trial's "<id> booted")."""
+    return ota.tree_id(d.split(" ")[0]) if isinstance(d, str) else None

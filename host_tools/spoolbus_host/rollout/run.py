@@ -57,7 +57,8 @@ class Report:
                        and d["state"] == "done")
         return {"tree": self.tree, "outcome": self.outcome, "reason": self.reason, "waves": self.waves,
                 "skipped": self.skipped, "seconds": round(self.seconds, 2),
-                "upgrade_s": {"p50": _pct(times, 50), "p99": _pct(times, 99)} if times else None}
+                "upgrade_s": {"p50": round(percentile(times, 50), 2), "p99": round(percentile(times, 99), 2)}
+                if times else None}
 
 
 class Rollout:
@@ -340,5 +341,6 @@ def _view(views: list[fleet.DeviceView], name: str) -> fleet.DeviceView:
     return next(v for v in views if v.node == name)
 
 
-def _pct(values: list[float], p: int) -> float:
-    return round(values[min(len(values) - 1, max(0, -(-len(values) * p // 100) - 1))], 2)
+def percentile(values: list[float], p: int) -> float:
+    """The nearest-rank `p`-th percentile of sorted `values`."""
+    return values[min(len(values) - 1, max(0, -(-len(values) * p // 100) - 1))]
