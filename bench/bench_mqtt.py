@@ -3,7 +3,8 @@
 Run: .venv/bin/python bench/bench_mqtt.py [--messages N] [--size BYTES]
 Every publisher and the counting subscriber are separate processes on one broker started here. "publish"
 is the publisher's own rate (first send until every message is written, and for QoS 1 acknowledged);
-"end to end" is what the subscriber received per second from its first to its last message.
+"end to end" is what the subscriber received per second from its first to its last message. Then the
+MicroPython heap: the modules, a connected transport, and a connected transport over TLS beside a plain one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import textwrap
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "host"))
-from mosquitto import Broker  # noqa: E402
+from mosquitto import Broker, make_certs  # noqa: E402
 
 PY = sys.executable
 MICROPYTHON = os.environ.get("SPOOLBUS_MICROPYTHON", str(ROOT / ".cache/micropython-1.25.0/bin/micropython"))
@@ -125,6 +126,36 @@ print(a1 - base, a2 - a1, a3 - a2, a4 - a3, gc.mem_free())
 t.close()
 """
 
+TLS_MEMORY = """
+import gc, sys, ffi
+from spoolbus import errors
+from spoolbus.transport import mqtt_client, mqtt
+c_heap = ffi.open("libc.so.6").func("v", "malloc_stats", "")  # to stderr: Mbed TLS allocates with calloc
+
+def main(port, max_packet, ca):  # locals: no growing dict of globals in the figures
+    gc.collect(); base = gc.mem_alloc()
+    ctx = tls = None
+    if ca != "-":
+        import tls
+    gc.collect(); imported = gc.mem_alloc()
+    c_heap()
+    if tls:
+        ctx = tls.SSLContext(tls.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = tls.CERT_REQUIRED
+        ctx.load_verify_locations(open(ca, "rb").read())
+    client = mqtt_client.MQTTClient("bench-mem", "127.0.0.1", port, max_packet=max_packet, ssl=ctx)
+    t = mqtt.MQTTTransport(client, "bench", "mem")
+    t.send("mem", bytes(100))
+    while t.recv(100) is None:
+        pass
+    gc.collect(); connected = gc.mem_alloc()
+    c_heap()
+    print(imported - base, connected - imported, gc.mem_free())
+    t.close()
+
+main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
+"""
+
 
 def memory(broker: Broker, tmp: str) -> None:
     """Heap used on MicroPython by the .mpy modules and by a connected transport, at two heap sizes."""
@@ -147,6 +178,46 @@ def memory(broker: Broker, tmp: str) -> None:
             failed = (r.stdout + r.stderr).strip().splitlines()[-1:] or [f"exit {r.returncode}"]
             cells = r.stdout.split() if r.returncode == 0 else ["-"] * 4 + failed
             print(f"| {heap} | {max_packet} | " + " | ".join(cells) + " |", flush=True)
+    tls_memory(mpy, tmp)
+
+
+def _c_heap_in_use(stderr: str) -> list[int]:
+    """The "in use bytes" of each glibc malloc_stats() total in `stderr`."""
+    lines = stderr.splitlines()
+    return [int(lines[i + 2].split("=")[1]) for i, line in enumerate(lines) if line.startswith("Total")]
+
+
+def tls_memory(mpy: pathlib.Path, tmp: str) -> None:
+    """A connected transport over TLS beside a plain one: the GC heap (with TLS: its SSLContext, which
+    holds the CA, and socket; one figure, as the conservative GC may charge the CA's bytes to either),
+    and the C heap Mbed TLS takes with calloc on the unix port, which a board whose Mbed TLS allocates
+    from the MicroPython heap pays there too."""
+    certs = pathlib.Path(tmp) / "certs"
+    ca, cert, key = make_certs(certs)
+    subprocess.run(["openssl", "x509", "-in", str(ca), "-outform", "der", "-out", str(certs / "ca.der")],
+                   check=True, capture_output=True)
+    tls_broker = Broker(pathlib.Path(tmp) / "tls", tls=(ca, cert, key)).start()
+    plain_broker = Broker(pathlib.Path(tmp) / "plain").start()
+    script = pathlib.Path(tmp) / "tls_mem.py"
+    script.write_text(TLS_MEMORY)
+    print("\n| connection | heap | max_packet | import tls | connected transport (and SSLContext) | free "
+          "| Mbed TLS C heap |")
+    print("|---|---|---|---|---|---|---|")
+    try:
+        env = dict(os.environ, MICROPYPATH=str(mpy))
+        for name, broker, ca in (("plain", plain_broker, "-"), ("TLS", tls_broker, str(certs / "ca.der"))):
+            for heap in ("48k", "64k"):
+                cmd = [MICROPYTHON, "-X", f"heapsize={heap}", str(script), str(broker.port), "1024", ca]
+                r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+                if r.returncode:
+                    cells = ["-"] * 2 + [(r.stdout + r.stderr).strip().splitlines()[-1]] + ["-"]
+                else:
+                    before, after = _c_heap_in_use(r.stderr)
+                    cells = r.stdout.split() + [str(after - before)]
+                print(f"| {name} | {heap} | 1024 | " + " | ".join(cells) + " |", flush=True)
+    finally:
+        tls_broker.stop()
+        plain_broker.stop()
 
 
 def run(broker: Broker, publisher: list[str], qos: int, n: int, size: int,

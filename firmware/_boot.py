@@ -6,8 +6,11 @@ survives a soft reset (machine.soft_reset()) but not a restart of QEMU. Elsewher
 
 import sys
 
-# MPS2-AN385 SSRAM2/3: RAM that the firmware never uses (it runs from SSRAM1 at address 0).
-_RAMDISK_ADDR = 0x20000000
+# RAM that the firmware never uses, by machine (sys.implementation._machine starts with its name):
+# MPS2-AN385 SSRAM2/3 (the firmware runs from SSRAM1 at address 0); on virt, DRAM 8 MB in, past the
+# firmware's 4 MB of code, 2 MB of data and its stack (mcu/rv32/virt.ld), far below QEMU's device tree
+# at the top of the default 128 MB.
+_RAMDISK_ADDRS = {"mps2-an385": 0x20000000, "virt": 0x80800000}
 _RAMDISK_SIZE = 256 * 1024
 _BLOCK = 512
 
@@ -40,7 +43,8 @@ def _mount_ramdisk():
     import uctypes
     import vfs
 
-    disk = _RAMDisk(uctypes.bytearray_at(_RAMDISK_ADDR, _RAMDISK_SIZE))
+    addr = _RAMDISK_ADDRS[sys.implementation._machine.split(" ")[0]]
+    disk = _RAMDisk(uctypes.bytearray_at(addr, _RAMDISK_SIZE))
     try:
         fs = vfs.VfsLfs2(disk)
     except OSError:  # first boot: no filesystem yet

@@ -1,8 +1,8 @@
 /*
- * spoolbus: os.urandom for the QEMU board (included by extmod/modos.c, MIT licence as MicroPython).
+ * spoolbus: os.urandom for the QEMU boards (included by extmod/modos.c, MIT licence as MicroPython).
  *
- * The MPS2 has no random number generator: the bytes come from a xorshift generator stirred with the
- * microsecond counter on every call. Good for message ids and boot nonces, NOT for keys.
+ * Neither board drives a random number generator: the bytes come from a xorshift generator stirred
+ * with the microsecond counter on every call. Good for message ids and boot nonces, NOT for keys.
  */
 
 #include "py/runtime.h"

@@ -56,7 +56,7 @@
 #define MICROPY_WARNINGS            (1)
 #define MICROPY_PY_SYS_PLATFORM     "qemu"
 // spoolbus: binary stdin/stdout for framing, select.poll on stdin, and time (ticks from the
-// MPS2 FPGA counter, see mphalport.c).
+// MPS2 FPGA counter or the virt machine's CLINT, see mphalport.c).
 #define MICROPY_PY_SYS_STDIO_BUFFER (1)
 #define MICROPY_PY_SELECT           (1)
 #define MICROPY_PY_TIME             (1)

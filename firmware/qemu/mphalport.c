@@ -4,7 +4,7 @@
  * The MIT License (MIT)
  *
  * Copyright (c) 2024 Damien P. George
- * spoolbus changes: stdin polling and time ticks (MPS2 FPGA counter).
+ * spoolbus changes: stdin polling and time ticks (MPS2 FPGA counter, virt CLINT mtime).
  *
  * Permission is hereby granted, free of charge, to any person obtaining a copy
  * of this software and associated documentation files (the "Software"), to deal
@@ -71,6 +71,36 @@ mp_uint_t mp_hal_stdout_tx_strn(const char *str, size_t len) {
     return len;
 }
 
+#if defined(QEMU_SOC_VIRT)
+
+// The virt machine's CLINT counts its 64-bit mtime at 10 MHz (QEMU's ACLINT timebase), from QEMU's
+// virtual clock. Ticks are its quotients truncated to 32 bits, so they wrap as MicroPython expects.
+#define CLINT_MTIME_LO (*(volatile uint32_t *)0x0200bff8)
+#define CLINT_MTIME_HI (*(volatile uint32_t *)0x0200bffc)
+
+static uint64_t mtime(void) {
+    uint32_t hi, lo;
+    do {
+        hi = CLINT_MTIME_HI;
+        lo = CLINT_MTIME_LO;
+    } while (hi != CLINT_MTIME_HI);
+    return ((uint64_t)hi << 32) | lo;
+}
+
+mp_uint_t mp_hal_ticks_us(void) {
+    return (uint32_t)(mtime() / 10);
+}
+
+mp_uint_t mp_hal_ticks_ms(void) {
+    return (uint32_t)(mtime() / 10000);
+}
+
+mp_uint_t mp_hal_ticks_cpu(void) {
+    return CLINT_MTIME_LO;
+}
+
+#else
+
 // The MPS2 FPGA IO block counts the 25 MHz reference clock; with a prescale of 24 its COUNTER
 // register advances once a microsecond. QEMU derives it from the virtual clock. Milliseconds are
 // accumulated from microsecond deltas (32-bit wrap-around arithmetic, no 64-bit division).
@@ -100,6 +130,8 @@ mp_uint_t mp_hal_ticks_ms(void) {
 mp_uint_t mp_hal_ticks_cpu(void) {
     return FPGAIO_COUNTER;
 }
+
+#endif
 
 // The board has no real-time clock: littlefs file times count from boot.
 uint64_t mp_hal_time_ns(void) {

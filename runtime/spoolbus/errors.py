@@ -1,6 +1,7 @@
 """The typed errors of spoolbus, one family for every layer, and the millisecond ticks their timeouts use.
 
-Every error a caller can meet derives from SpoolbusError and says what to do about it. In an ERROR
+Every error a caller can meet derives from SpoolbusError and says what to do about it (a bad bridge or
+device name, refused by check_name, is a ValueError: a mistake in the program or its settings). In an ERROR
 reply they travel by their class name in snake_case (docs/protocol.md, section 3).
 """
 
@@ -154,6 +155,25 @@ class LinkReset(LinkError):
 class LinkDown(LinkError):
     """Nothing arrived from the peer for dead_ms: it stopped, was unplugged or the line is cut; the link
     keeps saying hello and comes back UP (raising LinkReset if the peer rebooted meanwhile)."""
+
+
+# --- node names, every transport's (here, as the ticks below: every module imports errors already) ---
+
+_NAME_CHARS = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
+
+
+def check_name(part):
+    """`part`, a bridge's or a device's name, if every transport and broker can carry it: 1-64 of
+    A-Z a-z 0-9 - _ (docs/protocol.md, section 7). Otherwise ValueError naming it and the rule.
+
+    One rule for all, because a bridge carries spool and serial devices onto MQTT under the same names.
+    A leading '_' passes: it marks spoolbus's own nodes (_bridge), which are made with this check too.
+    """
+    if type(part) is not str or not 0 < len(part) <= 64 or part.strip(_NAME_CHARS):  # a bad character is left
+        raise ValueError("%r is not a bridge or device name: use 1-64 of A-Z a-z 0-9 - _ ('.' splits "
+                         "topic levels on RabbitMQ, '~' joins bridge~device in a spool, MQTT reserves / + #)"
+                         % (part,))
+    return part
 
 
 # --- ticks for timeouts, every layer's (here, not in a module of their own, which would cost more heap) ---

@@ -5,6 +5,7 @@ import shutil
 import pytest
 from mosquitto import Broker
 from spoolbus_host import paths
+from spoolbus_host.mqtt.rabbit import RabbitCluster
 
 
 @pytest.fixture
@@ -29,3 +30,12 @@ def runtime(tmp_path_factory):
     snap = tmp_path_factory.mktemp("runtime") / "spoolbus"
     shutil.copytree(paths.RUNTIME, snap, ignore=shutil.ignore_patterns("__pycache__"))
     return snap
+
+
+@pytest.fixture(scope="session")
+def rabbit_cluster(tmp_path_factory):
+    """Three RabbitMQ nodes clustered on loopback, each with an MQTT listener (addresses[i]), started
+    once (~20 s) for the session: a test that kills a node restarts it before it ends."""
+    cluster = RabbitCluster(tmp_path_factory.mktemp("rabbit")).start()
+    yield cluster
+    cluster.stop()

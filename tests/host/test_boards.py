@@ -38,10 +38,13 @@ def _profile(tmp_path, text, name="myboard"):
 def test_every_profile_in_boards_loads_and_the_simulated_ones_are_unix_and_qemu():
     for name in profiles.available():
         assert profiles.load(name).name == name
-    assert profiles.simulated() == ["qemu-mps2-an385", "unix"]
-    qemu = profiles.load("qemu-mps2-an385")
-    assert qemu.port == "qemu" and qemu.mp_board == "MPS2_AN385" and qemu.heap == 143360
-    assert qemu.run_command("/fw.elf")[-4:] == ["-kernel", "/fw.elf", "-serial", "pty"]
+    assert profiles.simulated() == ["qemu-mps2-an385", "qemu-virt-rv32", "unix"]
+    for name, mp_board, qemu_system in (("qemu-mps2-an385", "MPS2_AN385", "qemu-system-arm"),
+                                        ("qemu-virt-rv32", "VIRT_RV32", "qemu-system-riscv32")):
+        qemu = profiles.load(name)
+        assert qemu.port == "qemu" and qemu.mp_board == mp_board and qemu.heap == 143360
+        assert qemu.run_command("/fw.elf")[0] == qemu_system
+        assert qemu.run_command("/fw.elf")[-4:] == ["-kernel", "/fw.elf", "-serial", "pty"]
 
 
 def test_a_good_profile_file_loads(tmp_path):
@@ -86,6 +89,25 @@ def test_build_firmware_cli_refuses_an_unknown_board_with_exit_2():
     out = _cli("--board", "no-such-board")
     assert out.returncode == 2
     assert "no board profile 'no-such-board'" in out.stderr
+
+
+def test_a_qemu_board_the_port_lacks_or_whose_compiler_is_missing_is_refused_in_one_line(monkeypatch):
+    from dataclasses import replace
+
+    from spoolbus_host.boards import firmware
+
+    profile = profiles.load("qemu-virt-rv32")
+    port = firmware.source_dir(profile) / "ports" / "qemu"
+    if not port.is_dir():
+        pytest.skip("MicroPython's source is not fetched (scripts/setup.sh)")
+    with pytest.raises(firmware.FirmwareBuildError, match=r"firmware.board 'VIRT_RV64' is not a board of "
+                       r"MicroPython 1.25.0's qemu port \(MICROBIT, MPS2_AN385, .*VIRT_RV32\)$"):
+        firmware._check_qemu_board(replace(profile, mp_board="VIRT_RV64"), port)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    missing = r"riscv64-unknown-elf-gcc is not installed: run `make setup` \(Debian packages "
+    with pytest.raises(firmware.FirmwareBuildError,
+                       match=missing + r"gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf\)$"):
+        firmware._check_qemu_board(profile, port)
 
 
 def test_build_firmware_cli_second_run_is_a_cache_hit():

@@ -13,7 +13,8 @@ from spoolbus_host.cli import main as cli
 
 def test_the_example_config_loads():
     cfg = bridge_config.load(ROOT / "examples" / "bridge.toml")
-    assert (cfg.name, cfg.broker, cfg.prefix, cfg.user) == ("gw1", "mqtt.plant:8883", "spoolbus", "gw1")
+    assert (cfg.name, cfg.prefix, cfg.user) == ("gw1", "spoolbus", "gw1")
+    assert cfg.brokers == ["mqtt1.plant:8883", "mqtt2.plant:8883"]
     assert cfg.outbox == "/var/lib/spoolbus/outbox" and cfg.spools == ["/run/spoolbus/board"]
     assert cfg.serial == {"sensor": SerialDevice("/dev/ttyUSB0"), "pump": SerialDevice("/dev/ttyACM0", 9600)}
     assert cfg.tls == {"ca": "/etc/spoolbus/ca.crt"} and cfg.keys == {"sensor": b"key-of-the-sensor"}
@@ -30,16 +31,36 @@ def test_flags_override_the_file_and_add_devices(tmp_path):
     args = cli.build_parser().parse_args(["bridge", "--config", str(conf), "--broker", "flag:2",
                                           "--spool", "s2", "--serial", "sensor=/dev/b", "--ca", str(ca)])
     cfg = bridge_cmd.settings(args)
-    assert (cfg.name, cfg.broker, cfg.prefix, cfg.outbox) == ("gw1", "flag:2", "spoolbus", f"{tmp_path}/o")
+    assert (cfg.name, cfg.brokers, cfg.prefix, cfg.outbox) == ("gw1", ["flag:2"], "spoolbus", f"{tmp_path}/o")
     assert cfg.spools == ["s1", "s2"] and cfg.serial == {"sensor": SerialDevice("/dev/b")}
     assert cfg.keys == {"pump": b"\x00secret"} and cfg.tls == {"ca": str(ca)}
     cfg = bridge_cmd.settings(cli.build_parser().parse_args(["bridge", "other", "--config", str(conf)]))
-    assert (cfg.name, cfg.broker) == ("other", "file:1")
+    assert (cfg.name, cfg.brokers) == ("other", ["file:1"])
+
+
+def test_several_brokers_come_from_the_file_the_flags_or_the_environment(tmp_path, monkeypatch):
+    conf = tmp_path / "b.toml"
+    conf.write_text(f'name = "gw1"\nbrokers = ["a:1", "b:2"]\noutbox = "{tmp_path}/o"\nspools = ["s"]\n')
+
+    def brokers(*argv: str) -> list[str]:
+        return bridge_cmd.settings(cli.build_parser().parse_args(["bridge", *argv])).brokers
+
+    assert brokers("--config", str(conf)) == ["a:1", "b:2"]
+    assert brokers("--config", str(conf), "--broker", "c:3", "--broker", "d:4,e:5") == ["c:3", "d:4", "e:5"]
+    monkeypatch.setenv("SPOOLBUS_BROKER", "x:1, y:2")
+    assert brokers("gw1", "--outbox", f"{tmp_path}/o", "--spool", "s") == ["x:1", "y:2"]
+    assert brokers("--config", str(conf)) == ["a:1", "b:2"]  # the file is over the environment
 
 
 @pytest.mark.parametrize("text, says", [
     ('nmae = "gw1"', "unknown key 'nmae'; the keys are name, broker"),
     ("broker = 1883", 'broker = 1883 is not valid; write broker = "mqtt.plant:8883"'),
+    ('broker = "a:x"', "broker = 'a:x' is not valid; write broker = \"mqtt.plant:8883\""),
+    ('brokers = "a:1"', 'brokers = \'a:1\' is not valid; write brokers = ["mqtt1.plant:8883", '),
+    ("brokers = []", "brokers = [] is not valid; write brokers = ["),
+    ('brokers = ["a:1", "b:0"]', "brokers[1] = 'b:0' is not valid; write brokers = ["),
+    ('brokers = ["a:1", 2]', "brokers[1] = 2 is not valid"),
+    ('broker = "a:1"\nbrokers = ["b:1"]', "both broker and brokers are set; keep one"),
     ('spools = "/run/x"', "write spools = [\"/run/spoolbus/board\"]"),
     ("baudrate = '9600'", "write baudrate = 115200"),
     ("device_quota = 1.5", "write device_quota = 1000"),

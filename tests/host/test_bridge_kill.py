@@ -8,18 +8,15 @@ caller on the broker (PahoTransport + Node with retries) making sequential calls
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
-import sys
-import textwrap
 import threading
 import time
 
+from log_device import TICKS, Ticks, bridge_process, device_process
 from mosquitto import ScriptedBroker
-from mpproc import MICROPYTHON, ROOT
-from spoolbus import contract, wire
+from spoolbus import wire
 from spoolbus.node import Node
 from spoolbus.transport.spool import SpoolTransport
 from spoolbus_host.mqtt.paho import PahoTransport
@@ -27,74 +24,14 @@ from spoolbus_host.mqtt.paho import PahoTransport
 CALLS = 150
 
 
-def bridge_process(spool, outbox, port: int, log) -> subprocess.Popen:
-    """`spoolbus bridge K` serving the devices of `spool`, its output to the file `log`."""
-    return subprocess.Popen([sys.executable, "-m", "spoolbus_host.cli", "bridge", "K", "--spool", str(spool),
-                             "--outbox", str(outbox), "--broker", f"127.0.0.1:{port}"],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-
-
 KILLS = 4
-
-DEVICE = """
-import os, sys, time
-from spoolbus import contract, errors
-from spoolbus.node import Node
-from spoolbus.transport.spool import SpoolTransport
-from spoolbus.transport.spool import SpoolTransport
-ROOT, NAME, EXECUTED, STOP = sys.argv[1:5]
-LOG = contract.Service("log", "1.0")
-LOG.method("add", ("seq", int))
-
-class Log:
-    def add(self, seq):
-        with open(EXECUTED, "a") as f:
-            f.write("%d\\n" % seq)
-        return seq
-
-node = Node(NAME, SpoolTransport(ROOT, NAME, gateway=NAME.split("/")[0] + "/_bridge", poll_ms=2),
-            dedup_size=64)
-node.serve(LOG, Log())
-ticks = 0
-next_tick = time.ticks_ms()
-while True:
-    node.poll(5)
-    if time.ticks_diff(time.ticks_ms(), next_tick) >= 0:
-        try:
-            os.stat(STOP)
-            break
-        except OSError:
-            pass
-        try:
-            node.cast("host/caller", "ticks.tick", {"n": ticks})  # to the bridge's inbox on the spool
-            ticks += 1
-        except errors.SpoolbusError:
-            pass  # the bridge's inbox is full: the same tick again next time
-        next_tick = time.ticks_add(time.ticks_ms(), 20)
-sys.stderr.write("SENT %d\\n" % ticks)
-"""
-
-TICKS = contract.Service("ticks", "1.0")
-TICKS.method("tick", ("n", int))
-
-
-class Ticks:
-    def __init__(self):
-        self.got: list[int] = []
-
-    def tick(self, n: int) -> None:
-        self.got.append(n)
 
 
 def test_a_bridge_killed_mid_traffic_and_restarted_loses_nothing_and_runs_each_call_once(tmp_path, mosquitto):
     spool, outbox, executed, stop = (tmp_path / "spool", tmp_path / "outbox", tmp_path / "executed",
                                      tmp_path / "stop")
     spool.mkdir()
-    script = tmp_path / "device.py"
-    script.write_text(textwrap.dedent(DEVICE))
-    device = subprocess.Popen([MICROPYTHON, str(script), str(spool), "K/dev", str(executed), str(stop)],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              env=dict(os.environ, MICROPYPATH=f"{ROOT}/runtime:.frozen"))
+    device = device_process(tmp_path, spool, executed, stop)
     bridge_log = open(tmp_path / "bridge.log", "w")  # noqa: SIM115 - closed in finally
 
     def start_bridge() -> subprocess.Popen:

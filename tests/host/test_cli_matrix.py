@@ -64,6 +64,9 @@ CASES = [
     ("deploy {app} --to gw/a --key-file {tmp}/missing", 2, "--key-file: {tmp}/missing: no such file"),
     ("deploy {app} --to gw/a --key-file {file}", 2, "is neither JSON nor TOML"),
     ("deploy {app} --to gw/a --key-file {badkeys}", 2, "the key of gw/b is not hex"),
+    ("deploy {app} --to gw/a --key-file {dotkeys}", 2,
+     "{dotkeys}: 'gw.1/a' is not a node; give it as bridge/device: 'gw.1' is not a bridge or device name"),
+    ("deploy {app} --to gw/a.b", 2, "argument --to: 'gw/a.b' is not a node"),
     ("deploy {app} --to gw/a --key-file {keys}", 2, "--key-file must hold two keys, gw/a's and this host's"),
     ("deploy {app} --to gw/a --broker ''", 2, "argument --broker: broker '' is not HOST:PORT"),
     ("deploy {app} --to gw/a --broker {closed}", 3, "refused; check that the broker runs and that --broker"),
@@ -120,6 +123,10 @@ CASES = [
     ("cast --broker {live} gw/ s.m", 2, "'gw/' is not a node"),
     ("cast --broker {live} gw/a/b s.m", 2, "'gw/a/b' is not a node"),
     ("call --broker {live} gw s.m", 2, "'gw' is not a node"),
+    ("call --broker {live} gw.1/x m.n", 2, "'gw.1/x' is not a node; give it as bridge/device: 'gw.1' is not "
+     "a bridge or device name: use 1-64 of A-Z a-z 0-9 - _ ('.' splits topic levels on RabbitMQ"),
+    ("cast --broker {live} gw/a~b s.m", 2, "'a~b' is not a bridge or device name: use 1-64 of"),
+    ("call --broker {live} 'gw/two words' s.m", 2, "'two words' is not a bridge or device name"),
     (f"call --broker {{live}} {S} nokey", 2, "'nokey' is not key=value"),
     (f"call --broker {{live}} {S} --timeout -1", 2, "argument --timeout: '-1' is not a number of seconds"),
     (f"call --broker {{live}} {S} --timeout 0", 2, "is not a number of seconds above 0"),
@@ -136,6 +143,12 @@ CASES = [
     (f"call --broker {{auth}} {S}", 3, "refused"),
     (f"call --broker {{live}} {S} --ca {{ca}}", 3, "MQTT broker 127.0.0.1:{live_port}"),
     (f"call --broker {{live}} {S} --timeout 0.3", 4, "no reply from gw/sensor in 0.3 s"),
+    (f"call --broker {{live}} --broker 127.0.0.1:x {S}", 2, "argument --broker: broker '127.0.0.1:x' is not"),
+    (f"cast --broker {{live}},'' {S}", 2, "argument --broker: broker '' is not HOST:PORT"),
+    (f"call --broker {{closed}} --broker {{silent}} {S}", 3, "no MQTT broker accepted the connection: cannot "
+     "connect to MQTT broker 127.0.0.1:{closed_port}: [Errno 111] Connection refused; MQTT broker "
+     "127.0.0.1:{silent_port}: no CONNACK in 5.0 s"),
+    (f"call --broker {{closed}} --broker {{live}} {S} --timeout 0.3", 4, "no reply from gw/sensor in 0.3 s"),
     ("monitor --broker ''", 2, "argument --broker: broker '' is not HOST:PORT"),
     ("monitor --broker {live} --count -1", 2, "argument --count: '-1' is not a whole number above 0"),
     ("monitor --broker {live} --count 0", 2, "is not a whole number above 0"),
@@ -147,21 +160,29 @@ CASES = [
     ("monitor --broker {live} --ca {file}", 2, "not a CA certificate"),
     ("monitor --broker {live} --prefix a/b", 2, "must be one MQTT topic level"),
     ("monitor --broker {closed}", 3, "cannot connect to MQTT broker 127.0.0.1:{closed_port}"),
-    ("monitor --broker {silent}", 3, "did not accept the connection in 5 s"),
+    ("monitor --broker {silent}", 3, "MQTT broker 127.0.0.1:{silent_port}: no CONNACK in 5.0 s"),
     ("monitor --broker {auth}", 3, "refused the connection"),
     ("monitor --broker {live} --ca {ca}", 3, "cannot connect to MQTT broker 127.0.0.1:{live_port}"),
+    ("monitor --broker {live} --broker ''", 2, "argument --broker: broker '' is not HOST:PORT"),
+    ("monitor --broker {closed} --broker {auth}", 3, "cannot connect to MQTT broker 127.0.0.1:{closed_port}: "
+     "[Errno 111] Connection refused; MQTT broker 127.0.0.1:{auth_port} refused the connection"),
     ("bridge", 2, "no bridge name: give NAME"),
     ("bridge gw --spool {spool}", 2, "no outbox: give --outbox DIR"),
     ("bridge gw --outbox {outbox}", 2, "no devices: expected --serial DEVICE=PORT or --spool DIR"),
-    ("bridge g/w --outbox {outbox} --spool {spool}", 2, "bridge name 'g/w' must be one MQTT topic level"),
+    ("bridge g/w --outbox {outbox} --spool {spool}", 2, "bridge name (NAME or name in the --config file): "
+     "'g/w' is not a bridge or device name: use 1-64 of A-Z a-z 0-9 - _"),
+    ("bridge gw.1 --outbox {outbox} --spool {spool}", 2, "'gw.1' is not a bridge or device name: use 1-64"),
+    ("bridge _gw --outbox {outbox} --spool {spool}", 2, "'_gw' is reserved: a leading '_' marks spoolbus's"),
     ("bridge gw --outbox {spool} --spool {spool}", 2, "overlap; give each its own directory"),
     ("bridge gw --outbox {spool}/out --spool {spool}", 2, "overlap"),
     ("bridge gw --outbox {outbox} --spool {outbox}/in", 2, "overlap"),
     ("bridge gw --outbox {outbox} --spool {spool} --spool {spool}", 2, "overlap"),
     ("bridge gw --outbox {file} --spool {spool}", 2, "--outbox {file} is not a directory"),
     ("bridge gw --outbox {tmp}/missing/out --spool {spool}", 2, "does not exist; create it (mkdir -p"),
-    ("bridge gw --outbox {outbox} --serial _bridge=/dev/null", 2, "device name '_bridge' is reserved"),
-    ("bridge gw --outbox {outbox} --serial a/b=/dev/null", 2, "device name 'a/b' must be one MQTT"),
+    ("bridge gw --outbox {outbox} --serial _bridge=/dev/null", 2, "device name (in --serial, [serial] or "
+     "[keys]): '_bridge' is reserved: a leading '_' marks spoolbus's own nodes (_bridge is the bridge's)"),
+    ("bridge gw --outbox {outbox} --serial a/b=/dev/null", 2, "'a/b' is not a bridge or device name"),
+    ("bridge gw --outbox {outbox} --serial s.1=/dev/null", 2, "'s.1' is not a bridge or device name"),
     ("bridge gw --outbox {outbox} --serial sensor", 2, "expected DEVICE=PORT"),
     ("bridge gw --outbox {outbox} --spool {spool} --device-quota 0", 2, "argument --device-quota: '0'"),
     ("bridge gw --outbox {outbox} --spool {spool} --baudrate 0", 2, "argument --baudrate: '0' is not"),
@@ -171,6 +192,8 @@ CASES = [
     ("bridge gw --outbox {outbox} --spool {spool} --prefix +", 2, "must be one MQTT topic level"),
     ("bridge gw --outbox {outbox} --spool {spool} --prefix ''", 2, "must be one MQTT topic level"),
     ("bridge gw --outbox {outbox} --spool {spool} --broker ''", 2, "is not HOST:PORT"),
+    ("bridge gw --outbox {outbox} --spool {spool} --broker {live} --broker x:0", 2,
+     "argument --broker: broker 'x:0' is not HOST:PORT"),
     ("bridge gw --outbox {outbox} --spool {tmp}/missing/spool", 2,
      "--spool {tmp}/missing/spool: directory {tmp}/missing does not exist; create it"),
     ("bridge gw --outbox {outbox} --spool {spool} --registry {tmp}/missing/devices.db", 2,
@@ -190,7 +213,14 @@ CASES = [
     ("bridge --config {binary}", 2, "not a text file"),
     ("bridge --config {example}", 2, "/var/lib/spoolbus does not exist; create it"),
     ("bridge --config {zeroquota}", 2, "device_quota = 0 is not valid; write device_quota = 1000"),
-    ("devices", 2, "the following arguments are required: --db"),
+    ("bridge --config {bothbrokers}", 2, "both broker and brokers are set; keep one: broker = "),
+    ("bridge --config {badbrokers}", 2, "brokers[1] = 'b:x' is not valid; write brokers = ["),
+    ("bridge --config {dotdevice}", 2, "{dotdevice}: serial: 'sensor.1' is not a bridge or device name: "
+     "use 1-64 of A-Z a-z 0-9 - _ ('.' splits topic levels on RabbitMQ"),
+    ("bridge --config {dotname}", 2, "{dotname}: name: 'gw.1' is not a bridge or device name"),
+    ("bridge --config {underkey}", 2, "{underkey}: keys: '_x' is reserved"),
+    ("devices --broker {closed}", 3, "refused; check that the broker runs and that --broker names it"),
+    ("devices --broker nohost:x", 2, "is not HOST:PORT"),
     ("devices --db {tmp}/missing.db", 2, "no such file"),
     ("devices --db {tmp}", 2, "is a directory"),
     ("devices --db {file}", 2, "not a device registry (file is not a database)"),
@@ -203,6 +233,8 @@ CASES = [
 ENV_CASES = [  # (environment, argv, status, words)
     ({"SPOOLBUS_BROKER": "nonsense:x"}, f"call {S}", 2, "$SPOOLBUS_BROKER"),
     ({"SPOOLBUS_BROKER": ""}, "monitor", 2, "broker '' is not HOST:PORT"),
+    ({"SPOOLBUS_BROKER": "127.0.0.1:1883,nonsense:x"}, f"call {S}", 2, "broker 'nonsense:x' is not HOST:PORT "
+     "(from --broker, $SPOOLBUS_BROKER"),
 ]
 ALL = [({}, *case) for case in CASES] + ENV_CASES
 
@@ -253,6 +285,12 @@ def world(tmp_path_factory):
     (tmp / "keys.json").write_text('{"gw/b": "00ff"}')
     (tmp / "badkeys.toml").write_text('"gw/a" = "00ff"\n"gw/b" = "xyz"\n')
     (tmp / "zeroquota.toml").write_text("device_quota = 0\n")
+    (tmp / "bothbrokers.toml").write_text('name = "gw"\nbroker = "a:1883"\nbrokers = ["b:1883"]\n')
+    (tmp / "badbrokers.toml").write_text('name = "gw"\nbrokers = ["a:1883", "b:x"]\n')
+    (tmp / "dotkeys.json").write_text('{"gw/a": "00ff", "gw.1/a": "00ff"}')
+    (tmp / "dotdevice.toml").write_text('name = "gw1"\n[serial]\n"sensor.1" = "/dev/null"\n')
+    (tmp / "dotname.toml").write_text('name = "gw.1"\n')
+    (tmp / "underkey.toml").write_text('[keys]\n_x = "00ff"\n')
     (tmp / "example.toml").write_text(  # the example as a fresh host without /var/lib/spoolbus has it
         (ROOT / "examples" / "bridge.toml").read_text().replace("/var/lib/", f"{tmp}/var/lib/"))
     other = tmp / "other.db"
@@ -265,9 +303,13 @@ def world(tmp_path_factory):
              "outbox": str(tmp / "outbox"), "file": str(tmp / "file"), "binary": str(tmp / "binary"),
              "badtoml": str(tmp / "bad.toml"), "keys": str(tmp / "keys.json"),
              "badkeys": str(tmp / "badkeys.toml"), "zeroquota": str(tmp / "zeroquota.toml"),
+             "bothbrokers": str(tmp / "bothbrokers.toml"), "badbrokers": str(tmp / "badbrokers.toml"),
+             "dotkeys": str(tmp / "dotkeys.json"), "dotdevice": str(tmp / "dotdevice.toml"),
+             "dotname": str(tmp / "dotname.toml"), "underkey": str(tmp / "underkey.toml"),
              "example": str(tmp / "example.toml"), "otherdb": str(other), "ca": str(ca),
              "pty": os.ttyname(slave), "live": f"127.0.0.1:{live.port}", "live_port": str(live.port),
-             "auth": f"127.0.0.1:{auth.port}", "closed": f"127.0.0.1:{closed}", "closed_port": str(closed),
+             "auth": f"127.0.0.1:{auth.port}", "auth_port": str(auth.port),
+             "closed": f"127.0.0.1:{closed}", "closed_port": str(closed),
              "silent": f"127.0.0.1:{silent.getsockname()[1]}", "silent_port": str(silent.getsockname()[1])}
     before = hashlib.sha256(other.read_bytes()).hexdigest()
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SPOOLBUS_BROKER", "SPOOLBUS_DEBUG"))}

@@ -8,8 +8,8 @@ from spoolbus import errors
 from spoolbus_host.testing.faultproxy import FaultProxy
 from spoolbus_host.testing.hil import Board
 
-CALLS = {"unix": 60, "qemu-mps2-an385": 20}
-RETRY_S = {"unix": 0.03, "qemu-mps2-an385": 0.15}  # a little over the board's round trip
+CALLS = {"unix": 60, "qemu-mps2-an385": 20, "qemu-virt-rv32": 20}
+RETRY_S = {"unix": 0.03, "qemu-mps2-an385": 0.15, "qemu-virt-rv32": 0.15}  # a little over the round trip
 
 
 @pytest.fixture
@@ -29,7 +29,7 @@ def noisy_board(tmp_path, hil_profile):
             proxy.close()
 
 
-@pytest.mark.boards("unix", "qemu-mps2-an385")
+@pytest.mark.every_board
 def test_calls_over_a_noisy_line_complete_exactly_once_or_time_out(noisy_board):
     board, proxy = noisy_board
     node = board.node

@@ -1,11 +1,14 @@
 """Boards that reboot or vanish under the host: calls in flight fail with a clear link error at once
-(not a timeout), the link comes back by itself, and the QEMU board's spool survives a soft reset."""
+(not a timeout), the link comes back by itself, and a QEMU board's spool survives a soft reset."""
 
 import time
 
 import pytest
 from spoolbus import errors
 from spoolbus.transport.serial import DOWN, UP
+
+# A soft reset restarts main.py on the QEMU boards; the unix board would exit.
+QEMU_BOARDS = ("qemu-mps2-an385", "qemu-virt-rv32")
 
 
 def _wait_up(board, timeout_s=20.0):
@@ -18,7 +21,7 @@ def _wait_up(board, timeout_s=20.0):
             pass
 
 
-@pytest.mark.boards("qemu-mps2-an385")  # a soft reset restarts main.py there; the unix board would exit
+@pytest.mark.boards(*QEMU_BOARDS)
 def test_board_rebooted_mid_call_fails_the_call_with_link_reset_then_serves_again(hil_board):
     started = time.monotonic()
     with pytest.raises(errors.LinkReset, match="restarted"):
@@ -29,8 +32,8 @@ def test_board_rebooted_mid_call_fails_the_call_with_link_reset_then_serves_agai
     assert hil_board.link.stats["resets"] == 1
 
 
-@pytest.mark.boards("qemu-mps2-an385")
-def test_spool_on_the_qemu_board_survives_a_soft_reset(hil_board):
+@pytest.mark.boards(*QEMU_BOARDS)
+def test_spool_on_a_qemu_board_survives_a_soft_reset(hil_board):
     ids = [hil_board.call("spool.put", {"data": b"reading %d" % i}) for i in range(3)]
     assert len(set(ids)) == 3
     assert hil_board.call("spool.count") == 3

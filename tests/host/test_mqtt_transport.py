@@ -244,6 +244,7 @@ print("got", recv(t).decode())
             broker.handshake()
             assert broker.answer_subscribe() == "spoolbus/gw/tough/inbox"
             assert broker.answer_subscribe() == "spoolbus/gw/+/status"
+            assert broker.answer_subscribe() == "spoolbus/_who"
             first, body = broker.packet()  # the retained "online" status
             assert first == 0x33 and body.endswith(b"online")
             broker.conn.sendall(b"\x40\x02" + body[26:28])  # PUBACK it

@@ -2,6 +2,7 @@
 
 from mpcompat import raises
 from spoolbus import errors
+from spoolbus.errors import ticks_add, ticks_ms
 from spoolbus.transport import mqtt_client as m
 
 
@@ -164,3 +165,74 @@ def test_oversized_qos0_publish_is_skipped():
     c = _client(max_packet=32)
     _feed(c, m.encode_publish("t", bytes(100)) + m.encode_publish("t", b"small"))
     assert c.oversized == 1 and c.message()[1] == b"small"
+
+
+def _bound_socket():
+    """(socket, port): a loopback socket bound to a free port (MicroPython's sockets have no getsockname)."""
+    import socket
+
+    for port in range(47100, 47400):
+        s = socket.socket()
+        try:
+            s.bind(socket.getaddrinfo("127.0.0.1", port)[0][-1])
+            return s, port
+        except OSError:
+            s.close()
+    raise AssertionError("no free loopback port in 47100-47399")
+
+
+def test_a_failed_connect_moves_the_next_one_to_the_next_broker_round_robin():
+    a, pa = _bound_socket()  # bound, never listening: TCP connects are refused
+    b, pb = _bound_socket()
+    c = m.MQTTClient("rr", "127.0.0.1", pa, brokers=[("127.0.0.1", pb)], timeout_ms=500)
+    tried = []
+    for _ in range(4):
+        assert c.broker[1] in (pa, pb)
+        tried.append(c.broker[1])
+        with raises(errors.MQTTConnectionError) as e:
+            c.connect()
+        assert "cannot connect to MQTT broker 127.0.0.1:%d" % tried[-1] in str(e.value)
+    assert tried == [pa, pb, pa, pb]
+    assert c.backoff_ms == 0  # a broker that is down is not one to back off from: the caller paces those
+    a.close()
+    b.close()
+
+
+def test_a_broker_that_takes_tcp_but_never_answers_connect_doubles_the_jittered_pause_up_to_30_s():
+    listener, port = _bound_socket()
+    listener.listen(16)  # the kernel completes each TCP handshake; nobody reads CONNECT
+    c = m.MQTTClient("silent", "127.0.0.1", port, timeout_ms=20)
+    pauses = []
+    for _ in range(9):
+        with raises(errors.MQTTConnectionError) as e:
+            c.connect()
+        assert "no answer" in str(e.value)
+        pauses.append(c.backoff_ms)
+    listener.close()
+    full = (500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000)
+    for i in range(9):
+        assert full[i] // 2 <= pauses[i] <= full[i], (pauses, i)
+    assert len(set(pauses[6:])) > 1  # jittered
+
+
+def test_the_pause_returns_to_none_after_a_connection_that_stayed_up():
+    c = _client()
+    c._backoff = 8000
+    c._up_at = ticks_ms()  # dropped at once after CONNACK: twice the pause
+    c._lost()
+    assert 8000 <= c.backoff_ms <= 16000
+    c._up_at = ticks_add(ticks_ms(), -31000)
+    c._lost()  # up for longer than the longest pause: the brokers are fine again
+    assert c.backoff_ms == 0
+    c._up_at = ticks_ms()
+    c._lost()
+    assert 250 <= c.backoff_ms <= 500
+
+
+def test_jitter_differs_between_clients_with_different_ids():
+    draws = set()
+    for i in range(8):
+        c = m.MQTTClient("board-%d" % i, "127.0.0.1")
+        c._lost()
+        draws.add(c.backoff_ms)
+    assert len(draws) > 1 and all(250 <= d <= 500 for d in draws)

@@ -133,6 +133,30 @@ def _qemu_tree(profile: BoardProfile, src: Path) -> Path:
     return port
 
 
+# The C compiler of each qemu port architecture (ports/qemu/Makefile's CROSS_COMPILE) and the Debian
+# packages with it and its C library (scripts/setup.sh installs them).
+_CROSS_COMPILERS = {
+    "arm": ("arm-none-eabi-gcc", "gcc-arm-none-eabi libnewlib-arm-none-eabi"),
+    "riscv32": ("riscv64-unknown-elf-gcc", "gcc-riscv64-unknown-elf picolibc-riscv64-unknown-elf"),
+}
+
+
+def _check_qemu_board(profile: BoardProfile, port: Path) -> None:
+    """Refuse in one line a board the qemu port lacks or whose cross compiler is missing (make's own
+    errors are a page of log)."""
+    mk = port / "boards" / (profile.mp_board or "") / "mpconfigboard.mk"
+    if not mk.is_file():
+        boards = ", ".join(sorted(p.parent.name for p in port.glob("boards/*/mpconfigboard.mk")))
+        raise FirmwareBuildError(f"{profile.name}: firmware.board {profile.mp_board!r} is not a board of "
+                                 f"MicroPython {profile.micropython}'s qemu port ({boards})")
+    arch = next((line.split("=", 1)[1].strip() for line in mk.read_text().splitlines()
+                 if line.startswith("QEMU_ARCH")), "")
+    compiler, packages = _CROSS_COMPILERS.get(arch, ("", ""))
+    if compiler and shutil.which(compiler) is None:
+        raise FirmwareBuildError(f"{profile.name}: {compiler} is not installed: run `make setup` "
+                                 f"(Debian packages {packages})")
+
+
 def _empty_micropython_lib() -> Path:
     """Debian's source has no micropython-lib; we freeze none of it, but the build checks it is there."""
     lib = CACHE / "firmware" / "micropython-lib-none"
@@ -160,6 +184,7 @@ def build(profile: BoardProfile, target: Path, progress: StepReport, variant: st
         built = build_dir / "micropython"
     else:
         port_dir = _qemu_tree(profile, src)
+        _check_qemu_board(profile, port_dir)
         make_vars["BOARD"] = profile.mp_board or ""
         make_vars["MICROPY_HEAP_SIZE"] = str(profile.heap)
         built = build_dir / "firmware.elf"

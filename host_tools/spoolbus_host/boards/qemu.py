@@ -1,4 +1,4 @@
-"""Booting a QEMU board: qemu-system-arm on a firmware, and the pty QEMU gives the board's UART.
+"""Booting a QEMU board: the profile's qemu-system-* on a firmware, and the pty QEMU gives its UART.
 
 One start for `spoolbus flash`, the HIL plugin and the demo. QEMU's output is read to its end (so
 QEMU never blocks on a full pipe) and handed to `console`; a start that shows no pty within the
@@ -51,7 +51,8 @@ def boot(
     """Start `profile`'s QEMU command on `firmware` (its own process group) and wait for the UART's pty."""
     started = time.monotonic()
     if not shutil.which(profile.command[0]):
-        raise QemuError(f"{profile.command[0]} is not installed: run `make setup` (qemu-system-arm)")
+        raise QemuError(f"{profile.command[0]} is not installed: run `make setup` "
+                        "(Debian packages qemu-system-arm, qemu-system-misc)")
     proc = subprocess.Popen(
         profile.run_command(firmware), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT, cwd=cwd, start_new_session=True,

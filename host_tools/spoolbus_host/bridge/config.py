@@ -10,6 +10,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spoolbus.errors import check_name
+
+from spoolbus_host.bridge.routing import BRIDGE_NODE
+from spoolbus_host.mqtt.failover import address
 from spoolbus_host.toml_checks import TomlFile
 
 _HEX = re.compile(r"^([0-9a-fA-F]{2})+$")
@@ -31,7 +35,7 @@ class BridgeConfig:
     """Every setting of one bridge; None (or empty) where neither the file nor a flag said."""
 
     name: str | None = None
-    broker: str | None = None
+    brokers: list[str] = field(default_factory=list)  # HOST:PORT addresses, in the order to try them
     prefix: str | None = None
     user: str | None = None
     password: str | None = None
@@ -48,6 +52,7 @@ class BridgeConfig:
 _EXAMPLES = {
     "name": 'name = "gw1"',
     "broker": 'broker = "mqtt.plant:8883"',
+    "brokers": 'brokers = ["mqtt1.plant:8883", "mqtt2.plant:8883"]',
     "prefix": 'prefix = "spoolbus"',
     "user": 'user = "gw1"',
     "password": 'password = "..."',
@@ -62,16 +67,37 @@ _EXAMPLES = {
 }
 
 
+def own_name(name: str) -> str:
+    """`name` if an operator may give it to a bridge or a device: a name every transport carries
+    (errors.check_name), not one of spoolbus's own (a leading '_'). ValueError naming the fix."""
+    check_name(name)
+    if name.startswith("_"):
+        raise ValueError(f"{name!r} is reserved: a leading '_' marks spoolbus's own nodes ({BRIDGE_NODE} is "
+                         "the bridge's); give another name")
+    return name
+
+
 def load(path: str | Path) -> BridgeConfig:
     """The bridge settings in TOML file `path`, checked."""
     path = Path(path)
     data = TomlFile(path, BridgeConfigError, "the bridge configuration", "examples/bridge.toml").read()
     cfg = BridgeConfig()
+    if "broker" in data and "brokers" in data:
+        raise BridgeConfigError(f"{path}: both broker and brokers are set; keep one: broker = \"HOST:PORT\" "
+                                "for one address, or brokers = [\"HOST:PORT\", ...] with every address")
     for key, value in data.items():
         if key not in _EXAMPLES:
             raise BridgeConfigError(f"{path}: unknown key {key!r}; the keys are {', '.join(_EXAMPLES)}")
-        if key in ("name", "broker", "prefix", "user", "password", "outbox", "registry"):
+        if key == "broker":
+            cfg.brokers = [_broker(path, key, value)]
+        elif key == "brokers":
+            if not isinstance(value, list) or not value:
+                raise _wrong(path, key, value)
+            cfg.brokers = [_broker(path, f"brokers[{i}]", v) for i, v in enumerate(value)]
+        elif key in ("name", "prefix", "user", "password", "outbox", "registry"):
             setattr(cfg, key, _typed(path, key, value, str))
+            if key == "name":
+                _name(path, key, value)
         elif key in ("baudrate", "device_quota"):
             setattr(cfg, key, _positive(path, key, value))
         elif key == "spools":
@@ -84,14 +110,34 @@ def load(path: str | Path) -> BridgeConfig:
                     raise BridgeConfigError(f"{path}: unknown key 'tls.{k}'; the keys are ca, cert, key")
                 cfg.tls[k] = _typed(path, f"tls.{k}", v, str, 'a file path, e.g. "/etc/spoolbus/ca.crt"')
         elif key == "serial":
-            cfg.serial = {d: _serial(path, d, v) for d, v in _table(path, key, value).items()}
+            table = _table(path, key, value)
+            cfg.serial = {_name(path, key, d): _serial(path, d, v) for d, v in table.items()}
         else:
-            cfg.keys = {d: _key(path, d, v) for d, v in _table(path, key, value).items()}
+            table = _table(path, key, value)
+            cfg.keys = {_name(path, key, d): _key(path, d, v) for d, v in table.items()}
     return cfg
 
 
+def _name(path: Path, key: str, name: str) -> str:
+    try:
+        return own_name(name)
+    except ValueError as e:
+        raise BridgeConfigError(f"{path}: {key}: {e}") from None
+
+
+def _broker(path: Path, key: str, value: object) -> str:
+    """A HOST:PORT string, from broker = or one element of brokers = [...]."""
+    try:
+        if isinstance(value, str):
+            address(value)
+            return value
+    except ValueError:
+        pass
+    raise _wrong(path, key, value)
+
+
 def _wrong(path: Path, key: str, value: object, example: str | None = None) -> BridgeConfigError:
-    example = example or _EXAMPLES[key.partition(".")[0]]
+    example = example or _EXAMPLES[key.partition(".")[0].partition("[")[0]]
     return BridgeConfigError(f"{path}: {key} = {value!r} is not valid; write {example}")
 
 

@@ -27,18 +27,19 @@ import queue
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import paho.mqtt.client as paho
 from spoolbus import auth, errors, wire
 from spoolbus.frame import MAX_FRAME
 from spoolbus.spool import Spool
-from spoolbus.transport.mqtt import OFFLINE, ONLINE, base_topic, inbox_topic, status_topic
+from spoolbus.transport.mqtt import HEARTBEAT_MS, OFFLINE, ONLINE, inbox_topic, status_topic
 from spoolbus.transport.serial import SerialTransport
 from spoolbus.transport.spool import SpoolTransport
 
 from spoolbus_host.bridge import routing
+from spoolbus_host.bridge.config import own_name
 from spoolbus_host.bridge.outbox import Outbox
 from spoolbus_host.bridge.registry import Registry
 from spoolbus_host.bridge.routing import BRIDGE_NODE, Route
@@ -79,6 +80,9 @@ class _SpoolDevice:
 class Bridge:
     """Bridge `name` on the broker at host:port; attach() links, then step() from a loop or run().
 
+    `brokers`: more (host, port) addresses of the broker service, moved to when one fails (uplink.py).
+    Its status and its online devices' are published again every `heartbeat_s` (docs/protocol.md §7).
+
     It connects at once, in the background; its retained status says "online" from the first step()
     on, so a bridge that is closed before it served (a start-up error) leaves no status behind.
     """
@@ -86,8 +90,9 @@ class Bridge:
     def __init__(self, name: str, host: str, port: int, outbox: str, prefix: str = "spoolbus",
                  user: str | None = None, password: str | None = None, tls: dict | None = None,
                  max_message: int = 4096, outbox_messages: int = 10000, registry: Registry | None = None,
-                 keys: dict[str, bytes] | None = None, device_quota: int | None = None):
-        base_topic(prefix, name, BRIDGE_NODE)  # checks the names
+                 keys: dict[str, bytes] | None = None, device_quota: int | None = None,
+                 brokers: Sequence[tuple[str, int]] = (), heartbeat_s: float = HEARTBEAT_MS / 1000):
+        own_name(name)  # a name every transport carries, not one of spoolbus's own
         self.name = name
         self.prefix = prefix
         self.max_message = max_message
@@ -117,15 +122,14 @@ class Bridge:
         self._corrupt: dict[int, int] = {}  # id(spool) -> files it had quarantined when last looked at
         self._id = 0  # of the ERROR replies the bridge sends
         self._wake = threading.Event()  # set by paho's thread when a broker message or a PUBACK arrives
-        self._uplink = Uplink(name, BRIDGE_NODE, host, port, prefix, self._wake, user, password, tls)
+        self._uplink = Uplink(name, BRIDGE_NODE, [(host, port), *brokers], prefix, self._wake, user,
+                              password, tls, heartbeat_ms=int(heartbeat_s * 1000))
 
     # ------------------------------------------------------------------ links
 
     def attach(self, device: str, link: Link, where: str = "") -> None:
         """Serve `device` (node <bridge>/<device>) on `link`; `where` (its port) goes to the registry."""
-        base_topic(self.prefix, self.name, device)  # checks the name
-        if device.startswith("."):
-            raise ValueError(f"device name {device!r} may not start with '.'")  # names a held/ directory
+        own_name(device)  # as the bridge's; it also names the device's directory under <outbox>.held
         self.links[device] = link
         if self.registry:
             self.registry.attach(f"{self.name}/{device}", self.name, where)
@@ -142,7 +146,7 @@ class Bridge:
     def _link(self, device: str) -> Link | None:
         """The link of local device `device`: attached, or found by its inbox on an attached spool."""
         link = self.links.get(device)
-        if link is None and device != BRIDGE_NODE:
+        if link is None and not device.startswith("_"):  # spoolbus's own nodes are no devices
             node = f"{self.name}/{device}"
             for spool in self.spools:
                 if spool.has_inbox(node):
@@ -195,6 +199,11 @@ class Bridge:
     def uplink(self) -> bool:
         """Connected to the broker and subscribed to the devices' inboxes."""
         return self._uplink.up
+
+    def report(self) -> dict[str, int | str]:
+        """What `spoolbus bridge` prints: the message counters (`stats`), the uplink's (uplink_down,
+        reconnects, failovers, connect_failures) and the broker it uses now."""
+        return {**self.stats, **self._uplink.stats, "broker": self._uplink.broker}
 
     @property
     def client(self) -> paho.Client:

@@ -3,7 +3,7 @@
 Each --serial attaches the device on a serial port (any pyserial URL) as node NAME/DEVICE; each --spool
 a spool directory whose NAME/DEVICE inboxes are devices. The settings come from the TOML file
 (bridge_config.py), flags over it. Runs until Ctrl-C or SIGTERM; log lines go to stderr; at exit the
-counters are printed (as JSON with --json).
+counters and the broker in use are printed (as JSON with --json).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from spoolbus import errors
 
 from spoolbus_host.bridge import config as bridge_config
 from spoolbus_host.bridge.config import BridgeConfig, SerialDevice
-from spoolbus_host.bridge.gateway import BRIDGE_NODE, Bridge
+from spoolbus_host.bridge.gateway import Bridge
 from spoolbus_host.bridge.registry import Registry
 from spoolbus_host.cli import mqtt_options, options
 from spoolbus_host.serialport import connect
@@ -53,10 +53,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def settings(args: argparse.Namespace) -> BridgeConfig:
     """The file's settings with the flags over them; ValueError (BridgeConfigError) naming what is wrong."""
     cfg = bridge_config.load(args.config) if args.config else BridgeConfig()
-    for key in ("name", "broker", "prefix", "user", "password", "outbox", "registry", "baudrate",
-                "device_quota"):
+    for key in ("name", "prefix", "user", "password", "outbox", "registry", "baudrate", "device_quota"):
         if getattr(args, key) is not None:
             setattr(cfg, key, getattr(args, key))
+    if args.broker is not None:  # every --broker, in order, instead of the file's
+        cfg.brokers = args.broker
     for flag, key in (("ca", "ca"), ("tls_cert", "cert"), ("tls_key", "key")):
         if getattr(args, flag):
             cfg.tls[key] = getattr(args, flag)
@@ -66,8 +67,8 @@ def settings(args: argparse.Namespace) -> BridgeConfig:
             raise ValueError(f"--serial {spec!r}: expected DEVICE=PORT, e.g. --serial sensor=/dev/ttyUSB0")
         cfg.serial[device] = SerialDevice(port)
     cfg.spools += args.spool
-    if cfg.broker is None:
-        cfg.broker = os.environ.get("SPOOLBUS_BROKER", "127.0.0.1:1883")
+    if not cfg.brokers:
+        cfg.brokers = mqtt_options.broker_list(os.environ.get("SPOOLBUS_BROKER", "127.0.0.1:1883"))
     if cfg.prefix is None:
         cfg.prefix = "spoolbus"
     if cfg.password is None:
@@ -80,19 +81,17 @@ def _check(cfg: BridgeConfig) -> None:
     """What neither argparse nor the file's loader can check alone: the settings as merged."""
     if not cfg.name:
         raise ValueError("no bridge name: give NAME, or name = \"gw1\" in the --config file")
-    options.topic_level(cfg.name, "bridge name", "gw1")
+    _own_name(cfg.name, "bridge name", "NAME or name in the --config file")
     options.topic_level(cfg.prefix, "prefix", "spoolbus (--prefix or prefix in the file)")
-    mqtt_options.broker_address(cfg.broker)
+    for broker in cfg.brokers:
+        mqtt_options.broker_address(broker)
     if not cfg.outbox:
         raise ValueError("no outbox: give --outbox DIR, or outbox = \"/var/lib/spoolbus/outbox\" in the file")
     if not cfg.serial and not cfg.spools:
         raise ValueError("no devices: expected --serial DEVICE=PORT or --spool DIR at least once "
                          "(or [serial] / spools in the --config file)")
     for device in list(cfg.serial) + list(cfg.keys):
-        options.topic_level(device, "device name", "sensor (in --serial, [serial] or [keys])")
-        if device == BRIDGE_NODE or device.startswith("."):
-            raise ValueError(f"device name {device!r} is reserved ({BRIDGE_NODE} is the bridge's own node, "
-                             "a leading '.' its held messages); give the device another name")
+        _own_name(device, "device name", "in --serial, [serial] or [keys]")
     _check_directories(cfg)
     if cfg.registry:
         _check_registry(cfg.registry)
@@ -105,6 +104,13 @@ def _check(cfg: BridgeConfig) -> None:
             mqtt_options.check_client_cert(cfg.tls["cert"], cfg.tls["key"])
     except ValueError as e:
         raise ValueError(f"TLS (--ca, --tls-cert, --tls-key or [tls] in the file): {e}") from None
+
+
+def _own_name(name: str, what: str, where: str) -> None:
+    try:
+        bridge_config.own_name(name)
+    except ValueError as e:
+        raise ValueError(f"{what} ({where}): {e}") from None
 
 
 def _check_directories(cfg: BridgeConfig) -> None:
@@ -146,26 +152,30 @@ def _check_registry(path: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", stream=sys.stderr)
+    links = {}
     try:
         cfg = settings(args)
-        host, port = mqtt_options.broker_address(cfg.broker)
+        (host, port), *more = [mqtt_options.broker_address(b) for b in cfg.brokers]
         tls = {k: cfg.tls[t] for k, t in (("ca_certs", "ca"), ("certfile", "cert"), ("keyfile", "key"))
                if t in cfg.tls} or None
         registry = Registry(cfg.registry) if cfg.registry else None
+        for device, dev in cfg.serial.items():  # before the bridge connects: a bad port stops it first
+            links[device] = connect(dev.port, name=cfg.name, baudrate=dev.baudrate or cfg.baudrate or 115200)
         bridge = Bridge(cfg.name, host, port, cfg.outbox, prefix=cfg.prefix, user=cfg.user,
                         password=cfg.password, tls=tls, registry=registry,
                         keys={f"{cfg.name}/{d}": k for d, k in cfg.keys.items()},
-                        device_quota=cfg.device_quota)
+                        device_quota=cfg.device_quota, brokers=more)
     except sqlite3.Error as e:
         print(f"spoolbus bridge: --registry {cfg.registry}: {e}; give a writable file", file=sys.stderr)
         return 2
-    except (ValueError, OSError, errors.SpoolbusError) as e:
+    except (ValueError, OSError, errors.SpoolbusError) as e:  # serial.SerialException is an OSError
+        for link in links.values():
+            link.close()
         print(f"spoolbus bridge: {e}", file=sys.stderr)
         return 2
     try:
-        for device, dev in cfg.serial.items():
-            baudrate = dev.baudrate or cfg.baudrate or 115200
-            bridge.attach(device, connect(dev.port, name=cfg.name, baudrate=baudrate), where=dev.port)
+        for device, link in links.items():
+            bridge.attach(device, link, where=cfg.serial[device].port)
         for root in cfg.spools:
             bridge.attach_spool(root)
     except (ValueError, OSError, serial.SerialException, errors.SpoolbusError) as e:
@@ -175,10 +185,10 @@ def run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
     signal.signal(signal.SIGINT, lambda *a: stop.set())
-    logging.info("bridge %s: %d serial device(s), %d spool(s) on %s:%d", cfg.name, len(cfg.serial),
-                 len(cfg.spools), host, port)
+    logging.info("bridge %s: %d serial device(s), %d spool(s) on the broker at %s", cfg.name,
+                 len(cfg.serial), len(cfg.spools), ", ".join(cfg.brokers))
     bridge.run(stop)
     bridge.close()
-    counters = dict(bridge.stats)
+    counters = bridge.report()
     print(json.dumps(counters) if args.json else " ".join(f"{k}={v}" for k, v in sorted(counters.items())))
     return 0

@@ -1,6 +1,8 @@
-"""`spoolbus devices --db FILE`: the devices a bridge has seen, from its SQLite registry.
+"""`spoolbus devices`: the devices a bridge has seen (`--db FILE`, its SQLite registry), or who is
+online on the broker now (`--broker`, from the statuses every bridge and node publishes).
 
-Reads only: the registry is opened read-only, so listing it never changes a bridge's file.
+Reads only: the registry is opened read-only, so listing it never changes a bridge's file; on the
+broker the command leaves no status, only asks who is online (docs/protocol.md §7, "Presence").
 """
 
 from __future__ import annotations
@@ -12,17 +14,47 @@ import sqlite3
 import sys
 import time
 
+from spoolbus import errors
+
 from spoolbus_host.bridge.registry import Registry
+from spoolbus_host.cli import mqtt_options
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("devices", help="list the devices a bridge has seen (its SQLite registry)")
-    p.add_argument("--db", required=True, help="the bridge's registry file (spoolbus bridge --registry)")
-    p.add_argument("--json", action="store_true", help="print the list as JSON")
+    p = sub.add_parser("devices", help="list the devices a bridge has seen (--db, its registry) or who "
+                       "is online on the broker (without --db)")
+    p.add_argument("--db", help="the bridge's registry file (spoolbus bridge --registry); without it, ask "
+                   "the broker")
+    mqtt_options.add_broker_options(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    return from_registry(args) if args.db else from_broker(args)
+
+
+def from_broker(args: argparse.Namespace) -> int:
+    """Every bridge's devices, online or not, as the broker's statuses say after a who-query."""
+    from spoolbus_host.rollout import fleet
+
+    try:
+        t = mqtt_options.transport(args, "host", f"devices-{os.getpid()}", watch="+")
+    except (errors.MQTTConnectionError, errors.MQTTRefused) as e:
+        return mqtt_options.unreachable("devices", e)
+    try:
+        up, down = fleet.online(t)
+    finally:
+        t.close()
+    rows = [{"node": n, "online": True} for n in up] + [{"node": n, "online": False} for n in down]
+    rows.sort(key=lambda r: r["node"])
+    if args.json:
+        print(json.dumps(rows))
+    for r in rows if not args.json else ():
+        print(f"{r['node']:<24} {'online' if r['online'] else 'offline'}")
+    return 0
+
+
+def from_registry(args: argparse.Namespace) -> int:
     fix = "give the file a bridge keeps (spoolbus bridge --registry FILE)"
     problem = None
     if os.path.isdir(args.db):

@@ -1,26 +1,24 @@
 """`spoolbus monitor [FILTER]`: live, decoded view of the spoolbus traffic on the MQTT broker.
 
-Reads only (subscribes, never publishes). A payload that is not a valid envelope is shown as such,
-with the decoder's reason: the monitor is how one finds a misbehaving node.
+Reads only: it publishes nothing but a who-query, so that it shows who is online on a broker that keeps
+no retained statuses. Statuses are shown when they change (heartbeats are not news), and as "stale"
+when a node's heartbeats stop (docs/protocol.md §7, "Presence"). A payload that is not a valid
+envelope is shown as such, with the decoder's reason: the monitor is how one finds a misbehaving node.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import queue
 import sys
-import threading
 import time
 
-import paho.mqtt.client as paho
-from paho.mqtt.enums import CallbackAPIVersion
 from spoolbus import errors, wire
-from spoolbus.transport.mqtt import split_topic
+from spoolbus.transport.mqtt import split_topic, status_topic
 
 from spoolbus_host.cli import mqtt_options, options
-
-CONNACK_S = 5.0  # how long a broker may take to accept the connection, as for `spoolbus call`
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -79,59 +77,41 @@ def _line(d: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    host, port = mqtt_options.broker_address(args.broker)  # checked by argparse
-    got: queue.Queue = queue.Queue()
-    answered = threading.Event()  # CONNACK came (accepted or refused), or the connection closed
-    refused: list[str] = []
-
-    def on_connect(client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            refused.append(str(reason_code))
-            client.disconnect()
-        else:  # at every (re)connect: the session is clean
-            client.subscribe(f"{args.prefix}/{args.filter}/#", 0)
-        answered.set()
-
-    c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
-    if args.user:
-        c.username_pw_set(args.user, args.password)
-    if args.ca:
-        c.tls_set(ca_certs=args.ca)
-    c.on_connect = on_connect
-    c.on_disconnect = lambda *a: answered.set()
-    c.on_message = lambda client, userdata, msg: got.put((msg.topic, msg.payload))
-    c.on_subscribe = lambda *a: print("watching", file=sys.stderr, flush=True)
+    bridge = args.filter.split("/")[0]
     try:
-        c.connect(host, port)
-    except OSError as e:
-        print(f"spoolbus monitor: cannot connect to MQTT broker {host}:{port}: {e}; "
-              f"{mqtt_options.CHECK_BROKER}", file=sys.stderr)
-        return 3
-    c.loop_start()
-    if not answered.wait(CONNACK_S) or not c.is_connected():
-        c.loop_stop()
-        if refused:
-            why = f"refused the connection ({refused[0]}); check --user and --password"
-        elif answered.is_set():
-            why = "closed the connection before accepting it; check --ca (TLS) and the port"
-        else:
-            why = f"did not accept the connection in {CONNACK_S:g} s; check that --broker is an MQTT broker"
-        print(f"spoolbus monitor: MQTT broker {host}:{port} {why}", file=sys.stderr)
-        return 3
+        t = mqtt_options.transport(args, "host", f"monitor-{os.getpid()}", watch=bridge,
+                                   tap=f"{args.prefix}/{args.filter}/#")
+    except (errors.MQTTConnectionError, errors.MQTTRefused) as e:
+        return mqtt_options.unreachable("monitor", e)
+    print("watching", file=sys.stderr, flush=True)
+    shown: dict[str, str] = {}  # node -> the status last printed for it
     deadline = time.monotonic() + args.seconds if args.seconds else None
     seen = 0
+
+    def show(d: dict) -> None:
+        nonlocal seen
+        print(json.dumps(d) if args.json else _line(d), flush=True)
+        seen += 1
+
     try:
         while (not args.count or seen < args.count) and (deadline is None or time.monotonic() < deadline):
+            for node, up in t.statuses().items():  # a node whose heartbeats stopped, said by nobody
+                if not up and shown.get(node) == "online" and (not args.count or seen < args.count):
+                    shown[node] = "stale"
+                    show({"topic": status_topic(args.prefix, *node.split("/")), "node": node,
+                          "what": "status", "status": "stale"})
             try:
-                topic, payload = got.get(timeout=0.2)
+                topic, payload = t.tapped.get(timeout=0.2)
             except queue.Empty:
                 continue
             d = describe(args.prefix, topic, payload)
-            print(json.dumps(d) if args.json else _line(d), flush=True)
-            seen += 1
+            if "status" in d:
+                if shown.get(d["node"]) == d["status"]:
+                    continue  # a heartbeat, or an answer to a who-query: no news
+                shown[d["node"]] = d["status"]
+            show(d)
     except KeyboardInterrupt:
         pass
     finally:
-        c.loop_stop()
-        c.disconnect()
+        t.close()
     return 0

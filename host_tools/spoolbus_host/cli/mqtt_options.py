@@ -11,6 +11,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from spoolbus_host.cli import options
+from spoolbus_host.mqtt import failover
 
 if TYPE_CHECKING:  # paho is imported when a transport is made: `spoolbus deploy --port` never needs it
     from spoolbus.node import Node
@@ -29,8 +30,10 @@ def unreachable(verb: str, e: Exception) -> int:
 
 def add_broker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--broker", default=os.environ.get("SPOOLBUS_BROKER", "127.0.0.1:1883"),
-                   type=options.argtype(_broker_text),
-                   help="MQTT broker HOST:PORT (default $SPOOLBUS_BROKER or 127.0.0.1:1883)")
+                   type=options.argtype(broker_list), action=_Brokers, metavar="HOST:PORT",
+                   help="MQTT broker HOST:PORT; repeat it (or give A,B) for more addresses of the same "
+                   "broker service, tried in turn (default $SPOOLBUS_BROKER, which may be a list A,B, "
+                   "or 127.0.0.1:1883)")
     p.add_argument("--prefix", default="spoolbus", type=options.prefix,
                    help="topic prefix, one topic level (default spoolbus)")
     p.add_argument("--user", help="MQTT user name")
@@ -41,20 +44,35 @@ def add_broker_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print results as JSON")
 
 
+class _Brokers(argparse.Action):
+    """--broker, repeatable: the addresses given, in order, instead of the default ones."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        given = getattr(namespace, self.dest)  # the default (a string, or None) until a first --broker
+        setattr(namespace, self.dest, (given if isinstance(given, list) else []) + values)
+
+
 def broker_address(text: str) -> tuple[str, int]:
     """HOST:PORT (or HOST, port 1883); ValueError with the fix for anything else."""
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = text, "1883"
-    if not host or any(c.isspace() for c in host) or not port.isdigit() or not 0 < int(port) < 65536:
+    try:
+        return failover.address(text)
+    except ValueError:
         raise ValueError(f"broker {text!r} is not HOST:PORT (from --broker, $SPOOLBUS_BROKER or a file); "
-                         "give e.g. 127.0.0.1:1883")
-    return host, int(port)
+                         "give e.g. 127.0.0.1:1883") from None
 
 
-def _broker_text(text: str) -> str:
-    broker_address(text)
-    return text
+def broker_list(text: str) -> list[str]:
+    """One or more HOST:PORT separated by commas, each checked (broker_address)."""
+    brokers = [b.strip() for b in text.split(",")]
+    for b in brokers:
+        broker_address(b)
+    return brokers
+
+
+def brokers(args: argparse.Namespace) -> list[tuple[str, int]]:
+    """The (host, port) addresses of --broker (or its default), in the order to try them."""
+    return [broker_address(b) for b in args.broker]
 
 
 def check_ca(path: str) -> str:
@@ -90,10 +108,10 @@ def transport(args: argparse.Namespace, bridge: str, device: str, **kw: object) 
     (raises MQTTConnectionError/MQTTRefused); `kw`: more of PahoTransport's keywords (watch, client_id)."""
     from spoolbus_host.mqtt.paho import PahoTransport
 
-    host, port = broker_address(args.broker)
+    (host, port), *more = brokers(args)
     return PahoTransport(host, port, bridge, device, prefix=args.prefix, user=args.user,
                          password=args.password, clean_session=True, presence=False,
-                         tls={"ca_certs": args.ca} if args.ca else None, **kw)
+                         tls={"ca_certs": args.ca} if args.ca else None, brokers=more, **kw)
 
 
 _HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
@@ -127,10 +145,10 @@ def read_key_file(path: str) -> dict[str, bytes]:
         raise ValueError(f"{path} holds no keys; give {_KEY_FILE}")
     keys = {}
     for name, value in table.items():
-        bridge, sep, device = name.partition("/")
-        if not (sep and bridge and device) or any(c in name for c in "+#") or "/" in device:
-            raise ValueError(f"{path}: {name!r} is not a node name; write it as bridge/device, "
-                             "e.g. gw1/sensor-1")
+        try:
+            options.node_name(name)
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
         if not isinstance(value, str) or not _HEX.match(value):
             raise ValueError(f"{path}: the key of {name} is not hex (an even number of digits 0-9, a-f)")
         keys[name] = bytes.fromhex(value)

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
+from spoolbus.errors import check_name
+
 T = TypeVar("T")
 
 
@@ -66,14 +68,23 @@ def prefix(text: str) -> str:
     return topic_level(text, "prefix", "spoolbus")
 
 
+def node_name(text: str) -> str:
+    """`text` if it names one node as bridge/device, each part a name every transport carries
+    (errors.check_name); ValueError naming the part that is not and the rule."""
+    bridge, sep, device = text.partition("/")
+    if not sep:
+        raise ValueError(f"{text!r} is not a node; give it as bridge/device, e.g. gw1/sensor-1")
+    try:
+        check_name(bridge)
+        check_name(device)
+    except ValueError as e:
+        raise ValueError(f"{text!r} is not a node; give it as bridge/device: {e}") from None
+    return text
+
+
 @argtype
 def node(text: str) -> str:
-    """bridge/device, each a topic level: the name of one node."""
-    bridge, sep, device = text.partition("/")
-    if not sep or not bridge or not device or any(c in text for c in "+#") or "/" in device:
-        raise ValueError(f"{text!r} is not a node; give it as bridge/device without wildcards, "
-                         "e.g. gw1/sensor")
-    return text
+    return node_name(text)
 
 
 @argtype

@@ -255,7 +255,7 @@ def _summarize(fleet: Fleet, traffic: Traffic, tap: _BrokerTap, upgrade: _Upgrad
     c = traffic.controller
     if c.get("failed"):
         errors.append(f"the controller had {c['failed']} failed rounds: {c.get('errors')}")
-    bridge = dict(fleet.bridge.stats)
+    bridge = fleet.bridge.report()
     errors += [f"bridge counted {bridge[k]} {k}" for k in BRIDGE_ERRORS if bridge.get(k)]
     if not upgrade.done:
         errors.append(f"rolling upgrade not done: {upgrade.line()}")

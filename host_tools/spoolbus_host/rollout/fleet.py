@@ -1,5 +1,6 @@
-"""The broker's view of the fleet: which devices are online (their retained statuses and their bridges'),
-and what each runs (its hello: services and API versions; update.status: its tree).
+"""The broker's view of the fleet: which devices are online (their statuses and their bridges', heard
+after a who-query and not stale), and what each runs (its hello: services and API versions;
+update.status: its tree).
 """
 
 from __future__ import annotations
@@ -9,12 +10,15 @@ from dataclasses import dataclass
 
 from spoolbus import errors
 from spoolbus.node import Node
+from spoolbus.transport.mqtt import ANSWER_MS
 
 from spoolbus_host.deploy import ota
 from spoolbus_host.mqtt.paho import PahoTransport
 
 BRIDGE_DEVICE = "_bridge"  # the bridge's own status: <bridge>/_bridge
-_SETTLE_S = 0.5  # after the subscription: the broker sends the retained statuses at once
+# After the subscription: the who-query is answered within ANSWER_MS (retained statuses, where a broker
+# keeps them, come at once).
+_SETTLE_S = ANSWER_MS / 1000 + 0.5
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """A minimal MQTT 3.1.1 client for boards (MicroPython) and hosts (CPython), driven by poll().
 
 Guarantees: every broker packet is parsed with bounds (max_packet) and rejected with a typed error;
-QoS 1 publishes stay queued until PUBACK and are re-sent with DUP after a reconnect.
+QoS 1 publishes stay queued until PUBACK and are re-sent with DUP after a reconnect, to the same
+broker or the next of its list; TLS (an SSLContext's wrap_socket) verifies before CONNECT is sent.
 """
 
 import select
@@ -19,6 +20,8 @@ except ImportError:  # CPython
 
 
 _EAGAIN = const(11)  # errno EAGAIN (Linux, lwIP); BlockingIOError on CPython carries it too
+_EPIPE = const(32)
+_ECONNRESET = const(104)
 # Packet types (first byte, with the flags MQTT 3.1.1 fixes for them); const: no RAM on MicroPython.
 _CONNECT = const(0x10)
 _CONNACK = const(0x20)
@@ -27,6 +30,11 @@ _PUBACK = const(0x40)
 _SUBSCRIBE = const(0x82)
 _SUBACK = const(0x90)
 _PINGRESP = const(0xD0)
+
+# Pause before reconnecting to brokers that let the client in and then refuse or drop it: doubles from
+# _BACKOFF_MIN to _BACKOFF_MAX, back to none after a connection that stayed up _BACKOFF_MAX.
+_BACKOFF_MIN = const(500)
+_BACKOFF_MAX = const(30000)
 
 _REFUSED = ("", "unacceptable protocol version", "client id rejected", "server unavailable",
             "bad user name or password", "not authorized")
@@ -170,6 +178,33 @@ def decode_publish(first, body):
     return topic, bytes(body[i:]), qos, pid, bool(first & 1), bool(first & 8)
 
 
+def _tls_again():
+    """The exceptions a non-blocking TLS socket raises for "nothing yet": CPython's SSLWantReadError and
+    SSLWantWriteError; MicroPython's TLS socket returns None instead."""
+    try:
+        from ssl import SSLWantReadError, SSLWantWriteError
+    except ImportError:  # MicroPython: no ssl module, or one without these names
+        return ()
+    return (SSLWantReadError, SSLWantWriteError)
+
+
+def _tls_error(e):
+    """One line for a failed TLS handshake: "certificate verify failed: <why>" when the broker's
+    certificate did not verify (CPython's verify_message; MicroPython raises ValueError with Mbed TLS's
+    reasons, "\nA\n\nB\n"), else the library's message."""
+    why = getattr(e, "verify_message", None)
+    if why is None and not isinstance(e, OSError):
+        why = str(e).strip().replace("\n\n", "; ")
+    if why is not None:
+        return "certificate verify failed: " + why
+    if len(e.args) > 1 and isinstance(e.args[1], str):
+        return e.args[1]  # MicroPython: (Mbed TLS code, text)
+    if e.args and e.args[0] in (_EPIPE, _ECONNRESET):  # mosquitto hangs up on a client without a certificate
+        return "the broker hung up in the handshake (errno %d): does it want a client certificate?" % (
+            e.args[0])
+    return str(e)
+
+
 class MQTTClient:
     """One broker connection. connect(), then publish()/subscribe(), and call poll() from the loop.
 
@@ -177,14 +212,20 @@ class MQTTClient:
     so the broker's in-flight window bounds the queue. QoS 0 messages beyond max_queued are dropped
     and counted in `dropped`; a message over max_packet is skipped without buffering it, acknowledged
     (it would only come back) and counted in `oversized`.
+
+    `brokers`: further (host, port) addresses after (host, port); a failed connect or a lost connection
+    moves the next connect() to the next one, round robin. `ssl`: an SSLContext (CPython's ssl, or
+    MicroPython's tls/ssl) whose wrap_socket(sock, server_hostname=host) makes the connection TLS.
     """
 
     def __init__(self, client_id, host, port=1883, user=None, password=None, keepalive=60,
                  clean_session=True, will=None, max_packet=4096, max_inflight=16, max_queued=32,
-                 timeout_ms=5000):
+                 timeout_ms=5000, brokers=None, ssl=None):
         self.client_id = client_id
-        self.host = host
-        self.port = port
+        self.brokers = [(host, port)] + list(brokers or ())
+        self._at = 0  # index in brokers of the one connect() goes to
+        self.ssl = ssl
+        self._again = ()  # exceptions of a TLS socket that mean "nothing yet" (CPython's SSLWant*)
         self._auth = (user, password)
         self.keepalive = keepalive
         self.clean_session = clean_session
@@ -203,6 +244,7 @@ class MQTTClient:
         self._queue = []  # (topic, payload, retain, pid to acknowledge or 0) in arrival order
         self._subs = []  # (topic, qos) to restore after a reconnect without a session
         self._readinto = None
+        self._write = None
         self._waiting = None
         self._got = None
         self._last_tx = 0
@@ -210,10 +252,19 @@ class MQTTClient:
         self._skip = 0  # bytes of an oversized PUBLISH still to discard
         self.dropped = 0
         self.oversized = 0
+        self._up_at = None  # ticks_ms of the last CONNACK that accepted, while that connection lasts
+        self._backoff = 0
+        self.backoff_ms = 0  # how long to wait before the next connect(): jittered, 0 if at once
+        self._rnd = (hash(client_id) ^ ticks_ms()) & 0xFFFFFFFF or 1  # differs between boards
 
     @property
     def connected(self):
         return self._sock is not None
+
+    @property
+    def broker(self):
+        """(host, port) of the broker connected to, or that the next connect() tries."""
+        return self.brokers[self._at]
 
     @property
     def pending(self):
@@ -221,26 +272,41 @@ class MQTTClient:
         return len(self._inflight)
 
     def connect(self):
-        """Open the connection; re-send unacknowledged QoS 1 with DUP. Returns the session-present flag."""
+        """Open the connection; re-send unacknowledged QoS 1 with DUP. Returns the session-present flag.
+
+        Raises MQTTConnectionError (MQTTRefused for a CONNACK refusal); the next call tries the next broker.
+        """
         self.close()
+        host, port = self.broker
         sock = None
         try:
-            addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_STREAM)[0][-1]
+            addr = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0][-1]
             sock = socket.socket()
             sock.settimeout(self.timeout_ms / 1000)
             sock.connect(addr)
         except OSError as e:
             if sock is not None:
                 sock.close()  # a board that retries every second must not run out of sockets
+            self._at = (self._at + 1) % len(self.brokers)
             raise errors.MQTTConnectionError(
-                "cannot connect to MQTT broker %s:%d: %s" % (self.host, self.port, e)) from None
+                "cannot connect to MQTT broker %s:%d: %s" % (host, port, e)) from None
         try:
             sock.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY: PUBACKs must not wait for Nagle
         except OSError:
             pass
+        if self.ssl is not None:
+            try:
+                sock = self.ssl.wrap_socket(sock, server_hostname=host)  # the handshake, with the timeout
+            except (OSError, ValueError) as e:
+                sock.close()
+                self._lost()
+                raise errors.MQTTConnectionError(
+                    "TLS with MQTT broker %s:%d failed: %s" % (host, port, _tls_error(e))) from None
+            self._again = _tls_again()
         sock.setblocking(False)
         self._sock = sock
         self._readinto = getattr(sock, "readinto", None) or sock.recv_into
+        self._write = getattr(sock, "send", None) or sock.write  # MicroPython's TLS socket may lack send
         self._poller = select.poll()
         self._poller.register(sock, select.POLLIN)
         self._fill = 0
@@ -253,13 +319,14 @@ class MQTTClient:
                                   self.will))
         first, body = self._wait(_CONNACK)
         if len(body) != 2 or body[0] & 0xFE:
-            self.close()
+            self._lost()
             raise errors.MQTTProtocolError("malformed CONNACK")
         if body[1]:
-            self.close()
+            self._lost()
             code = body[1]
             raise errors.MQTTRefused("MQTT broker refused the connection: %s"
                                      % (_REFUSED[code] if code < 6 else "unknown reason"), code)
+        self._up_at = ticks_ms()
         session = bool(body[0])
         for _, pkt in self._inflight:
             pkt[0] |= 0x08
@@ -282,11 +349,14 @@ class MQTTClient:
         """Drop the connection without DISCONNECT (the broker publishes the last will)."""
         if self._sock is not None:
             try:
-                self._sock.close()
+                self._sock.close()  # a TLS socket closes the socket it wraps
             except OSError:
                 pass
         self._sock = None
         self._poller = None
+        if self._up_at is not None and ticks_diff(ticks_ms(), self._up_at) >= _BACKOFF_MAX:
+            self._backoff = 0  # it stayed up: whatever made the brokers drop the client has passed
+        self._up_at = None
 
     def publish(self, topic, payload, qos=0, retain=False):
         """Send a message; returns its packet id (0 for QoS 0).
@@ -305,7 +375,7 @@ class MQTTClient:
             start = ticks_ms()
             while len(self._inflight) >= self.max_inflight:
                 if ticks_diff(ticks_ms(), start) > self.timeout_ms:
-                    self.close()
+                    self._lost()
                     raise errors.MQTTConnectionError("MQTT broker stopped acknowledging publishes")
                 self._pump(self.timeout_ms // 10)
             pid = self._next_pid()
@@ -355,9 +425,12 @@ class MQTTClient:
         self._keepalive()
         if self.keepalive:
             timeout_ms = min(timeout_ms, self.keepalive * 500)
-        if self._poller.poll(timeout_ms):
+        # A TLS socket holds decrypted bytes that polling its file descriptor does not see: read first.
+        if not (self.ssl is not None and self._read()):
+            if not self._poller.poll(timeout_ms):
+                return
             self._read()
-            self._process()
+        self._process()
 
     def _process(self):
         """Handle every whole packet in the receive buffer; keep the partial one at its start."""
@@ -382,7 +455,7 @@ class MQTTClient:
                 self._handle(first, self._mv[a:b])
                 start = b
         except errors.MQTTProtocolError:
-            self.close()
+            self._lost()
             raise
         if start:
             self._buf[0:end - start] = self._mv[start:end]
@@ -405,6 +478,23 @@ class MQTTClient:
         self.oversized += 1
         return True
 
+    def _lost(self):
+        """Close after a failure; the next connect() goes to the next broker. If this one let the client in
+        and then refused or dropped it before it had been up _BACKOFF_MAX, backoff_ms asks for a pause:
+        twice the last one (from _BACKOFF_MIN up to _BACKOFF_MAX), less up to half of it at random
+        (xorshift32), so that boards which lost a broker together do not come back together."""
+        up = self._up_at
+        self.close()
+        if up is None or ticks_diff(ticks_ms(), up) < _BACKOFF_MAX:
+            self._backoff = min(max(_BACKOFF_MIN, self._backoff * 2), _BACKOFF_MAX)
+        x = self._rnd
+        x ^= (x << 13) & 0xFFFFFFFF
+        x ^= x >> 17
+        x ^= (x << 5) & 0xFFFFFFFF
+        self._rnd = x
+        self.backoff_ms = self._backoff - x % (self._backoff // 2 + 1)
+        self._at = (self._at + 1) % len(self.brokers)
+
     def _need_connection(self):
         if self._sock is None:
             raise errors.MQTTConnectionError("not connected to the MQTT broker; call connect()")
@@ -425,16 +515,16 @@ class MQTTClient:
         start = ticks_ms()
         while sent < n:
             try:
-                k = self._sock.send(mv[sent:])
+                k = self._write(mv[sent:])
             except OSError as e:
-                if e.args[0] != _EAGAIN:
-                    self.close()
+                if e.args[0] != _EAGAIN and not isinstance(e, self._again):
+                    self._lost()
                     raise errors.MQTTConnectionError("MQTT connection lost while sending: %s" % e) from None
                 k = None
             if k:
                 sent += k
             elif ticks_diff(ticks_ms(), start) > self.timeout_ms:
-                self.close()
+                self._lost()
                 raise errors.MQTTConnectionError("MQTT broker stopped reading (send timed out)")
             else:
                 p = select.poll()
@@ -443,21 +533,23 @@ class MQTTClient:
         self._last_tx = ticks_ms()
 
     def _read(self):
+        """Read what the socket has into the buffer; returns the byte count (0 or None: nothing yet)."""
         if self._fill >= len(self._buf):
-            return
+            return 0
         try:
             n = self._readinto(self._mv[self._fill:])
         except OSError as e:
-            if e.args[0] == _EAGAIN:
-                return
-            self.close()
+            if e.args[0] == _EAGAIN or isinstance(e, self._again):
+                return 0
+            self._lost()
             raise errors.MQTTConnectionError("MQTT connection lost: %s" % e) from None
         if n is None:
-            return
+            return 0
         if not n:
-            self.close()
+            self._lost()
             raise errors.MQTTConnectionError("MQTT broker closed the connection")
         self._fill += n
+        return n
 
     def _wait(self, want):
         """Poll until a packet of type `want` arrives; returns (first byte, body bytes)."""
@@ -467,7 +559,7 @@ class MQTTClient:
         try:
             while self._got is None:
                 if ticks_diff(ticks_ms(), start) > self.timeout_ms:
-                    self.close()
+                    self._lost()
                     raise errors.MQTTConnectionError("no answer from the MQTT broker in %d ms"
                                                      % self.timeout_ms)
                 self._pump(50)
@@ -480,7 +572,7 @@ class MQTTClient:
         self._send(encode_subscribe(pid, topic, qos))
         first, body = self._wait(_SUBACK)
         if len(body) != 3 or ((body[0] << 8) | body[1]) != pid:
-            self.close()
+            self._lost()
             raise errors.MQTTProtocolError("SUBACK does not answer the SUBSCRIBE")
         if body[2] > 1:
             raise errors.MQTTRefused("MQTT broker refused the subscription to %r" % topic, body[2])
@@ -491,7 +583,7 @@ class MQTTClient:
         now = ticks_ms()
         if self._ping_at is not None:
             if ticks_diff(now, self._ping_at) > self.keepalive * 1000:
-                self.close()
+                self._lost()
                 raise errors.MQTTConnectionError("MQTT broker did not answer PINGREQ")
         elif ticks_diff(now, self._last_tx) >= self.keepalive * 500:
             self._send(b"\xc0\x00")

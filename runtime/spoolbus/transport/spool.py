@@ -3,36 +3,36 @@
 send puts into the destination's inbox (it waits there if that node is down); recv claims the oldest
 message of its own inbox and acks it as it hands it over: a node that dies before the hand-over gets
 the message again on restart, one that dies after has it, never both (docs/rpc.md).
-A node name may be "bridge/device" (its inbox is root/bridge~device); with a `gateway`, a message to a
-node that has no inbox under root goes to the gateway's inbox instead (a bridge: docs/mqtt.md).
+A node name is "device" or "bridge/device" (its inbox is root/bridge~device), each part a name
+errors.check_name accepts, as on MQTT; with a `gateway`, a message to a node that has no inbox under root
+goes to the gateway's inbox instead (a bridge: docs/mqtt.md).
 """
 
 import os
 
-from spoolbus import errors
+from spoolbus.errors import check_name
 from spoolbus.errors import sleep_ms as _sleep_ms
 from spoolbus.errors import ticks_diff as _ticks_diff
 from spoolbus.errors import ticks_ms as _ticks_ms
 from spoolbus.spool import Spool
 
 
-def _valid_part(part):
-    if not part or part[0] == "." or len(part) > 64:
-        return False
-    for c in part:
-        if not (c.isalpha() or c.isdigit() or c in "-_."):
-            return False
-    return True
+def _check_node(name):
+    """`name` if it is a node name ("part" or "bridge/part"); ValueError from check_name if not."""
+    i = name.find("/") if type(name) is str else -1
+    if i < 0:
+        return check_name(name)
+    check_name(name[:i])
+    check_name(name[i + 1:])
+    return name
 
 
 def _valid_name(name):
-    """A node name is "part" or "bridge/part"; a part has letters, digits, '-', '_', '.', no leading '.'."""
-    if type(name) is not str:
+    try:
+        _check_node(name)
+        return True
+    except ValueError:
         return False
-    i = name.find("/")
-    if i < 0:
-        return _valid_part(name)
-    return _valid_part(name[:i]) and _valid_part(name[i + 1:])
 
 
 def inbox_dir(name):
@@ -52,11 +52,9 @@ class SpoolTransport:
 
     def __init__(self, root, name, max_messages=256, max_bytes=None, durable=False, poll_ms=1, max_open=8,
                  gateway=None):
-        if not _valid_name(name):
-            raise errors.SpoolError("node name %r must be [bridge/]name of letters, digits, '-', '_', '.'"
-                                    % (name,))
-        if gateway is not None and not _valid_name(gateway):
-            raise errors.SpoolError("gateway %r is not a node name" % (gateway,))
+        _check_node(name)
+        if gateway is not None:
+            _check_node(gateway)
         root = root.rstrip("/")
         try:
             os.mkdir(root)
@@ -72,11 +70,10 @@ class SpoolTransport:
         self._out = {name: self.inbox}
 
     def send(self, dst, data):
-        """Put `data` into dst's inbox (or the gateway's); SpoolFull if full, SpoolError for a bad name."""
+        """Put `data` into dst's inbox (or the gateway's); SpoolFull if full, ValueError for a bad name."""
         sp = self._out.get(dst)
         if sp is None:
-            if not _valid_name(dst):
-                raise errors.SpoolError("cannot send to %r: not a node name" % (dst,))
+            _check_node(dst)
             if self.gateway is not None and not self.has_inbox(dst):
                 dst = self.gateway  # not cached under dst: its inbox may appear later
                 sp = self._out.get(dst)
