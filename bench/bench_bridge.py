@@ -12,10 +12,15 @@ flushes an outbox and publishes a steady stream, with the broker's PUBACKs at on
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import pathlib
 import subprocess
 import sys
 import tempfile
+import time
+from collections.abc import Iterator
+from typing import IO, NamedTuple
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from bench_mqtt import PAHO_DIRECT, PY, Broker, run  # noqa: E402
@@ -57,12 +62,12 @@ import resource, sys, time
 from spoolbus import wire
 from spoolbus_host.bridge.gateway import Bridge
 port, devices, rate, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-outbox = sys.argv[5]
+outbox, name = sys.argv[5], sys.argv[6]
 gap = devices / rate  # each device sends every `gap` seconds
 
 class Device:
     def __init__(self, i, t0):
-        self.src = "A/d%d" % i
+        self.src = "%s/d%d" % (name, i)
         self.next = t0 + gap * i / devices
     def recv(self, timeout_ms=0):
         now = time.time()
@@ -76,10 +81,11 @@ class Device:
     def close(self):
         pass
 
-b = Bridge("A", "127.0.0.1", port, outbox)
+b = Bridge(name, "127.0.0.1", port, outbox)
 while not b.uplink:
     time.sleep(0.01)
-t0 = time.time()
+print("ready", flush=True)
+t0 = float(sys.stdin.readline())  # the wall-clock start, the same for every bridge of the run
 end = t0 + seconds
 for i in range(devices):
     b.attach("d%d" % i, Device(i, t0))
@@ -106,11 +112,53 @@ c.connect("127.0.0.1", int(sys.argv[1]))
 c.subscribe("spoolbus/Z/sink/inbox", 1)
 c.loop_start()
 sys.stdin.readline()
+while t and time.time() - t[-1] < 1:  # what is still on its way (through other broker nodes)
+    time.sleep(0.1)
 c.loop_stop()
 lat.sort()
 n = len(lat)
 print(n, (t[-1] - t[0]) if n > 1 else 0, lat[n // 2] if n else 0, lat[int(n * 0.99)] if n else 0)
 """
+
+
+class FleetRun(NamedTuple):
+    delivered: int
+    span_s: float  # the sink's first to last arrival
+    p50_s: float  # latency, creation (in the device) to arrival (at the sink)
+    p99_s: float
+    rss_mb: list[float]  # each bridge process's peak
+
+
+def fleet_run(sink_port: int, bridge_ports: list[int], devices: int, rate: float, seconds: float,
+              out: pathlib.Path) -> FleetRun:
+    """`devices` simulated devices in each of len(bridge_ports) bridge processes (bridge k, named Fk, on
+    the broker at bridge_ports[k]) offering `rate` msg/s in all for `seconds`, from one start time; the
+    sink subscribed on the broker at sink_port."""
+    out.mkdir(parents=True)
+    sink = subprocess.Popen([PY, "-c", FLEET_SINK, str(sink_port)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert sink.stdout.readline().strip() == "ready"
+    each = rate / len(bridge_ports)
+    bridges = [subprocess.Popen([PY, "-c", FLEET_BRIDGE, str(port), str(devices), str(each), str(seconds),
+                                 str(out / f"F{k}"), f"F{k}"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+               for k, port in enumerate(bridge_ports)]
+    try:
+        for b in bridges:
+            assert b.stdout.readline().strip() == "ready"
+        start = time.time() + 0.2
+        for b in bridges:
+            b.stdin.write(f"{start}\n")
+            b.stdin.flush()
+        rss = [float(b.communicate(timeout=seconds + 60)[0].split()[-1]) for b in bridges]
+        if any(b.returncode for b in bridges):
+            raise RuntimeError(f"a fleet bridge failed: exit codes {[b.returncode for b in bridges]}")
+        got, span, p50, p99 = sink.communicate("stop\n", timeout=60)[0].split()
+    finally:
+        for proc in (*bridges, sink):
+            proc.kill()
+            proc.wait()
+    return FleetRun(int(got), float(span), float(p50), float(p99), rss)
 
 
 def fleet(broker: Broker, tmp: str, rate: float, seconds: float) -> None:
@@ -119,15 +167,10 @@ def fleet(broker: Broker, tmp: str, rate: float, seconds: float) -> None:
           "| bridge max RSS MB |")
     print("|---|---|---|---|---|---|---|")
     for devices in (10, 100, 500):
-        sink = subprocess.Popen([PY, "-c", FLEET_SINK, str(broker.port)], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, text=True)
-        assert sink.stdout.readline().strip() == "ready"
-        out = pathlib.Path(tmp) / f"fleet-{devices}"
-        r = subprocess.run([PY, "-c", FLEET_BRIDGE, str(broker.port), str(devices), str(rate), str(seconds),
-                            str(out)], check=True, stdout=subprocess.PIPE, text=True)
-        got, span, p50, p99 = sink.communicate("stop\n", timeout=60)[0].split()
-        print(f"| {devices} | {rate:,.0f} | {int(got) / float(span):,.0f} | {got} | {float(p50) * 1000:.1f} "
-              f"| {float(p99) * 1000:.1f} | {float(r.stdout.split()[-1]):.0f} |", flush=True)
+        r = fleet_run(broker.port, [broker.port], devices, rate, seconds,
+                      pathlib.Path(tmp) / f"fleet-{devices}")
+        print(f"| {devices} | {rate:,.0f} | {r.delivered / r.span_s:,.0f} | {r.delivered} "
+              f"| {r.p50_s * 1000:.1f} | {r.p99_s * 1000:.1f} | {r.rss_mb[0]:.0f} |", flush=True)
 
 NODE_CALLER = """
 import sys, time
@@ -195,14 +238,50 @@ print(len(rtt), rtt[len(rtt) // 2], rtt[int(len(rtt) * 0.99)])
 """
 
 
-def roundtrip(broker: Broker, tmp: str, n: int) -> None:
-    """Call round trip: host node -> broker -> bridge -> serial (pty) -> MicroPython node, and back."""
-    import os
+@contextlib.contextmanager
+def echo_bridge(tmp: str, brokers: list[tuple[str, int]],
+                log: IO | int = subprocess.DEVNULL) -> Iterator[None]:
+    """Bridge B (the `spoolbus bridge` command, --broker for each of `brokers`, its log lines to `log`)
+    with the MicroPython node B/echo (tests/host/echo_device.py) on a pty, until the block ends."""
     import signal
     import tty
 
     from bench_mqtt import MICROPYTHON, ROOT
 
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    env = dict(os.environ, MICROPYPATH=f"{ROOT}/runtime:.frozen")
+    dev = subprocess.Popen([MICROPYTHON, str(ROOT / "tests/host/echo_device.py"), "B/echo"], stdin=master,
+                           stdout=master, env=env)
+    flags = [arg for host, port in brokers for arg in ("--broker", f"{host}:{port}")]
+    bridge = subprocess.Popen([PY, "-m", "spoolbus_host.cli", "bridge", "B", "--serial",
+                               f"echo={os.ttyname(slave)}", "--outbox", str(pathlib.Path(tmp) / "rt-outbox"),
+                               *flags], stderr=log, stdout=subprocess.DEVNULL)
+    try:
+        yield
+    finally:
+        bridge.send_signal(signal.SIGTERM)
+        try:
+            bridge.wait(10)
+        except subprocess.TimeoutExpired:  # still trying a broker that is gone
+            bridge.kill()
+            bridge.wait()
+        dev.kill()
+        dev.wait()
+        os.close(master)
+        os.close(slave)
+
+
+def node_calls(port: int, n: int) -> tuple[int, float, float]:
+    """`n` sequential echo.echo calls to B/echo from a host node on the broker at `port`, after a warm-up:
+    (calls, p50 s, p99 s)."""
+    r = subprocess.run([PY, "-c", NODE_CALLER, str(port), str(n)], capture_output=True, text=True, check=True)
+    calls, p50, p99 = r.stdout.split()
+    return int(calls), float(p50), float(p99)
+
+
+def roundtrip(broker: Broker, tmp: str, n: int) -> None:
+    """Call round trip: host node -> broker -> bridge -> serial (pty) -> MicroPython node, and back."""
     print(f"\nCall round trip, {n} sequential calls, QoS 1 (every process separate)")
     print("| path | calls | p50 ms | p99 ms | p50 vs paho pair |")
     print("|---|---|---|---|---|")
@@ -220,28 +299,10 @@ def roundtrip(broker: Broker, tmp: str, n: int) -> None:
         label, ratio = ("TCP_NODELAY (peer)", "1.00x") if sockets == "nodelay" else ("paho's defaults", "-")
         print(f"| paho request/reply pair, {label} | {calls} | {peer * 1000:.2f} | {float(p99) * 1000:.2f} "
               f"| {ratio} |")
-    master, slave = os.openpty()
-    tty.setraw(slave)
-    env = dict(os.environ, MICROPYPATH=f"{ROOT}/runtime:.frozen")
-    dev = subprocess.Popen([MICROPYTHON, str(ROOT / "tests/host/echo_device.py"), "B/echo"], stdin=master,
-                           stdout=master, env=env)
-    bridge = subprocess.Popen([PY, "-m", "spoolbus_host.cli", "bridge", "B", "--serial",
-                               f"echo={os.ttyname(slave)}", "--outbox", str(pathlib.Path(tmp) / "rt-outbox"),
-                               "--broker", f"127.0.0.1:{broker.port}"], stderr=subprocess.DEVNULL,
-                              stdout=subprocess.DEVNULL)
-    try:
-        r = subprocess.run([PY, "-c", NODE_CALLER, str(broker.port), str(n)], capture_output=True, text=True,
-                           check=True)
-        calls, p50, p99 = r.stdout.split()
-        print(f"| spoolbus call: host node -> broker -> bridge -> pty -> MicroPython node | {calls} "
-              f"| {float(p50) * 1000:.2f} | {float(p99) * 1000:.2f} | {float(p50) / peer:.1f}x |", flush=True)
-    finally:
-        bridge.send_signal(signal.SIGTERM)
-        bridge.wait(10)
-        dev.kill()
-        dev.wait()
-        os.close(master)
-        os.close(slave)
+    with echo_bridge(tmp, [(broker.host, broker.port)]):
+        calls, p50, p99 = node_calls(broker.port, n)
+    print(f"| spoolbus call: host node -> broker -> bridge -> pty -> MicroPython node | {calls} "
+          f"| {p50 * 1000:.2f} | {p99 * 1000:.2f} | {p50 / peer:.1f}x |", flush=True)
 
 
 class Stream:
