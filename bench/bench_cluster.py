@@ -273,7 +273,7 @@ def failovers(cluster: RabbitCluster, broker: Broker, tmp: pathlib.Path, rounds:
                            for f in ("kill_s", "lost_s", "connected_s"))
         print(f"| {label} | {len(got)} | {times[0]:.2f} | {median:.2f} | {times[-1]:.2f} "
               f"| {median / peer:.2f}x | {steps} | {sum(k.calls for k in got)} "
-              f"| {sum(failed.values())} {dict(failed) if failed else ''} "
+              f"| {f'{sum(failed.values())} {dict(failed)}' if failed else 0} "
               f"| {min(restarts):.1f}-{max(restarts):.1f} |", flush=True)
 
 
