@@ -156,6 +156,7 @@ CASES = [
     ("monitor --broker {live} gw/#", 2, "'gw/#' is not a node filter"),
     ("monitor --broker {live} gw", 2, "'gw' is not a node filter"),
     ("monitor --broker {live} gw/+/x", 2, "is not a node filter"),
+    ("monitor --broker {live} gw.1/+", 2, "'gw.1/+' is not a node filter"),
     ("monitor --broker {live} --ca {tmp}/missing", 2, "no such file; give the CA certificate"),
     ("monitor --broker {live} --ca {file}", 2, "not a CA certificate"),
     ("monitor --broker {live} --prefix a/b", 2, "must be one MQTT topic level"),

@@ -16,6 +16,7 @@ import sys
 import time
 
 from spoolbus import errors, wire
+from spoolbus.errors import check_name
 from spoolbus.transport.mqtt import split_topic, status_topic
 
 from spoolbus_host.cli import mqtt_options, options
@@ -35,10 +36,16 @@ _KINDS = {wire.CALL: "call", wire.CAST: "cast", wire.REPLY: "reply", wire.ERROR:
           wire.NOTIFY: "notify", wire.HELLO: "hello"}
 
 
+def _is_name(level: str) -> bool:
+    try:
+        return bool(check_name(level))
+    except ValueError:
+        return False
+
+
 def _filter(text: str) -> str:
     levels = text.split("/")
-    if len(levels) != 2 or not all(level == "+" or (level and not set(level) & set("+#"))
-                                   for level in levels):
+    if len(levels) != 2 or not all(level == "+" or _is_name(level) for level in levels):
         raise ValueError(f"{text!r} is not a node filter; give bridge/device where either may be +, "
                          "e.g. gw1/+ or +/+")
     return text
