@@ -5,7 +5,7 @@ package(
     "spoolbus",
     files=[
         "__init__.py", "errors.py", "crc.py", "cbor.py", "frame.py", "wire.py", "auth.py", "contract.py",
-        "proc.py", "lock.py", "spool.py", "node.py", "update.py", "appdir.py",
+        "proc.py", "lock.py", "spool.py", "node.py", "client.py", "update.py", "appdir.py", "names.py",
         "transport/__init__.py", "transport/loopback.py", "transport/serial.py", "transport/spool.py",
     ],
     base_path="../../runtime",

@@ -1,7 +1,10 @@
-"""The typed errors of spoolbus, one family for every layer, and the millisecond ticks their timeouts use.
+"""The typed errors of the core (codec, framing, envelope, contracts, node, serial link) and the
+millisecond ticks their timeouts use.
 
-Every error a caller can meet derives from SpoolbusError and says what to do about it (a bad bridge or
-device name, refused by check_name, is a ValueError: a mistake in the program or its settings). In an ERROR
+Every error a caller can meet derives from SpoolbusError and says what to do about it. The spool's, the
+lock's and the MQTT client's own errors live in their modules (spool.SpoolError, lock.LockTimeout,
+mqtt_client.MQTTRefused...), so that a node that does not use them does not pay their heap; a bad bridge
+or device name (names.check_name) is a ValueError: a mistake in the program or its settings. In an ERROR
 reply they travel by their class name in snake_case (docs/protocol.md, section 3).
 """
 
@@ -47,29 +50,6 @@ class UnsupportedWireVersion(EnvelopeError):
         self.supported = supported
 
 
-# --- MQTT client (transport/mqtt_client.py) ---
-
-
-class MQTTProtocolError(DecodeError):
-    """The broker sent bytes that are not valid MQTT 3.1.1 for this client; the connection is closed."""
-
-
-class MQTTConnectionError(SpoolbusError):
-    """The broker cannot be reached or the connection was lost; reconnect (unacknowledged QoS 1 is kept)."""
-
-
-class MQTTRefused(MQTTConnectionError):
-    """The broker refused the connection or a subscription; `code` is the CONNACK/SUBACK return code."""
-
-    def __init__(self, message, code):
-        super().__init__("%s (code %d)" % (message, code))
-        self.code = code
-
-
-class MQTTMessageTooLarge(SpoolbusError):
-    """A publish larger than the client's max_packet; raise max_packet on both ends or send less."""
-
-
 # --- RPC: contracts and nodes (contract.py, node.py) ---
 
 
@@ -110,32 +90,6 @@ class Timeout(SpoolbusError):
     """No reply before the call's timeout; the call may or may not have run on the server."""
 
 
-# --- spool ---
-
-
-class SpoolError(SpoolbusError):
-    """A spool operation failed (missing or read-only directory, unknown message id); the message says why."""
-
-
-class SpoolFull(SpoolError):
-    """The spool is at its quota (messages or bytes) or the disk is full; consume, raise the quota, retry."""
-
-
-# --- lock ---
-
-
-class LockError(SpoolbusError):
-    """A lock cannot be used (its directory cannot be created, or is misused); the message says why."""
-
-
-class LockTimeout(LockError):
-    """Another holder kept the lock past the timeout; the message names the holder. Retry or wait longer."""
-
-
-class LockLost(LockError):
-    """This holder no longer has the lock (it was broken as stale): stop writing, acquire again."""
-
-
 class Busy(SpoolbusError):
     """Too many calls in flight on this node (max_pending), or a server too many calls deep (max_depth):
     wait for replies or raise the limit."""
@@ -155,25 +109,6 @@ class LinkReset(LinkError):
 class LinkDown(LinkError):
     """Nothing arrived from the peer for dead_ms: it stopped, was unplugged or the line is cut; the link
     keeps saying hello and comes back UP (raising LinkReset if the peer rebooted meanwhile)."""
-
-
-# --- node names, every transport's (here, as the ticks below: every module imports errors already) ---
-
-_NAME_CHARS = "-0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz"
-
-
-def check_name(part):
-    """`part`, a bridge's or a device's name, if every transport and broker can carry it: 1-64 of
-    A-Z a-z 0-9 - _ (docs/protocol.md, section 7). Otherwise ValueError naming it and the rule.
-
-    One rule for all, because a bridge carries spool and serial devices onto MQTT under the same names.
-    A leading '_' passes: it marks spoolbus's own nodes (_bridge), which are made with this check too.
-    """
-    if type(part) is not str or not 0 < len(part) <= 64 or part.strip(_NAME_CHARS):  # a bad character is left
-        raise ValueError("%r is not a bridge or device name: use 1-64 of A-Z a-z 0-9 - _ ('.' splits "
-                         "topic levels on RabbitMQ, '~' joins bridge~device in a spool, MQTT reserves / + #)"
-                         % (part,))
-    return part
 
 
 # --- ticks for timeouts, every layer's (here, not in a module of their own, which would cost more heap) ---

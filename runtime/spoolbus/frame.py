@@ -9,6 +9,7 @@ from spoolbus.errors import FrameTooLarge
 
 DELIMITER = b"\x00"
 MAX_FRAME = 1024  # default largest payload, in bytes
+_ZERO = b"\x00"  # what a COBS block code below 0xFF stands for, after its data
 
 
 def encode(payload, max_frame=MAX_FRAME):
@@ -69,14 +70,14 @@ class Decoder:
 
     Counters: `frames` delivered, `corrupt` (bad COBS or CRC, line noise, console text between frames),
     `oversize` (longer than max_frame). Empty frames (consecutive delimiters) are idle fill, not counted.
-    Memory is one buffer of about max_frame bytes, allocated once; frames are decoded in place.
+    Memory is one buffer of about max_frame bytes, allocated once, which holds a run as received; a frame
+    is checked without changing it and only then decoded in place, when its delimiter comes.
 
     With `on_text`, the stream is a console too (a board's REPL line): a run that is not a frame is retried
     from just after each newline in it, so text that runs into a frame costs the text, not the frame, and
     every byte that is no frame goes to on_text(data), a bytes-like object valid only during the call: a
     run's text when its delimiter comes, an oversize run as it streams in (a frame glued to it is lost).
-    One failed run counts once. The run is kept as received in a second buffer, with room for a short
-    line of text before a maximal frame.
+    One failed run counts once. The buffer has room for a short line of text before a maximal frame.
     """
 
     def __init__(self, max_frame=MAX_FRAME, on_text=None):
@@ -89,8 +90,7 @@ class Decoder:
         self._on_text = on_text
         if on_text is not None:
             n += 12  # room for a short line of text before a maximal frame
-            self._raw = bytearray(n)  # the run as received, while _buf is decoded in place
-        self._buf = bytearray(n)
+        self._buf = bytearray(n)  # the run as received
         self._mv = memoryview(self._buf)
         self._n = 0  # bytes of the unfinished run
         self._drop = False  # discarding an oversize run up to the next delimiter
@@ -104,7 +104,7 @@ class Decoder:
         src = memoryview(chunk)
         cap = len(self._buf)
         text = self._on_text
-        run = self._mv if text is None else self._raw  # where a run gathers
+        run = self._mv
         n = self._n
         pos = 0
         if end is None:
@@ -131,19 +131,18 @@ class Decoder:
                 self._drop = False
             elif text is not None:
                 if n:
-                    self._buf[:] = run
                     if not self._frame(0, n, out):  # text may run into a frame: try after each newline
                         counted = self.corrupt, self.oversize
-                        nl = run.find(b"\n", 0, n - 1)  # a newline that ends the run starts no frame
+                        buf = self._buf
+                        nl = buf.find(b"\n", 0, n - 1)  # a newline that ends the run starts no frame
                         while nl >= 0:
-                            self._buf[:] = run
                             if self._frame(nl + 1, n, out):
                                 break
-                            nl = run.find(b"\n", nl + 1, n - 1)
+                            nl = buf.find(b"\n", nl + 1, n - 1)
                         else:
                             self.corrupt, self.oversize = counted
                             nl = n - 1
-                        text(memoryview(run)[: nl + 1])
+                        text(run[: nl + 1])
             elif n:
                 self._frame(0, n, out)
             n = 0
@@ -152,18 +151,60 @@ class Decoder:
         return out
 
     def _frame(self, r, n, out):
-        """Decode the COBS bytes _buf[r:n] in place (payload lands at _buf[r + 1:]), check size and CRC;
-        True if a payload went to out."""
+        """Check the COBS bytes _buf[r:n] (code chain, size, CRC) without changing them, then decode the
+        payload in place; True if a payload went to out. A failed run stays in _buf as received, so that
+        it can be tried again from a later start, and a frame costs the heap only its payload's bytes."""
         buf = self._buf
         mv = self._mv
-        w = r + 1  # where the current block's data belongs
-        p = w  # where the payload starts
-        c = buf[r]
+        i = r
+        w = 0  # decoded length
         while True:
-            nxt = r + c
+            c = buf[i]
+            nxt = i + c
             if nxt > n:
                 self.corrupt += 1
                 return False
+            w += c - 1
+            if nxt == n:
+                break
+            if c != 0xFF:
+                w += 1
+            i = nxt
+        m = w - 4  # payload length
+        if m < 0:
+            self.corrupt += 1
+            return False
+        if m > self.max_frame:
+            self.oversize += 1
+            return False
+        # The CRC of the first m decoded bytes, block by block; the 4 decoded bytes after them are the CRC.
+        crc = 0
+        left = m
+        tail = 0
+        shift = 0
+        i = r
+        while i < n:
+            c = buf[i]
+            nxt = i + c
+            for piece in (mv[i + 1 : nxt], _ZERO if c != 0xFF and nxt != n else b""):
+                k = len(piece)
+                if left:
+                    take = k if k < left else left
+                    crc = crc32(piece[:take], crc)
+                    left -= take
+                else:
+                    take = 0
+                for x in range(take, k):
+                    tail |= piece[x] << shift
+                    shift += 8
+            i = nxt
+        if crc != tail:
+            self.corrupt += 1
+            return False
+        w = r + 1  # decode in place: the payload lands at _buf[r + 1:]
+        c = buf[r]
+        while True:
+            nxt = r + c
             if w != r + 1:
                 mv[w : w + c - 1] = mv[r + 1 : nxt]
             w += c - 1
@@ -175,15 +216,6 @@ class Decoder:
                 w += 1
             c = nc
             r = nxt
-        m = w - 4 - p  # payload length
-        if m < 0:
-            self.corrupt += 1
-        elif m > self.max_frame:
-            self.oversize += 1
-        elif crc32(mv[p : w - 4]) != buf[w - 4] | buf[w - 3] << 8 | buf[w - 2] << 16 | buf[w - 1] << 24:
-            self.corrupt += 1
-        else:
-            self.frames += 1
-            out.append(bytes(mv[p : w - 4]))
-            return True
-        return False
+        self.frames += 1
+        out.append(bytes(mv[w - 4 - m : w - 4]))
+        return True

@@ -29,6 +29,18 @@ _me = None  # this process: (node, boot, pid namespace, pid, start time, the fiv
 _created = [0]  # lock directories this process prepared: their names must differ within one millisecond
 
 
+class LockError(errors.SpoolbusError):
+    """A lock cannot be used (its directory cannot be created, or is misused); the message says why."""
+
+
+class LockTimeout(LockError):
+    """Another holder kept the lock past the timeout; the message names the holder. Retry or wait longer."""
+
+
+class LockLost(LockError):
+    """This holder no longer has the lock (it was broken as stale): stop writing, acquire again."""
+
+
 def _hex12(data):
     return "".join("%02x" % b for b in data)[:12]
 
@@ -145,9 +157,9 @@ class Lock:
         self._holder = None  # the other holder seen last, for the timeout message
 
     def acquire(self):
-        """Take the lock, waiting up to `timeout` seconds; raises errors.LockTimeout naming the holder."""
+        """Take the lock, waiting up to `timeout` seconds; raises LockTimeout naming the holder."""
         if self._held is not None:
-            raise errors.LockError("lock %s is already held by this Lock object" % self.path)
+            raise LockError("lock %s is already held by this Lock object" % self.path)
         self._holder = None
         if self._try():
             return self
@@ -156,7 +168,7 @@ class Lock:
         while True:
             waited = _ticks_diff(_ticks_ms(), start) / 1000
             if self.timeout is not None and waited >= self.timeout:
-                raise errors.LockTimeout(
+                raise LockTimeout(
                     "lock %s still held after %.1f s by %s; raise the timeout or stop that holder"
                     % (self.path, waited, self._holder or "nobody visible")
                 )
@@ -250,7 +262,7 @@ class Lock:
                 break
             except OSError as e:
                 if e.args[0] != _EEXIST:  # EEXIST: another thread of this process took the same name
-                    raise errors.LockError(
+                    raise LockError(
                         "cannot create lock directory %s (%s): does its parent exist, is it writable?"
                         % (self.path, e)
                     ) from None
@@ -263,13 +275,13 @@ class Lock:
         os.rmdir(prep)
 
     def check(self):
-        """Raise errors.LockLost unless this holder still has the lock; renews the lease past its half.
+        """Raise LockLost unless this holder still has the lock; renews the lease past its half.
 
         Call it before each write the lock protects: a holder broken as stale finds out here.
         """
         held = self._held
         if held is None:
-            raise errors.LockLost("lock %s is not held by this Lock object" % self.path)
+            raise LockLost("lock %s is not held by this Lock object" % self.path)
         expiry = self._expiry
         now = _now_ms()
         if self.lease is not None and now > expiry - int(self.lease * 500):
@@ -286,7 +298,7 @@ class Lock:
             self._lost()
 
     def _io_error(self, e):
-        return errors.LockError(
+        return LockError(
             "cannot change lock %s (%s): is its filesystem full or read-only?" % (self.path, e)
         )
 
@@ -294,13 +306,13 @@ class Lock:
         self._held = None
         self._free = None
         token, self.token = self.token, None
-        raise errors.LockLost(
+        raise LockLost(
             "lock %s (token %d) was broken as stale while this holder had it: its writes since its last "
             "check() were not exclusive; acquire again" % (self.path, token)
         )
 
     def release(self):
-        """Give the lock back; raises errors.LockLost if it had been broken meanwhile."""
+        """Give the lock back; raises LockLost if it had been broken meanwhile."""
         held = self._held
         if held is None:
             return
@@ -324,5 +336,5 @@ class Lock:
         else:
             try:
                 self.release()
-            except errors.LockLost:
+            except LockLost:
                 pass  # the block's own error says more

@@ -5,11 +5,12 @@ in `stats`, and its tables (calls waiting, dedup cache, peers, replay windows) a
 docs/rpc.md.
 """
 
+import gc
 import os
 import sys
 import time
 
-from spoolbus import auth, contract, errors, wire
+from spoolbus import auth, errors, wire
 from spoolbus.errors import ticks_add as _ticks_add
 from spoolbus.errors import ticks_diff as _ticks_diff
 from spoolbus.errors import ticks_ms as _ticks_ms
@@ -23,9 +24,13 @@ STATS = (
     "received", "oversized", "malformed", "bad_wire_version", "misrouted", "expired",
     auth.FORGED, auth.UNSIGNED, auth.UNKNOWN_KEY, auth.REPLAYED,
     "duplicate", "busy", "late_replies", "calls_served", "casts_served", "notified", "hellos",
-    "contract_errors", "handler_errors", "send_failed", "internal_errors", "dedup_evicted", "peers_evicted",
-    "link_resets", "link_downs",
+    "contract_errors", "handler_errors", "send_failed", "internal_errors", "out_of_memory", "dedup_evicted",
+    "peers_evicted", "link_resets", "link_downs",
 )
+
+# Calls remembered for retries by default: a board serves a caller or two at a time, and each entry holds a
+# reply (~2.2 KB of a 32-bit board's heap for 24 more entries).
+_DEDUP = 8 if sys.implementation.name == "micropython" else 32
 
 _RUNNING = object()  # dedup entry of a call still executing (a nested call is polling)
 
@@ -81,6 +86,12 @@ def _wire_type(e):
             c = c.lower()
         out += c
     return out
+
+
+def _dedup_key(env):
+    """A call's key in the dedup cache: its source, the source's boot nonce if signed, its id."""
+    seq = env.seq
+    return env.src, seq[0] if isinstance(seq, list) and len(seq) == 2 else None, env.id
 
 
 class _Call:
@@ -166,7 +177,7 @@ class Node:
     log_interval_ms = 60000  # an internal error of one exception type is logged at most this often
 
     def __init__(self, name, transport, keys=None, require=False, timeout=5.0, retries=0, retry_s=1.0,
-                 max_message=4096, dedup_size=32, max_peers=16, max_pending=8, max_depth=4,
+                 max_message=4096, dedup_size=None, max_peers=16, max_pending=8, max_depth=4,
                  clock=True, debug=False):
         self.name = name
         self.transport = transport
@@ -186,7 +197,7 @@ class Node:
         self._services = {}  # name -> (contract.Service, implementation)
         self._subs = {}  # event -> [fn(event, body, src)]
         self._calls = _Calls()
-        self._dedup = _Dedup(dedup_size)
+        self._dedup = _Dedup(_DEDUP if dedup_size is None else dedup_size)
         self._depth = 0
         self._logged = {}  # exception type -> ticks it was last logged
         self._nonce = _nonce()
@@ -212,7 +223,9 @@ class Node:
         self._subs.setdefault(event, []).append(fn)
 
     def client(self, dst, service, version_cap=None):
-        """A Client that checks calls to `dst` against `service` before sending."""
+        """A Client that checks calls to `dst` against `service` before sending (spoolbus.client)."""
+        from spoolbus.client import Client  # here: a board that only serves does not load it
+
         return Client(self, dst, service, version_cap)
 
     # ------------------------------------------------------------ sending
@@ -362,9 +375,10 @@ class Node:
         A link event (LinkReset, LinkDown) is counted and ends the poll normally: the transport
         recovers the link by itself, so a board loop of poll() outlives a bridge that restarts. The
         calls waiting then are lost with the peer's state: one with retries left is sent again at
-        once, the others end with the event (call() raises it at once, not a Timeout later). A frame
-        too large for what is left of the heap is lost and counted as an internal error: the bare loop
-        `while True: node.poll(1000)` is a board's whole main loop.
+        once, the others end with the event (call() raises it at once, not a Timeout later). A message
+        that runs the heap out is counted (`out_of_memory`) and, if it was a call, answered with an
+        `out_of_memory` error when the node can still send one: the bare loop `while True:
+        node.poll(1000)` is a board's whole main loop.
         """
         n = 0
         if self.on_poll is not None:
@@ -377,6 +391,9 @@ class Node:
             while data is not None:
                 try:
                     self._handle(data)
+                except MemoryError as e:  # before the envelope was decoded: nobody to answer
+                    data = None  # the frame is let go of before the heap is collected
+                    self._out_of_memory(e, None)
                 except Exception as e:  # noqa: BLE001 - the loop must survive anything a message causes
                     self._internal_error(e)
                 n += 1
@@ -389,8 +406,8 @@ class Node:
         except errors.LinkDown as e:
             self.stats["link_downs"] += 1
             self._lost(e)
-        except MemoryError as e:
-            self._internal_error(e)
+        except MemoryError as e:  # a frame too large for what is left of the heap, lost while read
+            self._out_of_memory(e, None)
         return n
 
     def _lost(self, event):
@@ -408,9 +425,9 @@ class Node:
         """
         print(text, file=sys.stderr)
 
-    def _internal_error(self, e):
+    def _internal_error(self, e, counter="internal_errors", what="internal error"):
         """Count a bug met while handling a message; log it once per exception type and log_interval_ms."""
-        self.stats["internal_errors"] += 1
+        self.stats[counter] += 1
         kind = type(e)
         now = _ticks_ms()
         last = self._logged.get(kind)
@@ -420,12 +437,36 @@ class Node:
             self._logged.clear()  # bounded: a board cannot keep a table of every kind
         self._logged[kind] = now
         hint = "" if self.debug else "; debug=True adds the traceback"
-        args = (self.name, kind.__name__, e,
-                self.stats["internal_errors"], self.log_interval_ms // 1000, hint)
-        self.log("spoolbus node %s: internal error, message dropped: %s: %s (internal_errors=%d; this kind "
-                 "is logged at most every %d s%s)" % args)
+        args = (self.name, what, kind.__name__, e, counter, self.stats[counter], self.log_interval_ms // 1000,
+                hint)
+        self.log("spoolbus node %s: %s, message dropped: %s: %s (%s=%d; this kind is logged at most every "
+                 "%d s%s)" % args)
         if self.debug:
             self.log(_trace(e))
+
+    def _out_of_memory(self, e, env):
+        """A message that ran the heap out: counted; a call is answered, if the heap has room again once
+        what the call held is collected, with a typed error, so that its caller does not wait for a
+        timeout as if the link were dead (a retry gets the same answer, from the dedup cache); then it
+        is logged, if there is room for that too."""
+        if env is not None:
+            self._dedup.update(_dedup_key(env), None)  # lets go of a reply too big to send
+            gc.collect()
+            try:
+                free = getattr(gc, "mem_free", None)
+                text = "%s ran out of memory serving %s (%s bytes free now); the call did not complete" % (
+                    self.name, env.method, free() if free else "?")
+                body = wire.error_body("out_of_memory", text)
+                self._dedup.update(_dedup_key(env), (wire.ERROR, body))
+                if env.kind == wire.CALL:
+                    self._reply(env, wire.ERROR, body)
+            except MemoryError:  # no room even for that: the caller's deadline ends the call
+                self.stats["send_failed"] += 1
+        gc.collect()
+        try:
+            self._internal_error(e, "out_of_memory", "out of memory")  # counts first: that needs no heap
+        except MemoryError:
+            pass
 
     def _handle(self, data):
         st = self.stats
@@ -465,7 +506,10 @@ class Node:
                 st["expired"] += 1
                 return
         if kind == wire.CALL or kind == wire.CAST:
-            self._on_call(env)
+            try:
+                self._on_call(env)
+            except MemoryError as e:
+                self._out_of_memory(e, env)
         elif kind == wire.NOTIFY:
             self._on_notify(env)
         elif kind == wire.HELLO:
@@ -474,8 +518,7 @@ class Node:
             st["malformed"] += 1
 
     def _on_call(self, env):
-        seq = env.seq
-        key = (env.src, seq[0] if isinstance(seq, list) and len(seq) == 2 else None, env.id)
+        key = _dedup_key(env)
         dedup = self._dedup
         entry = dedup.get(key)
         if entry is not None:
@@ -521,6 +564,8 @@ class Node:
         self.current = env
         try:
             return wire.REPLY, fn(**args)
+        except MemoryError:
+            raise  # answered by _handle, once what the call held is collected
         except Exception as e:  # noqa: BLE001 - a handler's error becomes the caller's RemoteError
             self.stats["handler_errors"] += 1
             body = wire.error_body(_wire_type(e), str(e), getattr(e, "details", None))
@@ -541,6 +586,8 @@ class Node:
                             body=body)
         try:
             self._send(env)
+        except MemoryError:
+            raise
         except errors.CBOREncodeError as e:
             env.kind = wire.ERROR
             env.body = wire.error_body("invalid_reply", "the reply has no CBOR encoding: %s" % e)
@@ -643,49 +690,3 @@ class Node:
         if ticket.retries > 0:
             left = min(left, _ticks_diff(ticket.next_retry, now))
         return max(0, min(left, 50))
-
-
-class Client:
-    """Calls to one destination checked against a service contract, with an oslo-style version cap.
-
-    version_cap=None caps at the version the destination advertised in hello, if it did.
-    """
-
-    def __init__(self, node, dst, service, version_cap=None):
-        self.node = node
-        self.dst = dst
-        self.service = service
-        self.version_cap = version_cap
-
-    def can_send_version(self, version):
-        """Whether a call needing API `version` may be sent (within the contract and the cap)."""
-        v = contract.parse_version(version)
-        if v[0] != self.service.major or v[1] > self.service.minor:
-            return False
-        cap = self.version_cap or self.node.peer_version(self.dst, self.service.name)
-        if cap is None:
-            return True
-        c = contract.parse_version(cap)
-        return v[0] == c[0] and v[1] <= c[1]
-
-    def call(self, method, args=None, timeout=None, retries=None):
-        """Check, then call; returns the reply (see Node.call for the errors)."""
-        args = args if args is not None else {}
-        return self.node.call(self.dst, self.service.name + "." + method, args, timeout=timeout,
-                              version=self._version(method, args), retries=retries)
-
-    def cast(self, method, args=None, ttl=None):
-        """Check, then cast."""
-        args = args if args is not None else {}
-        self.node.cast(self.dst, self.service.name + "." + method, args, version=self._version(method, args),
-                       ttl=ttl)
-
-    def _version(self, method, args):
-        v = self.service.call_version(method, args)
-        text = "%d.%d" % v
-        if not self.can_send_version(text):
-            raise errors.UnsupportedVersion("%s.%s with these arguments needs API %s; %s is capped at %s"
-                                            % (self.service.name, method, text, self.dst,
-                                               self.version_cap or self.node.peer_version(
-                                                   self.dst, self.service.name)))
-        return text

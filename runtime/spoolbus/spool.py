@@ -13,6 +13,15 @@ from spoolbus.proc import alive as _pid_alive
 from spoolbus.proc import fields as _stat_fields
 from spoolbus.proc import read as _read_text
 
+
+class SpoolError(errors.SpoolbusError):
+    """A spool operation failed (missing or read-only directory, unknown message id); the message says why."""
+
+
+class SpoolFull(SpoolError):
+    """The spool is at its quota (messages or bytes) or the disk is full; consume, raise the quota, retry."""
+
+
 _MAGIC = b"SPL1"
 _HEAD = 12  # magic, payload length (u32 LE), CRC-32 of the payload (u32 LE)
 _ENOENT = 2
@@ -215,8 +224,8 @@ def check(rec):
 
 def _os_error(err, what, path):
     if err.args and err.args[0] == _ENOSPC:
-        return errors.SpoolFull("disk full while %s %s: consume messages or free space, retry" % (what, path))
-    return errors.SpoolError("%s %s failed: %r (does it exist, is it writable?)" % (what, path, err))
+        return SpoolFull("disk full while %s %s: consume messages or free space, retry" % (what, path))
+    return SpoolError("%s %s failed: %r (does it exist, is it writable?)" % (what, path, err))
 
 
 class _SyncFs:
@@ -255,7 +264,7 @@ class Spool:
 
     `put`/`put_many` commit by rename into new/; `claim` renames the oldest message into this process's
     claim directory cur/<owner>/ (exactly one competing consumer wins), `ack` deletes it, `nack` returns
-    it to new/ under its own name, so it keeps its place in FIFO order. Quotas raise errors.SpoolFull.
+    it to new/ under its own name, so it keeps its place in FIFO order. Quotas raise SpoolFull.
     """
 
     def __init__(self, path, max_messages=None, max_bytes=None, durable=False):
@@ -276,7 +285,7 @@ class Spool:
         self.recover()
         try:  # now, while there is room: on a full littlefs a consumer could not make it later
             self._open_claim_dir()
-        except errors.SpoolError:
+        except SpoolError:
             pass  # read-only or full: claim() tries again and says why
         self._rescan()
         self._sync = None
@@ -304,7 +313,7 @@ class Spool:
                 os.mkdir(p)
             except OSError as e:
                 if not _is_dir(p):
-                    raise errors.SpoolError(
+                    raise SpoolError(
                         "cannot create spool directory %s: %r (does its parent exist and is it writable?)"
                         % (p, e)
                     ) from None
@@ -374,7 +383,7 @@ class Spool:
         if self._spent >= self._rescan_after or not self._fits(n, nbytes):
             self._rescan()
             if not self._fits(n, nbytes):
-                raise errors.SpoolFull(
+                raise SpoolFull(
                     "spool %s is full: %d messages, %d bytes held; limits %s messages, %s bytes "
                     "(consume, or raise max_messages/max_bytes)"
                     % (self.path, self._count, self._bytes, mm, mb)
@@ -466,7 +475,7 @@ class Spool:
 
     def _not_claimed(self, err, msg_id):
         if err.args and err.args[0] == _ENOENT:
-            return errors.SpoolError(
+            return SpoolError(
                 "message %s is not claimed by this process (already acked or nacked, or returned to the "
                 "spool after a crash)" % msg_id
             )

@@ -15,8 +15,7 @@ import os
 import sys
 import time
 
-from spoolbus import errors
-from spoolbus.lock import Lock
+from spoolbus.lock import Lock, LockLost, LockTimeout
 
 
 class _NoLock:
@@ -76,7 +75,7 @@ def renew(path, lease):
         while True:
             lk.check()
             time.sleep(0.01)
-    except errors.LockLost:
+    except LockLost:
         print("lost", token)
 
 
@@ -92,7 +91,7 @@ def grab(path, go):
     try:
         lk.acquire()
         print("took", lk.token)
-    except errors.LockTimeout:
+    except LockTimeout:
         print("busy")
     sys.stdin.read()  # hold on (alive) until the test is done
 

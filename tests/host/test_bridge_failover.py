@@ -16,8 +16,8 @@ import time
 
 import pytest
 from mosquitto import Broker, free_port
-from spoolbus import errors
 from spoolbus.node import Node
+from spoolbus.transport.mqtt_client import MQTTConnectionError
 from spoolbus_host.bridge.gateway import Bridge
 from spoolbus_host.mqtt.failover import STABLE_S
 from spoolbus_host.mqtt.paho import PahoTransport
@@ -62,7 +62,7 @@ def _call(node: Node, i: int) -> dict:
     while True:
         try:
             return node.call("gw/thermo", "thermo.read", {"sensor": f"s{i}"})
-        except errors.MQTTConnectionError:  # between two brokers: not connected to either just now
+        except MQTTConnectionError:  # between two brokers: not connected to either just now
             time.sleep(0.02)
 
 
@@ -207,7 +207,7 @@ def test_a_caller_tries_each_broker_at_connect_and_names_every_one_when_none_acc
         finally:
             t.close()
         dead = free_port()
-        with pytest.raises(errors.MQTTConnectionError) as e:
+        with pytest.raises(MQTTConnectionError) as e:
             PahoTransport("127.0.0.1", dead, "host", "c2", presence=False, timeout=2,
                           brokers=[("127.0.0.1", refusing.port), ("127.0.0.1", slammer.port)])
     finally:

@@ -8,6 +8,7 @@ RUNTIME = pathlib.Path(__file__).resolve().parents[2] / "runtime" / "spoolbus"
 # Bottom to top, as in docs/architecture.md; a module may import only modules listed before it.
 LAYERS = [
     "errors",
+    "names",
     "crc",
     "proc",
     "appdir",
@@ -17,6 +18,7 @@ LAYERS = [
     "wire",
     "auth",
     "contract",
+    "client",
     "lock",
     "spool",
     "node",

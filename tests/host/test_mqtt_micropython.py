@@ -11,13 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mosquitto import Broker, ScriptedBroker
 from mpproc import MicroPython, compile_mpy
-from spoolbus import errors
+from spoolbus.transport import mqtt_client
 from spoolbus.transport import mqtt_client as m
 from test_mqtt_client import _feed
 
 PRELUDE = """
 import sys, time, json
 from spoolbus import errors
+from spoolbus.transport import mqtt_client
 from spoolbus.transport.mqtt_client import MQTTClient
 PORT = int(sys.argv[1])
 """
@@ -72,7 +73,7 @@ while True:
     try:
         c.connect()
         break
-    except errors.MQTTConnectionError:
+    except mqtt_client.MQTTConnectionError:
         time.sleep_ms(50)
 while c.pending:
     c.poll(100)
@@ -114,7 +115,7 @@ c.publish("d/t", b"once", 1)
 while True:
     try:
         c.poll(100)
-    except errors.MQTTConnectionError:
+    except mqtt_client.MQTTConnectionError:
         break
 c.connect()
 while c.pending:
@@ -153,7 +154,7 @@ try:
     c.connect()  # the bad packet may come in the same read as CONNACK
     while True:
         c.poll(100)
-except errors.MQTTProtocolError as e:
+except mqtt_client.MQTTProtocolError as e:
     print("protocol error:", e, c.connected)
 """, scripted.port)
     scripted.handshake()
@@ -190,7 +191,7 @@ start = time.ticks_ms()
 try:
     while True:
         c.poll(100)
-except errors.MQTTConnectionError as e:
+except mqtt_client.MQTTConnectionError as e:
     print("lost after", time.ticks_diff(time.ticks_ms(), start), e)
 """, mosquitto.port)
     mp.expect("connected")
@@ -212,7 +213,7 @@ for user, pw in (("device", "s3cret"), ("device", "wrong"), (None, None)):
         c.connect()
         print("result", user, pw, "connected")
         c.disconnect()
-    except errors.MQTTRefused as e:
+    except mqtt_client.MQTTRefused as e:
         print("result", user, pw, "refused", e.code, e)
 """, mosquitto_auth.port)
     assert mp.expect("result") == "device s3cret connected"
@@ -229,7 +230,7 @@ def test_connect_to_a_closed_port_is_a_connection_error(tmp_path):
     mp = MicroPython(tmp_path, PRELUDE + """
 try:
     MQTTClient("x", "127.0.0.1", PORT).connect()
-except errors.MQTTConnectionError as e:
+except mqtt_client.MQTTConnectionError as e:
     print("error", e)
 """, free_port())
     assert "cannot connect" in mp.expect("error")
@@ -244,7 +245,7 @@ def test_arbitrary_broker_bytes_raise_only_protocol_errors(chunks):
             _feed(c, chunk)
             while c.message() is not None:
                 pass
-    except errors.MQTTProtocolError:
+    except mqtt_client.MQTTProtocolError:
         pass
 
 
@@ -260,7 +261,7 @@ def test_publish_encoding_round_trips_through_the_parser(topic, payload, qos, re
 
 
 def test_compiled_transport_connects_and_round_trips_in_a_48k_heap(tmp_path, mosquitto):
-    path = compile_mpy(tmp_path / "mpy", "errors", "transport/__init__", "transport/mqtt_client",
+    path = compile_mpy(tmp_path / "mpy", "errors", "names", "transport/__init__", "transport/mqtt_client",
                        "transport/mqtt")
     mp = MicroPython(tmp_path, PRELUDE + """
 import gc
@@ -289,7 +290,7 @@ c = MQTTClient("x", "127.0.0.1", PORT)
 for i in range(200):
     try:
         c.connect()
-    except errors.MQTTConnectionError:
+    except mqtt_client.MQTTConnectionError:
         pass
 print("fd", socket.socket().fileno())
 """, free_port())

@@ -12,13 +12,15 @@ import time
 import pytest
 from mosquitto import Broker, free_port, make_certs
 from mpproc import MicroPython
-from spoolbus import contract, errors, node
+from spoolbus import contract, node
+from spoolbus.transport import mqtt_client
 from spoolbus.transport.mqtt_client import MQTTClient
 from spoolbus_host.mqtt.paho import PahoTransport
 
 PRELUDE = """
 import sys, time, tls
 from spoolbus import errors, node as nd
+from spoolbus.transport import mqtt_client
 from spoolbus.transport.mqtt_client import MQTTClient
 from spoolbus.transport.mqtt import MQTTTransport
 PORT = int(sys.argv[1])
@@ -149,7 +151,7 @@ def test_a_broker_that_requires_client_certificates_takes_the_board_with_one_and
 try:
     MQTTClient("gw/anon", "127.0.0.1", PORT, ssl=context("ca.der")).connect()
     print("error none")
-except errors.MQTTConnectionError as e:
+except mqtt_client.MQTTConnectionError as e:
     print("error", e)
 """, broker.port, certs)
         line = without.expect("error", 15)
@@ -169,7 +171,7 @@ def test_a_broker_certificate_from_another_ca_is_refused_with_one_line_on_microp
 c = MQTTClient("gw/board", "127.0.0.1", PORT, ssl=context("other-ca.der"))
 try:
     c.connect()
-except errors.MQTTConnectionError as e:
+except mqtt_client.MQTTConnectionError as e:
     print("error", e)
 print("backoff", c.backoff_ms)
 """, broker.port, certs)
@@ -179,7 +181,7 @@ print("backoff", c.backoff_ms)
         assert mp.wait() == 0
 
         ctx = ssl.create_default_context(cafile=str(certs / "other-ca.crt"))
-        with pytest.raises(errors.MQTTConnectionError) as e:
+        with pytest.raises(mqtt_client.MQTTConnectionError) as e:
             MQTTClient("gw/cpython", "127.0.0.1", broker.port, ssl=ctx).connect()
         assert str(e.value).startswith(failed) and "\n" not in str(e.value)  # OpenSSL's reason follows
     finally:

@@ -12,13 +12,15 @@ import pytest
 from mosquitto import Broker, ScriptedBroker, make_certs
 from mpproc import MicroPython
 from paho.mqtt.enums import CallbackAPIVersion
-from spoolbus import errors, node
+from spoolbus import node
+from spoolbus.transport import mqtt_client
 from spoolbus.transport.mqtt import base_topic, inbox_topic, split_topic, status_topic, topic_filter
 from spoolbus_host.mqtt.paho import PahoTransport
 
 PRELUDE = """
 import sys, time
 from spoolbus import errors, node
+from spoolbus.transport import mqtt_client
 from spoolbus.transport.mqtt_client import MQTTClient
 from spoolbus.transport.mqtt import MQTTTransport
 PORT = int(sys.argv[1])
@@ -212,7 +214,7 @@ t.close()
 
 
 def test_paho_transport_with_user_and_password(mosquitto_auth):
-    with pytest.raises(errors.MQTTRefused):
+    with pytest.raises(mqtt_client.MQTTRefused):
         PahoTransport("127.0.0.1", mosquitto_auth.port, "gw", "x", user="device", password="wrong", timeout=3)
     _check_a_reaches_b(mosquitto_auth.port, b"hello", user="device", password="s3cret")
 
@@ -224,7 +226,7 @@ def test_paho_send_while_broker_is_down_raises_connection_error(mosquitto):
         deadline = time.monotonic() + 5
         while t.connected and time.monotonic() < deadline:
             time.sleep(0.02)
-        with pytest.raises(errors.MQTTConnectionError):
+        with pytest.raises(mqtt_client.MQTTConnectionError):
             t.send("other", b"x")
     finally:
         t.close()
@@ -333,9 +335,9 @@ def test_paho_transport_over_tls_verifies_the_broker_certificate(tmp_path):
     broker = Broker(tmp_path / "tls", tls=(ca, cert, key)).start()
     try:
         _check_a_reaches_b(broker.port, b"sealed", tls={"ca_certs": str(ca)})
-        with pytest.raises(errors.MQTTConnectionError, match="certificate verify failed"):
+        with pytest.raises(mqtt_client.MQTTConnectionError, match="certificate verify failed"):
             PahoTransport("127.0.0.1", broker.port, "gw", "c", tls={"ca_certs": str(other_ca)}, timeout=3)
-        with pytest.raises(errors.MQTTConnectionError):
+        with pytest.raises(mqtt_client.MQTTConnectionError):
             PahoTransport("127.0.0.1", broker.port, "gw", "d", timeout=3)  # plain MQTT on a TLS port
     finally:
         broker.stop()

@@ -5,7 +5,8 @@ import subprocess
 import threading
 
 import pytest
-from spoolbus import errors, spool
+from spoolbus import spool
+from spoolbus.spool import SpoolError, SpoolFull
 
 
 @pytest.fixture
@@ -27,14 +28,14 @@ def _valid_files(d):
 def test_full_disk_raises_spool_full_and_leaves_nothing_half_visible(small_disk):
     s = spool.Spool(str(small_disk / "s"))
     returned = []
-    with pytest.raises(errors.SpoolFull) as e:
+    with pytest.raises(SpoolFull) as e:
         for i in range(10_000):
             returned.append(s.put(b"%05d" % i + b"x" * 3000))
     assert "disk full" in str(e.value)
     assert os.listdir(small_disk / "s" / "tmp") == []
     new = small_disk / "s" / "new"
     assert sorted(os.listdir(new)) == returned == sorted(_valid_files(new))
-    with pytest.raises(errors.SpoolFull):
+    with pytest.raises(SpoolFull):
         s.put_many([b"y" * 3000] * 30)
     assert sorted(os.listdir(new)) == returned and os.listdir(small_disk / "s" / "tmp") == []
     got = []
@@ -52,10 +53,10 @@ def test_read_only_spool_can_be_opened_but_put_and_claim_say_why_they_fail(small
     try:
         ro = spool.Spool(str(small_disk / "s"))
         assert len(ro) == 1
-        with pytest.raises(errors.SpoolError) as e:
+        with pytest.raises(SpoolError) as e:
             ro.put(b"x")
         assert "writing" in str(e.value) and "Read-only" in str(e.value)
-        with pytest.raises(errors.SpoolError) as e:
+        with pytest.raises(SpoolError) as e:
             ro.claim()
         assert "Read-only" in str(e.value)
     finally:
@@ -66,10 +67,10 @@ def test_read_only_spool_can_be_opened_but_put_and_claim_say_why_they_fail(small
 def test_spool_removed_under_a_consumer_is_a_clear_error(tmp_path):
     s = spool.Spool(str(tmp_path / "s"))
     subprocess.run(["rm", "-rf", str(tmp_path / "s")], check=True)
-    with pytest.raises(errors.SpoolError) as e:
+    with pytest.raises(SpoolError) as e:
         s.claim()
     assert "listing" in str(e.value)
-    with pytest.raises(errors.SpoolError):
+    with pytest.raises(SpoolError):
         s.put(b"x")
 
 

@@ -8,8 +8,8 @@ import time
 
 from blockdev import RAMBlockDevice
 from mpcompat import raises, temp_dir
-from spoolbus import errors, lock, proc
-from spoolbus.lock import Lock
+from spoolbus import lock, proc
+from spoolbus.lock import Lock, LockError, LockLost, LockTimeout
 
 try:
     import vfs
@@ -61,7 +61,7 @@ def test_second_holder_times_out_naming_the_first():
     with temp_dir() as d:
         a = Lock(d + "/lk").acquire()
         t = time.time()
-        with raises(errors.LockTimeout) as e:
+        with raises(LockTimeout) as e:
             Lock(d + "/lk", timeout=0.05).acquire()
         assert time.time() - t >= 0.049  # the lock counts whole milliseconds (ticks_ms)
         assert ("pid %s" % lock._whoami()[3]) in str(e.value)
@@ -85,10 +85,10 @@ def test_expired_lease_is_broken_and_the_old_holder_sees_lock_lost():
         time.sleep(0.06)
         b = Lock(d + "/lk", timeout=0).acquire()
         assert b.token == 2
-        with raises(errors.LockLost) as e:
+        with raises(LockLost) as e:
             a.check()
         assert "token 1" in str(e.value)
-        with raises(errors.LockLost):
+        with raises(LockLost):
             a.check()  # and stays lost
         a.release()  # a lost lock has nothing to give back
         b.check()
@@ -100,7 +100,7 @@ def test_release_of_a_broken_lock_raises_lock_lost_and_leaves_the_new_holder_alo
         a = Lock(d + "/lk", lease=0.03).acquire()
         time.sleep(0.06)
         b = Lock(d + "/lk", timeout=0).acquire()
-        with raises(errors.LockLost):
+        with raises(LockLost):
             a.release()
         b.check()
         assert _entries(d + "/lk")[0].startswith("h2.")
@@ -113,7 +113,7 @@ def test_check_renews_the_lease_so_a_live_holder_is_not_broken():
         end = time.time() + 0.35
         while time.time() < end:
             a.check()
-            with raises(errors.LockTimeout):
+            with raises(LockTimeout):
                 Lock(d + "/lk", timeout=0).acquire()
             time.sleep(0.02)
         assert a.token == 1
@@ -129,7 +129,7 @@ def test_of_two_breakers_of_one_stale_holder_only_one_wins():
         assert b._take(stale, 6)  # both saw the same stale entry; renaming it is the contest
         assert not c._take(stale, 6)
         assert b.token == 6 and c.token is None
-        with raises(errors.LockTimeout):
+        with raises(LockTimeout):
             c.acquire()
         b.check()
         b.release()
@@ -139,7 +139,7 @@ def test_holder_on_another_machine_is_kept_until_its_lease_expires():
     with temp_dir() as d:
         p = _fresh(d)
         _plant(p, _held_by(p, node="ffffffffffff", expiry=int(time.time() * 1000) + 150))
-        with raises(errors.LockTimeout) as e:
+        with raises(LockTimeout) as e:
             Lock(p, timeout=0).acquire()
         assert "node ffffffffffff" in str(e.value)
         with Lock(p, timeout=2) as b:
@@ -150,7 +150,7 @@ def test_holder_without_lease_on_another_machine_is_never_broken():
     with temp_dir() as d:
         p = _fresh(d)
         _plant(p, _held_by(p, node="ffffffffffff", expiry=0))
-        with raises(errors.LockTimeout):
+        with raises(LockTimeout):
             Lock(p, timeout=0.05).acquire()
 
 
@@ -183,7 +183,7 @@ def test_holder_whose_pid_was_reused_by_another_process_is_broken():
         with Lock(p, timeout=0) as b:
             assert b.token == 8
         _plant(p, _held_by(p, pid="1", start=init_start, expiry=0))  # pid 1 with its own start: alive
-        with raises(errors.LockTimeout):
+        with raises(LockTimeout):
             Lock(p, timeout=0).acquire()
 
 
@@ -191,14 +191,14 @@ def test_holder_in_another_pid_namespace_is_kept_until_its_lease_expires():
     with temp_dir() as d:
         p = _fresh(d)
         _plant(p, _held_by(p, ns="1", pid="4194305", expiry=0))  # a container's pid means nothing here
-        with raises(errors.LockTimeout):
+        with raises(LockTimeout):
             Lock(p, timeout=0).acquire()
 
 
 def test_holder_in_this_process_without_lease_is_never_broken():
     with temp_dir() as d:
         a = Lock(d + "/lk", lease=None).acquire()
-        with raises(errors.LockTimeout):
+        with raises(LockTimeout):
             Lock(d + "/lk", timeout=0.03).acquire()
         a.check()
         a.release()
@@ -215,7 +215,7 @@ def test_foreign_files_alone_in_the_lock_directory_are_reported_not_removed():
     with temp_dir() as d:
         os.mkdir(d + "/lk")
         open(d + "/lk/notes.txt", "w").close()
-        with raises(errors.LockTimeout) as e:
+        with raises(LockTimeout) as e:
             Lock(d + "/lk", timeout=0).acquire()
         assert "notes.txt" in str(e.value)
         assert _entries(d + "/lk") == ["notes.txt"]
@@ -242,7 +242,7 @@ def test_older_state_entries_left_by_a_cut_rename_are_ignored_then_removed():
 
 
 def test_missing_parent_directory_is_a_clear_lock_error():
-    with raises(errors.LockError) as e:
+    with raises(LockError) as e:
         Lock("/tmp/spoolbus-no-such-dir/x/lk", timeout=0).acquire()
     assert "parent" in str(e.value)
 
@@ -250,7 +250,7 @@ def test_missing_parent_directory_is_a_clear_lock_error():
 def test_acquiring_a_held_lock_object_twice_is_an_error():
     with temp_dir() as d:
         a = Lock(d + "/lk").acquire()
-        with raises(errors.LockError):
+        with raises(LockError):
             a.acquire()
         a.release()
 
@@ -263,7 +263,7 @@ def _holder(path, counter, rounds, log):
             try:
                 lk.acquire()
                 break
-            except errors.LockTimeout:
+            except LockTimeout:
                 yield
         with open(counter) as f:
             n = int(f.read() or "0")
@@ -353,9 +353,9 @@ if vfs is not None:
         vfs.umount(point)
         vfs.mount(vfs.VfsLfs2(bdev), point, readonly=True)
         try:
-            with raises(errors.LockError) as e:
+            with raises(LockError) as e:
                 Lock(point + "/lk", timeout=5).acquire()
-            assert not isinstance(e.value, errors.LockTimeout)
+            assert not isinstance(e.value, LockTimeout)
             assert "read-only" in str(e.value)
         finally:
             vfs.umount(point)
@@ -365,7 +365,7 @@ if vfs is not None:
         time.sleep(0.06)
         with Lock(root + "/lk", timeout=0) as b:
             assert b.token == 2
-            with raises(errors.LockLost):
+            with raises(LockLost):
                 a.check()
 
     def test_expired_lease_is_broken_on_littlefs_and_fat():
@@ -395,7 +395,7 @@ if vfs is not None:
                         a.acquire()
                         a.release()
                     a.acquire()
-                except (OSError, errors.LockError):  # the power went mid-way (the disk raises EIO)
+                except (OSError, LockError):  # the power went mid-way (the disk raises EIO)
                     pass
                 vfs.umount(point)
                 done = bdev.writes <= bdev.fail_after_writes

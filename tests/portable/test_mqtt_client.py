@@ -1,9 +1,9 @@
 """MQTT 3.1.1 packets: byte-exact encoding, strictly bounded parsing of what a broker sends, fuzzed."""
 
 from mpcompat import raises
-from spoolbus import errors
 from spoolbus.errors import ticks_add, ticks_ms
 from spoolbus.transport import mqtt_client as m
+from spoolbus.transport.mqtt_client import MQTTConnectionError, MQTTProtocolError
 
 
 def _client(**kw):
@@ -59,9 +59,9 @@ def test_split_packet_waits_for_a_whole_packet():
 
 
 def test_split_packet_rejects_five_byte_length_and_oversize():
-    with raises(errors.MQTTProtocolError):
+    with raises(MQTTProtocolError):
         m.split_packet(b"\x30\xff\xff\xff\xff\x01", 0, 6, 1 << 30)
-    with raises(errors.MQTTProtocolError) as e:
+    with raises(MQTTProtocolError) as e:
         m.split_packet(b"\x90\x80\x08", 0, 3, 1000)
     assert "max_packet" in str(e.value)
     assert m.split_packet(b"\x30\x80\x08", 0, 3, 1000) == (0x30, 3, 3 + 1024)  # PUBLISH: to be skipped
@@ -80,7 +80,7 @@ def test_decode_publish_rejects_malformed():
         (0x30, b"\x00\x02\xff\xfex"),  # not UTF-8
     )
     for first, body in bad:
-        with raises(errors.MQTTProtocolError):
+        with raises(MQTTProtocolError):
             m.decode_publish(first, memoryview(body))
 
 
@@ -105,7 +105,7 @@ def test_unexpected_packets_from_the_broker_are_protocol_errors():
     for pkt in (b"\x10\x00", b"\x82\x00", b"\xc0\x00", b"\xe0\x00", b"\x50\x02\x00\x01",
                 b"\x41\x02\x00\x01", b"\x20\x02\x00\x00", b"\xd0\x01\x00", b"\xf0\x00"):
         c = _client()
-        with raises(errors.MQTTProtocolError):
+        with raises(MQTTProtocolError):
             _feed(c, pkt)
 
 
@@ -143,7 +143,7 @@ def test_fuzzed_broker_bytes_raise_only_protocol_errors():
         c = _client(max_packet=64)
         try:
             _feed(c, data)
-        except errors.MQTTProtocolError:
+        except MQTTProtocolError:
             pass
         assert c._fill <= len(data)
 
@@ -189,7 +189,7 @@ def test_a_failed_connect_moves_the_next_one_to_the_next_broker_round_robin():
     for _ in range(4):
         assert c.broker[1] in (pa, pb)
         tried.append(c.broker[1])
-        with raises(errors.MQTTConnectionError) as e:
+        with raises(MQTTConnectionError) as e:
             c.connect()
         assert "cannot connect to MQTT broker 127.0.0.1:%d" % tried[-1] in str(e.value)
     assert tried == [pa, pb, pa, pb]
@@ -204,7 +204,7 @@ def test_a_broker_that_takes_tcp_but_never_answers_connect_doubles_the_jittered_
     c = m.MQTTClient("silent", "127.0.0.1", port, timeout_ms=20)
     pauses = []
     for _ in range(9):
-        with raises(errors.MQTTConnectionError) as e:
+        with raises(MQTTConnectionError) as e:
             c.connect()
         assert "no answer" in str(e.value)
         pauses.append(c.backoff_ms)

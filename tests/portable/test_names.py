@@ -3,7 +3,7 @@
 import os
 
 from mpcompat import raises, remove_tree, tmpdir
-from spoolbus.errors import check_name
+from spoolbus.names import check_name
 from spoolbus.transport.mqtt import base_topic, inbox_topic, status_topic
 from spoolbus.transport.spool import SpoolTransport
 

@@ -5,6 +5,7 @@ import sys
 from mpcompat import cpython_only, raises
 from spoolbus import cbor, contract, errors, node, wire
 from spoolbus.transport.loopback import Hub, Loopback
+from spoolbus.transport.mqtt_client import MQTTRefused
 
 THERMO = contract.Service("thermo", "1.3")
 THERMO.method("read", ("sensor", str), ("unit", str, "C", "1.2"))
@@ -562,9 +563,43 @@ def test_a_frame_too_large_for_the_heap_costs_that_frame_and_the_loop_goes_on():
     served = 0
     for _ in range(3):  # the board loop: while True: nd.poll(20)
         served += srv.poll(0)
-    assert served == 1 and srv.stats["internal_errors"] == 1
+    assert served == 1 and srv.stats["out_of_memory"] == 1 and srv.stats["internal_errors"] == 0
     cli.poll(0)
     assert cli.ready(t) and cli.result(t)["sensor"] == "a"
+
+
+class Hungry(Thermo):
+    """Thermo whose read runs out of memory (MemoryError) for sensor "big", as a board's would."""
+
+    def read(self, sensor, unit="C"):
+        self.reads += 1
+        if sensor == "big":
+            raise MemoryError("memory allocation failed, allocating 65536 bytes")
+        return {"sensor": sensor}
+
+
+def test_a_call_that_runs_the_heap_out_is_answered_out_of_memory_not_left_to_time_out():
+    hub = Hub()
+    srv = node.Node("srv", Loopback(hub, "srv"))
+    logged = []
+    srv.log = logged.append
+    hungry = Hungry()
+    srv.serve(THERMO, hungry)
+    hub.attach(srv)
+    cli = node.Node("cli", Loopback(hub, "cli"), timeout=0.5)
+    with raises(errors.RemoteError) as e:
+        cli.call("srv", "thermo.read", {"sensor": "big"})
+    assert e.value.type == "out_of_memory" and "srv ran out of memory serving thermo.read" in e.value.message
+    assert srv.stats["out_of_memory"] == 1 and srv.stats["handler_errors"] == 0
+    assert srv.stats["internal_errors"] == 0
+    assert "out of memory, message dropped: MemoryError" in logged[0] and "out_of_memory=1" in logged[0]
+    assert cli.call("srv", "thermo.read", {"sensor": "a"}) == {"sensor": "a"}  # and it goes on serving
+    # A retry of the same call (same id) gets the same answer from the dedup cache, without running again.
+    t = cli.send_call("srv", "thermo.read", {"sensor": "big"})
+    srv.poll(0)
+    cli._send(t.env)
+    srv.poll(0)
+    assert srv.stats["duplicate"] == 1 and hungry.reads == 3
 
 
 def test_internal_errors_go_to_stderr_by_default():
@@ -573,7 +608,7 @@ def test_internal_errors_go_to_stderr_by_default():
 
 def test_spoolbus_errors_travel_by_their_class_name_in_snake_case_and_others_by_their_class_name():
     errs = (errors.UnsupportedVersion("x"), errors.Busy("x"), errors.CBORDecodeError("x"),
-            errors.MQTTRefused("x", 5), errors.UnsupportedWireVersion((2, 0), (1, 0)), DetailedError("x", 1))
+            MQTTRefused("x", 5), errors.UnsupportedWireVersion((2, 0), (1, 0)), DetailedError("x", 1))
     assert [node._wire_type(e) for e in errs] == ["unsupported_version", "busy", "cbor_decode_error",
                                                   "mqtt_refused", "unsupported_wire_version", "DetailedError"]
 

@@ -3,7 +3,8 @@
 import os
 
 from mpcompat import raises, remove_tree, temp_dir, tmpdir
-from spoolbus import errors, spool
+from spoolbus import spool
+from spoolbus.spool import SpoolError, SpoolFull
 
 _DEAD = "p7ffffffe.1"  # a pid no process has: its claims and tmp files belong to a dead process
 
@@ -99,12 +100,12 @@ def test_ack_or_nack_of_an_unclaimed_id_is_a_clear_error():
     with temp_dir() as d:
         s = spool.Spool(d)
         mid = s.put(b"x")
-        with raises(errors.SpoolError) as e:
+        with raises(SpoolError) as e:
             s.ack(mid)
         assert "not claimed" in str(e.value)
         m = s.claim()
         s.ack(m[0])
-        with raises(errors.SpoolError):
+        with raises(SpoolError):
             s.nack(m[0])
 
 
@@ -113,10 +114,10 @@ def test_message_quota_raises_spool_full_and_frees_up_after_consuming():
         s = spool.Spool(d, max_messages=3)
         s.put_many([b"1", b"2"])
         s.put(b"3")
-        with raises(errors.SpoolFull) as e:
+        with raises(SpoolFull) as e:
             s.put(b"4")
         assert "max_messages" in str(e.value)
-        with raises(errors.SpoolFull):
+        with raises(SpoolFull):
             s.put_many([b"4", b"5"])
         assert _drain(s)[0] == b"1"
         s.put(b"again")
@@ -128,7 +129,7 @@ def test_byte_quota_counts_payload_bytes_and_claimed_messages():
         s = spool.Spool(d, max_bytes=100)
         s.put(b"x" * 60)
         m = s.claim()  # claimed but not acked: still held
-        with raises(errors.SpoolFull):
+        with raises(SpoolFull):
             s.put(b"y" * 50)
         s.put(b"y" * 40)
         s.ack(m[0])
@@ -140,7 +141,7 @@ def test_quota_sees_the_puts_of_another_producer():
         a = spool.Spool(d, max_messages=10)
         b = spool.Spool(d, max_messages=10)
         a.put_many([b"a"] * 6)
-        with raises(errors.SpoolFull):
+        with raises(SpoolFull):
             for _ in range(10):
                 b.put(b"b")
         # b counted before a's puts: it rescans after spending half the room it saw (5 of 10)
@@ -291,7 +292,7 @@ def test_a_producer_stamps_after_the_backlog_even_if_the_clock_is_behind():
 
 
 def test_missing_parent_directory_is_a_clear_error():
-    with raises(errors.SpoolError) as e:
+    with raises(SpoolError) as e:
         spool.Spool("/tmp/no-such-parent-for-spoolbus/spool")
     assert "parent" in str(e.value)
 

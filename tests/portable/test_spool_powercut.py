@@ -12,7 +12,8 @@ import os
 
 from blockdev import RAMBlockDevice
 from mpcompat import micropython_only, raises
-from spoolbus import errors, spool
+from spoolbus import spool
+from spoolbus.spool import SpoolFull
 
 _MOUNT = "/spool-powercut"
 
@@ -172,11 +173,11 @@ def _fill_and_drain(fs):
     try:
         s = spool.Spool(_MOUNT + "/s")
         ids = []
-        with raises(errors.SpoolFull) as e:
+        with raises(SpoolFull) as e:
             for i in range(1000):
                 ids.append(s.put(_payload(i) * 2))
         assert "disk full" in str(e.value) and len(ids) > 20
-        with raises(errors.SpoolFull):
+        with raises(SpoolFull):
             s.put_many([_payload(0)] * 3)
         assert os.listdir(_MOUNT + "/s/tmp") == []  # nothing half-written left behind
         got = []

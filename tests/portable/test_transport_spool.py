@@ -4,6 +4,7 @@ import os
 
 from mpcompat import raises, remove_tree, tmpdir
 from spoolbus import contract, errors, node
+from spoolbus.spool import SpoolFull
 from spoolbus.transport.spool import SpoolTransport
 
 COUNTER = contract.Service("counter", "1.0").method("add", ("n", int, 1))
@@ -57,7 +58,7 @@ def test_full_inbox_and_bad_names_are_errors():
         a = SpoolTransport(root, "a", max_messages=2)
         a.send("b", b"1")
         a.send("b", b"2")
-        with raises(errors.SpoolFull):
+        with raises(SpoolFull):
             a.send("b", b"3")
         for bad in ("../etc", "a/b/c", "a~b", "/a", "a/", "a/.b", "", ".hidden", 7):
             with raises(ValueError):

@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from spoolbus.errors import check_name
+from spoolbus.names import check_name
 
 from spoolbus_host.bridge.routing import BRIDGE_NODE
 from spoolbus_host.mqtt.failover import address
@@ -69,7 +69,7 @@ _EXAMPLES = {
 
 def own_name(name: str) -> str:
     """`name` if an operator may give it to a bridge or a device: a name every transport carries
-    (errors.check_name), not one of spoolbus's own (a leading '_'). ValueError naming the fix."""
+    (check_name), not one of spoolbus's own (a leading '_'). ValueError naming the fix."""
     check_name(name)
     if name.startswith("_"):
         raise ValueError(f"{name!r} is reserved: a leading '_' marks spoolbus's own nodes ({BRIDGE_NODE} is "

@@ -33,7 +33,7 @@ from typing import Protocol
 import paho.mqtt.client as paho
 from spoolbus import auth, errors, wire
 from spoolbus.frame import MAX_FRAME
-from spoolbus.spool import Spool
+from spoolbus.spool import Spool, SpoolError, SpoolFull
 from spoolbus.transport.mqtt import HEARTBEAT_MS, OFFLINE, ONLINE, inbox_topic, status_topic
 from spoolbus.transport.serial import SerialTransport
 from spoolbus.transport.spool import SpoolTransport
@@ -353,7 +353,7 @@ class Bridge:
             try:
                 self.outbox.put(device, route.target, data)
                 self.stats["spooled"] += 1
-            except errors.SpoolFull:
+            except SpoolFull:
                 self.stats["outbox_full"] += 1
                 log.warning("%s: outbox full, message to %s dropped", src, env.dst)
         else:
@@ -435,7 +435,7 @@ class Bridge:
             if spool is None:
                 spool = self._held[device] = Spool(f"{self._held_root}/{device}", max_messages=1000)
             spool.put(data)
-        except errors.SpoolError as e:
+        except SpoolError as e:
             self.stats["held_full"] += 1
             log.warning("%s/%s: cannot hold a message for the device (%s): left unacknowledged at the broker",
                         self.name, device, e)

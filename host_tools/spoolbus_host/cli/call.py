@@ -12,6 +12,7 @@ import os
 import sys
 
 from spoolbus import errors, node
+from spoolbus.transport.mqtt_client import MQTTConnectionError
 
 from spoolbus_host.cli import mqtt_options, options
 
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         call_args[key] = mqtt_options.parse_value(value)
     try:
         t = mqtt_options.transport(args, "host", f"cli-{os.getpid()}")
-    except errors.MQTTConnectionError as e:
+    except MQTTConnectionError as e:
         return mqtt_options.unreachable(args.verb, e)
     n = node.Node(t.name, t, timeout=args.timeout)
     try:
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"spoolbus call: no reply from {args.node} in {args.timeout} s (is it online? "
               f"see `spoolbus monitor {args.node}`)", file=sys.stderr)
         return 4
-    except errors.MQTTConnectionError as e:
+    except MQTTConnectionError as e:
         return mqtt_options.unreachable(args.verb, e)
     except errors.SpoolbusError as e:  # what the node refuses to send (too large, not encodable)
         print(f"spoolbus {args.verb}: {e}", file=sys.stderr)

@@ -14,7 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from spoolbus import errors
+from spoolbus.transport.mqtt_client import MQTTConnectionError
 
 from spoolbus_host.cli import mqtt_options, options
 from spoolbus_host.deploy.micropython import DeployError, deploy, rollback
@@ -145,7 +145,7 @@ def _over_the_bus(args: argparse.Namespace, mpy_cross: str | None) -> int:
         n = mqtt_options.bus_node(args, args.to, pending=window + 1)
     except ValueError as e:
         return _fail(str(e))
-    except errors.MQTTConnectionError as e:
+    except MQTTConnectionError as e:
         return mqtt_options.unreachable("deploy", e)
     try:
         if args.rollback:
@@ -155,7 +155,7 @@ def _over_the_bus(args: argparse.Namespace, mpy_cross: str | None) -> int:
                                          timeout=timeout, progress=None if args.json else Progress("deploy"))
     except DeployError as e:
         return _fail(str(e))
-    except errors.MQTTConnectionError as e:
+    except MQTTConnectionError as e:
         return mqtt_options.unreachable("deploy", e)
     finally:
         n.close()

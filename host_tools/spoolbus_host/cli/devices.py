@@ -14,7 +14,7 @@ import sqlite3
 import sys
 import time
 
-from spoolbus import errors
+from spoolbus.transport.mqtt_client import MQTTConnectionError, MQTTRefused
 
 from spoolbus_host.bridge.registry import Registry
 from spoolbus_host.cli import mqtt_options
@@ -39,7 +39,7 @@ def from_broker(args: argparse.Namespace) -> int:
 
     try:
         t = mqtt_options.transport(args, "host", f"devices-{os.getpid()}", watch="+")
-    except (errors.MQTTConnectionError, errors.MQTTRefused) as e:
+    except (MQTTConnectionError, MQTTRefused) as e:
         return mqtt_options.unreachable("devices", e)
     try:
         up, down = fleet.online(t)

@@ -13,7 +13,7 @@ import json
 import os
 import sys
 
-from spoolbus import errors
+from spoolbus.transport.mqtt_client import MQTTConnectionError
 
 from spoolbus_host.cli import mqtt_options, options
 
@@ -62,13 +62,13 @@ def run(args: argparse.Namespace) -> int:
         n = mqtt_options.bus_node(args, args.node, pending=args.window + 1)
     except ValueError as e:
         return _fail(str(e))
-    except errors.MQTTConnectionError as e:
+    except MQTTConnectionError as e:
         return mqtt_options.unreachable("fetch", e)
     try:
         data = ota.fetch(n, args.node, args.path, window=args.window, timeout=args.timeout)
     except ota.DeployError as e:
         return _fail(str(e))
-    except errors.MQTTConnectionError as e:
+    except MQTTConnectionError as e:
         return mqtt_options.unreachable("fetch", e)
     finally:
         n.close()

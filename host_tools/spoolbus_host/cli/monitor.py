@@ -16,8 +16,9 @@ import sys
 import time
 
 from spoolbus import errors, wire
-from spoolbus.errors import check_name
+from spoolbus.names import check_name
 from spoolbus.transport.mqtt import split_topic, status_topic
+from spoolbus.transport.mqtt_client import MQTTConnectionError, MQTTRefused
 
 from spoolbus_host.cli import mqtt_options, options
 
@@ -88,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         t = mqtt_options.transport(args, "host", f"monitor-{os.getpid()}", watch=bridge,
                                    tap=f"{args.prefix}/{args.filter}/#")
-    except (errors.MQTTConnectionError, errors.MQTTRefused) as e:
+    except (MQTTConnectionError, MQTTRefused) as e:
         return mqtt_options.unreachable("monitor", e)
     print("watching", file=sys.stderr, flush=True)
     shown: dict[str, str] = {}  # node -> the status last printed for it

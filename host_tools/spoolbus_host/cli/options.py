@@ -14,7 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import TypeVar
 
-from spoolbus.errors import check_name
+from spoolbus.names import check_name
 
 T = TypeVar("T")
 
@@ -70,7 +70,7 @@ def prefix(text: str) -> str:
 
 def node_name(text: str) -> str:
     """`text` if it names one node as bridge/device, each part a name every transport carries
-    (errors.check_name); ValueError naming the part that is not and the rule."""
+    (check_name); ValueError naming the part that is not and the rule."""
     bridge, sep, device = text.partition("/")
     if not sep:
         raise ValueError(f"{text!r} is not a node; give it as bridge/device, e.g. gw1/sensor-1")

@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from spoolbus import errors
+from spoolbus.transport.mqtt_client import MQTTConnectionError
 
 from spoolbus_host.cli import mqtt_options, options
 
@@ -107,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(e))
     except ValueError as e:  # a key file that does not fit
         return _fail(str(e))
-    except errors.MQTTConnectionError as e:
+    except MQTTConnectionError as e:
         return mqtt_options.unreachable("rollout", e)
     finally:
         for n in shared:

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
-from spoolbus import errors
 from spoolbus.errors import ticks_ms
 from spoolbus.transport.mqtt import (
     ANSWER_MS,
@@ -29,6 +28,7 @@ from spoolbus.transport.mqtt import (
     topic_filter,
     who_topic,
 )
+from spoolbus.transport.mqtt_client import MQTTConnectionError, MQTTRefused
 
 from spoolbus_host.mqtt.failover import Address, Failover, where
 
@@ -129,13 +129,13 @@ class PahoTransport:
         else:
             if len(failures) == 1:
                 raise failures[0]
-            raise errors.MQTTConnectionError("no MQTT broker accepted the connection: "
+            raise MQTTConnectionError("no MQTT broker accepted the connection: "
                                              + "; ".join(map(str, failures)))
         self._started = True
         if self._status:
             threading.Thread(target=self._beating, name=f"heartbeat {self.name}", daemon=True).start()
 
-    def _first_connect(self, keepalive: int, timeout: float) -> errors.MQTTConnectionError | None:
+    def _first_connect(self, keepalive: int, timeout: float) -> MQTTConnectionError | None:
         """Connect to the failover's current address and wait until subscribed: None, or why not."""
         host, port = self._failover.current
         self._answered.clear()
@@ -143,15 +143,15 @@ class PahoTransport:
         try:
             self.client.connect(host, port, keepalive)
         except OSError as e:
-            return errors.MQTTConnectionError(f"cannot connect to MQTT broker {host}:{port}: {e}")
+            return MQTTConnectionError(f"cannot connect to MQTT broker {host}:{port}: {e}")
         self.client.loop_start()
         if self._answered.wait(timeout) and self._connected.is_set():
             return None
         self.client.loop_stop()
         if self._refused is not None:
-            return errors.MQTTRefused(f"MQTT broker {host}:{port} refused the connection", self._refused)
+            return MQTTRefused(f"MQTT broker {host}:{port} refused the connection", self._refused)
         why = "closed before CONNACK" if self._answered.is_set() else f"no CONNACK in {timeout} s"
-        return errors.MQTTConnectionError(f"MQTT broker {host}:{port}: {why} (TLS or protocol mismatch?)")
+        return MQTTConnectionError(f"MQTT broker {host}:{port}: {why} (TLS or protocol mismatch?)")
 
     @property
     def connected(self) -> bool:
@@ -164,7 +164,7 @@ class PahoTransport:
 
     def send(self, dst: str, data: bytes) -> None:
         if not self._connected.is_set():
-            raise errors.MQTTConnectionError("not connected to the MQTT broker (paho is reconnecting)")
+            raise MQTTConnectionError("not connected to the MQTT broker (paho is reconnecting)")
         self.client.publish(inbox_topic(self.prefix, self.bridge, dst), bytes(data), self.qos)
 
     def peers(self) -> list[str]:

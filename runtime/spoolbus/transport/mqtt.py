@@ -7,8 +7,9 @@ A Node on this transport is named "bridge/device", the form peers() returns and 
 
 from time import sleep
 
-from spoolbus import errors
 from spoolbus.errors import ticks_diff, ticks_ms
+from spoolbus.names import check_name
+from spoolbus.transport.mqtt_client import MQTTConnectionError, MQTTProtocolError
 
 ONLINE = b"online"
 OFFLINE = b"offline"
@@ -18,7 +19,7 @@ STALE_FACTOR = 3  # ...and a status not heard again for this many heartbeats is 
 ANSWER_MS = 1000  # a node answers who-queries at most this often
 
 
-_check = errors.check_name  # a bridge or device name every broker carries as one topic level
+_check = check_name  # a bridge or device name every broker carries as one topic level
 
 
 def base_topic(prefix, bridge, device):
@@ -167,12 +168,12 @@ class MQTTTransport:
                     return None
                 try:
                     self._connect()
-                except (errors.MQTTConnectionError, errors.MQTTProtocolError) as e:
+                except (MQTTConnectionError, MQTTProtocolError) as e:
                     self.last_error = e
                     return None
             try:
                 c.poll(timeout_ms)
-            except (errors.MQTTConnectionError, errors.MQTTProtocolError) as e:
+            except (MQTTConnectionError, MQTTProtocolError) as e:
                 self.last_error = e  # the client has closed the link; the next recv() reconnects
                 return None
             msg = self._message()
@@ -193,7 +194,7 @@ class MQTTTransport:
                 start = ticks_ms()
                 while c.pending and ticks_diff(ticks_ms(), start) < c.timeout_ms:
                     c.poll(50)
-            except errors.MQTTConnectionError:
+            except MQTTConnectionError:
                 pass
             c.disconnect()
 
@@ -204,7 +205,7 @@ class MQTTTransport:
             try:
                 c.connect()
                 break
-            except (errors.MQTTConnectionError, errors.MQTTProtocolError):
+            except (MQTTConnectionError, MQTTProtocolError):
                 if not left:
                     raise
         if not self._subscribed:  # later reconnects restore them (MQTTClient remembers subscriptions)
@@ -223,7 +224,7 @@ class MQTTTransport:
             self._heartbeat.sent(now)
             try:
                 self.client.publish(self._status, ONLINE, 1, True)
-            except errors.MQTTConnectionError as e:
+            except MQTTConnectionError as e:
                 self.last_error = e
 
     def _message(self):

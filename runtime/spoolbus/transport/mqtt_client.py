@@ -11,6 +11,26 @@ import socket
 from spoolbus import errors
 from spoolbus.errors import ticks_diff, ticks_ms
 
+
+class MQTTProtocolError(errors.DecodeError):
+    """The broker sent bytes that are not valid MQTT 3.1.1 for this client; the connection is closed."""
+
+
+class MQTTConnectionError(errors.SpoolbusError):
+    """The broker cannot be reached or the connection was lost; reconnect (unacknowledged QoS 1 is kept)."""
+
+
+class MQTTRefused(MQTTConnectionError):
+    """The broker refused the connection or a subscription; `code` is the CONNACK/SUBACK return code."""
+
+    def __init__(self, message, code):
+        super().__init__("%s (code %d)" % (message, code))
+        self.code = code
+
+
+class MQTTMessageTooLarge(errors.SpoolbusError):
+    """A publish larger than the client's max_packet; raise max_packet on both ends or send less."""
+
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -141,10 +161,10 @@ def split_packet(buf, start, end, max_packet):
             break
         shift += 7
         if shift > 21:
-            raise errors.MQTTProtocolError("remaining length longer than 4 bytes", i - start)
+            raise MQTTProtocolError("remaining length longer than 4 bytes", i - start)
     if rl > max_packet:
         if buf[start] & 0xF0 != _PUBLISH:
-            raise errors.MQTTProtocolError("packet of %d bytes exceeds max_packet %d" % (rl, max_packet),
+            raise MQTTProtocolError("packet of %d bytes exceeds max_packet %d" % (rl, max_packet),
                                            start)
     elif end - i < rl:
         return None
@@ -155,26 +175,26 @@ def decode_publish(first, body):
     """(topic, payload, qos, pid, retain, dup) of a PUBLISH body (a memoryview); QoS 0 and 1 only."""
     qos = (first >> 1) & 3
     if qos > 1:
-        raise errors.MQTTProtocolError("PUBLISH with QoS %d; this client subscribes with QoS 0 or 1" % qos)
+        raise MQTTProtocolError("PUBLISH with QoS %d; this client subscribes with QoS 0 or 1" % qos)
     n = len(body)
     if n < 2:
-        raise errors.MQTTProtocolError("PUBLISH too short for its topic length")
+        raise MQTTProtocolError("PUBLISH too short for its topic length")
     tl = (body[0] << 8) | body[1]
     i = 2 + tl
     if i + (2 if qos else 0) > n:
-        raise errors.MQTTProtocolError("PUBLISH topic length %d beyond the packet" % tl)
+        raise MQTTProtocolError("PUBLISH topic length %d beyond the packet" % tl)
     try:
         topic = str(body[2:i], "utf-8")
     except UnicodeError:
-        raise errors.MQTTProtocolError("PUBLISH topic is not UTF-8") from None
+        raise MQTTProtocolError("PUBLISH topic is not UTF-8") from None
     if not topic or "+" in topic or "#" in topic or "\x00" in topic:
-        raise errors.MQTTProtocolError("PUBLISH topic %r is empty or has wildcards" % topic)
+        raise MQTTProtocolError("PUBLISH topic %r is empty or has wildcards" % topic)
     pid = 0
     if qos:
         pid = (body[i] << 8) | body[i + 1]
         i += 2
         if not pid:
-            raise errors.MQTTProtocolError("QoS 1 PUBLISH with packet id 0")
+            raise MQTTProtocolError("QoS 1 PUBLISH with packet id 0")
     return topic, bytes(body[i:]), qos, pid, bool(first & 1), bool(first & 8)
 
 
@@ -288,7 +308,7 @@ class MQTTClient:
             if sock is not None:
                 sock.close()  # a board that retries every second must not run out of sockets
             self._at = (self._at + 1) % len(self.brokers)
-            raise errors.MQTTConnectionError(
+            raise MQTTConnectionError(
                 "cannot connect to MQTT broker %s:%d: %s" % (host, port, e)) from None
         try:
             sock.setsockopt(6, 1, 1)  # IPPROTO_TCP, TCP_NODELAY: PUBACKs must not wait for Nagle
@@ -300,7 +320,7 @@ class MQTTClient:
             except (OSError, ValueError) as e:
                 sock.close()
                 self._lost()
-                raise errors.MQTTConnectionError(
+                raise MQTTConnectionError(
                     "TLS with MQTT broker %s:%d failed: %s" % (host, port, _tls_error(e))) from None
             self._again = _tls_again()
         sock.setblocking(False)
@@ -320,11 +340,11 @@ class MQTTClient:
         first, body = self._wait(_CONNACK)
         if len(body) != 2 or body[0] & 0xFE:
             self._lost()
-            raise errors.MQTTProtocolError("malformed CONNACK")
+            raise MQTTProtocolError("malformed CONNACK")
         if body[1]:
             self._lost()
             code = body[1]
-            raise errors.MQTTRefused("MQTT broker refused the connection: %s"
+            raise MQTTRefused("MQTT broker refused the connection: %s"
                                      % (_REFUSED[code] if code < 6 else "unknown reason"), code)
         self._up_at = ticks_ms()
         session = bool(body[0])
@@ -341,7 +361,7 @@ class MQTTClient:
         if self._sock is not None:
             try:
                 self._send(b"\xe0\x00")
-            except errors.MQTTConnectionError:
+            except MQTTConnectionError:
                 pass
         self.close()
 
@@ -367,7 +387,7 @@ class MQTTClient:
         if qos not in (0, 1):
             raise ValueError("qos must be 0 or 1")
         if len(payload) + len(topic) + 4 > self.max_packet:
-            raise errors.MQTTMessageTooLarge(
+            raise MQTTMessageTooLarge(
                 "publish of %d bytes exceeds max_packet %d" % (len(payload), self.max_packet))
         self._need_connection()
         pid = 0
@@ -376,7 +396,7 @@ class MQTTClient:
             while len(self._inflight) >= self.max_inflight:
                 if ticks_diff(ticks_ms(), start) > self.timeout_ms:
                     self._lost()
-                    raise errors.MQTTConnectionError("MQTT broker stopped acknowledging publishes")
+                    raise MQTTConnectionError("MQTT broker stopped acknowledging publishes")
                 self._pump(self.timeout_ms // 10)
             pid = self._next_pid()
         pkt = encode_publish(topic, payload, qos, retain, pid)
@@ -384,7 +404,7 @@ class MQTTClient:
             self._inflight.append((pid, pkt))
         try:
             self._send(pkt)
-        except errors.MQTTConnectionError:
+        except MQTTConnectionError:
             if not qos:
                 raise  # a QoS 1 message is now queued: connect() sends it again
         return pid
@@ -403,7 +423,7 @@ class MQTTClient:
             if pid and self._sock is not None:
                 try:
                     self._send(bytes((_PUBACK, 2, pid >> 8, pid & 0xFF)))
-                except errors.MQTTConnectionError:
+                except MQTTConnectionError:
                     pass  # unacknowledged: the broker sends it again (at least once); poll() reports
             if topic is not None:  # None: an oversized message, acknowledged in its turn
                 return topic, payload, retain
@@ -454,7 +474,7 @@ class MQTTClient:
                     continue
                 self._handle(first, self._mv[a:b])
                 start = b
-        except errors.MQTTProtocolError:
+        except MQTTProtocolError:
             self._lost()
             raise
         if start:
@@ -466,13 +486,13 @@ class MQTTClient:
         qos = (first >> 1) & 3
         if qos:
             if qos > 1:
-                raise errors.MQTTProtocolError("PUBLISH with QoS %d" % qos)
+                raise MQTTProtocolError("PUBLISH with QoS %d" % qos)
             p = a + 2
             if p <= end:
                 p += (self._buf[a] << 8) | self._buf[a + 1]
             if p + 2 > end:
                 if p + 2 - start > len(self._buf):
-                    raise errors.MQTTProtocolError("oversized PUBLISH with a topic longer than max_packet")
+                    raise MQTTProtocolError("oversized PUBLISH with a topic longer than max_packet")
                 return False
             self._queue.append((None, None, False, (self._buf[p] << 8) | self._buf[p + 1]))
         self.oversized += 1
@@ -497,7 +517,7 @@ class MQTTClient:
 
     def _need_connection(self):
         if self._sock is None:
-            raise errors.MQTTConnectionError("not connected to the MQTT broker; call connect()")
+            raise MQTTConnectionError("not connected to the MQTT broker; call connect()")
 
     def _next_pid(self):
         while True:
@@ -519,13 +539,13 @@ class MQTTClient:
             except OSError as e:
                 if e.args[0] != _EAGAIN and not isinstance(e, self._again):
                     self._lost()
-                    raise errors.MQTTConnectionError("MQTT connection lost while sending: %s" % e) from None
+                    raise MQTTConnectionError("MQTT connection lost while sending: %s" % e) from None
                 k = None
             if k:
                 sent += k
             elif ticks_diff(ticks_ms(), start) > self.timeout_ms:
                 self._lost()
-                raise errors.MQTTConnectionError("MQTT broker stopped reading (send timed out)")
+                raise MQTTConnectionError("MQTT broker stopped reading (send timed out)")
             else:
                 p = select.poll()
                 p.register(self._sock, select.POLLOUT)
@@ -542,12 +562,12 @@ class MQTTClient:
             if e.args[0] == _EAGAIN or isinstance(e, self._again):
                 return 0
             self._lost()
-            raise errors.MQTTConnectionError("MQTT connection lost: %s" % e) from None
+            raise MQTTConnectionError("MQTT connection lost: %s" % e) from None
         if n is None:
             return 0
         if not n:
             self._lost()
-            raise errors.MQTTConnectionError("MQTT broker closed the connection")
+            raise MQTTConnectionError("MQTT broker closed the connection")
         self._fill += n
         return n
 
@@ -560,7 +580,7 @@ class MQTTClient:
             while self._got is None:
                 if ticks_diff(ticks_ms(), start) > self.timeout_ms:
                     self._lost()
-                    raise errors.MQTTConnectionError("no answer from the MQTT broker in %d ms"
+                    raise MQTTConnectionError("no answer from the MQTT broker in %d ms"
                                                      % self.timeout_ms)
                 self._pump(50)
         finally:
@@ -573,9 +593,9 @@ class MQTTClient:
         first, body = self._wait(_SUBACK)
         if len(body) != 3 or ((body[0] << 8) | body[1]) != pid:
             self._lost()
-            raise errors.MQTTProtocolError("SUBACK does not answer the SUBSCRIBE")
+            raise MQTTProtocolError("SUBACK does not answer the SUBSCRIBE")
         if body[2] > 1:
-            raise errors.MQTTRefused("MQTT broker refused the subscription to %r" % topic, body[2])
+            raise MQTTRefused("MQTT broker refused the subscription to %r" % topic, body[2])
 
     def _keepalive(self):
         if not self.keepalive:
@@ -584,7 +604,7 @@ class MQTTClient:
         if self._ping_at is not None:
             if ticks_diff(now, self._ping_at) > self.keepalive * 1000:
                 self._lost()
-                raise errors.MQTTConnectionError("MQTT broker did not answer PINGREQ")
+                raise MQTTConnectionError("MQTT broker did not answer PINGREQ")
         elif ticks_diff(now, self._last_tx) >= self.keepalive * 500:
             self._send(b"\xc0\x00")
             self._ping_at = now
@@ -599,7 +619,7 @@ class MQTTClient:
                 self.dropped += 1
             return
         if first & 0x0F:
-            raise errors.MQTTProtocolError("reserved flags set in packet 0x%02x" % first)
+            raise MQTTProtocolError("reserved flags set in packet 0x%02x" % first)
         if kind == _PUBACK and len(body) == 2:
             pid = (body[0] << 8) | body[1]
             inflight = self._inflight
@@ -612,4 +632,4 @@ class MQTTClient:
         elif kind == self._waiting:
             self._got = (first, bytes(body))
         else:
-            raise errors.MQTTProtocolError("unexpected packet 0x%02x of %d bytes" % (first, len(body)))
+            raise MQTTProtocolError("unexpected packet 0x%02x of %d bytes" % (first, len(body)))

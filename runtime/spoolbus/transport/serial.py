@@ -94,7 +94,10 @@ class SerialTransport:
         self.state = DOWN
         self.decoder = frame.Decoder(max_frame, _skip)
         self.stats = {"sent": 0, "received": 0, "resets": 0, "downs": 0, "pings": 0}
-        self._rxbuf = bytearray(max_frame + 16)
+        # Bytes are read in chunks of at most 128 and fed to the decoder, which holds the frame: a buffer
+        # of a frame's size here would cost a board another KB for nothing (a read on a board returns
+        # at a delimiter anyway, and recv reads on while bytes keep coming).
+        self._rxbuf = bytearray(128)
         self._queue = []
         self._event = None
         now = _ticks_ms()

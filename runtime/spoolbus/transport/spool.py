@@ -4,16 +4,16 @@ send puts into the destination's inbox (it waits there if that node is down); re
 message of its own inbox and acks it as it hands it over: a node that dies before the hand-over gets
 the message again on restart, one that dies after has it, never both (docs/rpc.md).
 A node name is "device" or "bridge/device" (its inbox is root/bridge~device), each part a name
-errors.check_name accepts, as on MQTT; with a `gateway`, a message to a node that has no inbox under root
+check_name accepts, as on MQTT; with a `gateway`, a message to a node that has no inbox under root
 goes to the gateway's inbox instead (a bridge: docs/mqtt.md).
 """
 
 import os
 
-from spoolbus.errors import check_name
 from spoolbus.errors import sleep_ms as _sleep_ms
 from spoolbus.errors import ticks_diff as _ticks_diff
 from spoolbus.errors import ticks_ms as _ticks_ms
+from spoolbus.names import check_name
 from spoolbus.spool import Spool
 
 
