@@ -1,7 +1,8 @@
 """Board boot: mount the spool filesystem before main.py starts the node.
 
-On the QEMU board a littlefs filesystem on a RAM disk outside MicroPython's heap, at /flash; it
-survives a soft reset (machine.soft_reset()) but not a restart of QEMU. Elsewhere nothing to do.
+On the QEMU board a littlefs filesystem on a RAM disk outside MicroPython's heap, at /flash, with
+/flash/lib on sys.path; it survives a soft reset (machine.soft_reset()) but not a restart of QEMU.
+Elsewhere nothing to do.
 """
 
 import sys
@@ -51,6 +52,7 @@ def _mount_ramdisk():
         vfs.VfsLfs2.mkfs(disk)
         fs = vfs.VfsLfs2(disk)
     vfs.mount(fs, "/flash")
+    sys.path.append("/flash/lib")  # the board's lib dir: mip installs into the first sys.path entry in /lib
 
 
 if sys.platform == "qemu":

@@ -52,4 +52,5 @@ bash scripts/build-micropython.sh
 bash scripts/build-firmware.sh unix
 bash scripts/build-firmware.sh qemu-mps2-an385
 bash scripts/build-firmware.sh qemu-mps2-an385 deployable   # the demo's QEMU board
+bash scripts/build-firmware.sh qemu-mps2-an385 stock        # nothing frozen: test_mip_install's board
 bash scripts/build-firmware.sh qemu-virt-rv32

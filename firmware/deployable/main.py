@@ -2,7 +2,9 @@
 
 firmware/main.py serves board_app on the console with Ctrl-C off, so no deploy can reach the REPL. This
 entry runs the deployed loader (/flash/main.py on the QEMU board) if there is one; the frozen runtime
-and board_app stay importable, so an application deploys as a few small modules (docs/demo.md).
+and board_app stay importable, so an application deploys as a few small modules (docs/demo.md). The
+stock firmware (firmware/stock/) freezes this entry too: there /flash/main.py is what the user put on
+the board beside the packages mip installed, as a stock port runs its filesystem's main.py.
 """
 
 import os

@@ -101,6 +101,12 @@ CASES = [
     ("fetch gw/a app/failed --key-file {keys}", 2, "--key-file must hold two keys"),
     ("fetch gw/a app/failed --broker {closed}", 3, "cannot connect to MQTT broker 127.0.0.1:{closed_port}"),
     ("fetch gw/a app/failed --broker {live} --timeout 0.3", 2, "no reply from gw/a"),
+    ("package", 2, "the following arguments are required: --out"),
+    ("package --out {file}", 2, "--out {file} is not a directory; give the directory for the index"),
+    ("package --out {tmp}/missing/index", 2, "directory {tmp}/missing does not exist; create it (mkdir -p"),
+    ("package --out {tmp}/index --mpy-cross {tmp}/missing", 2, "--mpy-cross {tmp}/missing is not an "
+     "executable file"),
+    ("package --out {tmp}/index --mpy-cross /bin/true", 2, "/bin/true --version did not say which .mpy"),
     ("flash", 2, "the following arguments are required: --board"),
     ("flash --board nosuch", 2, "no board profile 'nosuch'"),
     ("flash --board esp32", 2, "no firmware image given: pass --image"),

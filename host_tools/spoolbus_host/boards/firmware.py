@@ -38,10 +38,11 @@ def source_dir(profile: BoardProfile) -> Path:
 
 def _manifest(profile: BoardProfile, variant: str) -> Path:
     """The frozen manifest of a build: the variant's ("" is firmware/manifest.py, "deployable"
-    firmware/deployable/, a board entry with its main.py each), with the profile's features included."""
+    firmware/deployable/manifest.py, each freezing a board entry main.py), with the profile's features
+    included."""
     path = FIRMWARE / variant / "manifest.py" if variant else FIRMWARE / "manifest.py"
-    if not path.is_file() or not path.with_name("main.py").is_file():
-        raise FirmwareBuildError(f"no firmware variant {variant!r}: {path} or its main.py is missing")
+    if not path.is_file():
+        raise FirmwareBuildError(f"no firmware variant {variant!r}: {path} is missing")
     if not profile.features:
         return path
     combined = CACHE / "firmware" / f"manifest-{_label(profile, variant)}.py"

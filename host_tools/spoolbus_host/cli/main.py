@@ -15,7 +15,7 @@ import spoolbus
 
 # Each subcommand and its module in this folder, in the order `--help` lists them.
 COMMANDS = {"demo": "demo", "build-firmware": "build_firmware", "deploy": "deploy", "rollout": "rollout",
-            "fetch": "fetch",
+            "fetch": "fetch", "package": "package",
             "flash": "flash", "spool": "spool", "call": "call", "cast": "call", "monitor": "monitor",
             "bridge": "bridge", "devices": "devices", "boards": "boards"}
 

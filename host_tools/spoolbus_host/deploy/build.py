@@ -94,7 +94,9 @@ def mpy_cross_version(mpy_cross: str) -> int:
     out = subprocess.run([mpy_cross, "--version"], capture_output=True, text=True, timeout=30).stdout
     m = re.search(r"mpy v(\d+)", out)
     if not m:
-        raise DeployError(f"{mpy_cross} --version did not say which .mpy version it emits: {out.strip()!r}")
+        said = out.strip().splitlines()[0][:80] if out.strip() else "nothing"
+        raise DeployError(f"{mpy_cross} --version did not say which .mpy version it emits (it said "
+                          f"{said!r}): is it MicroPython's mpy-cross? Pass --mpy-cross PATH")
     return int(m.group(1))
 
 
@@ -103,8 +105,10 @@ def _cache_dir() -> Path:
     return Path(base) / "spoolbus" / "mpy"
 
 
-def _compile(mpy_cross: str, src: Path, name: str, tag: str) -> bytes:
-    """Compile one module; results are cached by (source bytes, source name, compiler) hash."""
+def compile_module(mpy_cross: str, src: Path, name: str) -> bytes:
+    """`src` as .mpy, `name` (its path on the board) in its tracebacks; cached by the hash of the source
+    bytes, the name and the compiler (path and mtime), so a deploy and a package build share results."""
+    tag = f"{mpy_cross}:{os.stat(mpy_cross).st_mtime_ns}"
     data = src.read_bytes()
     key = hashlib.sha256(tag.encode() + b"\0" + name.encode() + b"\0" + data).hexdigest()
     cached = _cache_dir() / (key + ".mpy")
@@ -142,13 +146,12 @@ def build(
         raise DeployError(f"{app} has no main.py: the board's loader imports `main` from the application")
     sources = _collect(app, "") + _collect(Path(runtime), "spoolbus/")
     tool = find_mpy_cross(mpy_cross) if compile_mpy else ""
-    tag = f"{tool}:{os.stat(tool).st_mtime_ns}" if tool else ""
     files: dict[str, bytes] = {}
     for src, rel in sources:
         if not _SAFE_PATH.match(rel) or rel == MANIFEST_NAME:
             raise DeployError(f"cannot deploy {src}: use letters, digits, '_', '-', '.' in file names")
         if compile_mpy and rel.endswith(".py"):
-            files[rel[:-3] + ".mpy"] = _compile(tool, src, rel, tag)
+            files[rel[:-3] + ".mpy"] = compile_module(tool, src, rel)
         else:
             files[rel] = src.read_bytes()
     return Build(files)
