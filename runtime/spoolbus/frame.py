@@ -10,6 +10,7 @@ from spoolbus.errors import FrameTooLarge
 DELIMITER = b"\x00"
 MAX_FRAME = 1024  # default largest payload, in bytes
 _ZERO = b"\x00"  # what a COBS block code below 0xFF stands for, after its data
+_RESIDUE = 0x2144DF1C  # CRC-32 of any payload followed by its own CRC-32 (little-endian)
 
 
 def encode(payload, max_frame=MAX_FRAME):
@@ -158,16 +159,19 @@ class Decoder:
         mv = self._mv
         i = r
         w = 0  # decoded length
+        crc = 0  # of everything decoded, the frame's CRC included: _RESIDUE if they match
         while True:
             c = buf[i]
             nxt = i + c
             if nxt > n:
                 self.corrupt += 1
                 return False
+            crc = crc32(mv[i + 1 : nxt], crc)
             w += c - 1
             if nxt == n:
                 break
             if c != 0xFF:
+                crc = crc32(_ZERO, crc)
                 w += 1
             i = nxt
         m = w - 4  # payload length
@@ -177,28 +181,7 @@ class Decoder:
         if m > self.max_frame:
             self.oversize += 1
             return False
-        # The CRC of the first m decoded bytes, block by block; the 4 decoded bytes after them are the CRC.
-        crc = 0
-        left = m
-        tail = 0
-        shift = 0
-        i = r
-        while i < n:
-            c = buf[i]
-            nxt = i + c
-            for piece in (mv[i + 1 : nxt], _ZERO if c != 0xFF and nxt != n else b""):
-                k = len(piece)
-                if left:
-                    take = k if k < left else left
-                    crc = crc32(piece[:take], crc)
-                    left -= take
-                else:
-                    take = 0
-                for x in range(take, k):
-                    tail |= piece[x] << shift
-                    shift += 8
-            i = nxt
-        if crc != tail:
+        if crc != _RESIDUE:
             self.corrupt += 1
             return False
         w = r + 1  # decode in place: the payload lands at _buf[r + 1:]
