@@ -11,7 +11,6 @@ import pathlib
 import signal
 import threading
 import time
-from collections.abc import Callable
 
 from log_device import TICKS, Ticks, bridge_process, device_process
 from spoolbus import errors
@@ -22,6 +21,7 @@ from spoolbus_host.bridge.gateway import Bridge
 from spoolbus_host.mqtt.failover import STABLE_S
 from spoolbus_host.mqtt.paho import PahoTransport
 from spoolbus_host.mqtt.rabbit import RabbitCluster
+from waiting import until
 
 CALLS = 60
 KILL_AT = 20  # calls done before the bridge's broker node is killed
@@ -29,12 +29,6 @@ FAILOVER_S = 10.0  # from the SIGKILL to the next call that completes through th
 BEAT_S = 0.5
 
 
-def _until(what: Callable[[], bool], timeout: float) -> float:
-    start = time.monotonic()
-    while not what():
-        assert time.monotonic() - start < timeout, "not in time"
-        time.sleep(0.05)
-    return time.monotonic() - start
 
 
 def _watcher(address: tuple[str, int], name: str, heartbeat_s: float = 10.0) -> PahoTransport:
@@ -61,7 +55,7 @@ def test_a_broker_node_killed_mid_traffic_each_call_once_no_tick_lost_presence_t
     killed_at = None
     done_at: list[float] = []
     try:
-        _until(lambda: "connected to the broker" in (tmp_path / "bridge.log").read_text(), 10)
+        until(lambda: "connected to the broker" in (tmp_path / "bridge.log").read_text(), 10)
         time.sleep(STABLE_S)  # a connection that stayed up: its loss moves to the next node at once
         for seq in range(CALLS):
             if seq == KILL_AT:
@@ -86,7 +80,7 @@ def test_a_broker_node_killed_mid_traffic_each_call_once_no_tick_lost_presence_t
         assert f"lost the broker at {n1}:{p1}" in bridge_log, bridge_log
         assert f"connected to the broker at {n1}:{p2}" in bridge_log, bridge_log  # the next in its list
         for w in watchers:  # both surviving nodes tell the truth: the bridge and its device are online
-            _until(lambda w=w: w.statuses().get("K/_bridge") and w.statuses().get("K/dev"), 5)
+            until(lambda w=w: w.statuses().get("K/_bridge") and w.statuses().get("K/dev"), 5)
     finally:
         node.close()
         for w in watchers:
@@ -114,24 +108,24 @@ def test_presence_on_a_cluster_late_joiners_learn_it_and_a_dead_node_s_bridge_go
     watchers: list[PahoTransport] = []
     killed = None
     try:
-        _until(lambda: bridge.uplink, 10)
+        until(lambda: bridge.uplink, 10)
         Node("P/dev", dev).hello("P/_bridge")  # the bridge sees its device: online
-        _until(lambda: "dev" in bridge.online, 5)
+        until(lambda: "dev" in bridge.online, 5)
         time.sleep(BEAT_S * STALE_FACTOR * 2)  # long past any retained delivery: only answers count
         watchers = [_watcher((n2, p2), "late-2", BEAT_S), _watcher((n3, p3), "late-3", BEAT_S)]
         for w in watchers:
-            took = _until(lambda w=w: w.statuses().get("P/_bridge") and w.statuses().get("P/dev"), 3)
+            took = until(lambda w=w: w.statuses().get("P/_bridge") and w.statuses().get("P/dev"), 3)
             assert took < 1.5, took  # from the who-query's answers, not from a heartbeat
         rabbit_cluster.kill(0)  # no will reaches anyone: the bridge's heartbeats just stop
         killed = time.monotonic()
         for w in watchers:
-            _until(lambda w=w: not w.statuses().get("P/_bridge") and not w.statuses().get("P/dev"), 10)
+            until(lambda w=w: not w.statuses().get("P/_bridge") and not w.statuses().get("P/dev"), 10)
         stale = time.monotonic() - killed
         assert stale <= BEAT_S * STALE_FACTOR + 1.0, stale
         rabbit_cluster.restart(0)
         killed = None
         for w in watchers:  # the bridge is back on its node: online again everywhere
-            _until(lambda w=w: w.statuses().get("P/_bridge") and w.statuses().get("P/dev"), 30)
+            until(lambda w=w: w.statuses().get("P/_bridge") and w.statuses().get("P/dev"), 30)
     finally:
         stop.set()
         serving.join(10)

@@ -9,13 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 
 import paho.mqtt.client as paho
 from mpproc import MicroPython
 from paho.mqtt.enums import CallbackAPIVersion
 from spoolbus.transport.mqtt import STALE_FACTOR, status_topic
 from spoolbus_host.mqtt.paho import PahoTransport
+from waiting import until
 
 BEAT_S = 0.3
 BOARD = """
@@ -30,13 +30,6 @@ while True:
 """
 
 
-def _until(what: Callable[[], bool], timeout: float) -> float:
-    """Seconds until `what()` holds; fails after `timeout`."""
-    start = time.monotonic()
-    while not what():
-        assert time.monotonic() - start < timeout, "not in time"
-        time.sleep(0.02)
-    return time.monotonic() - start
 
 
 def test_a_node_that_stops_beating_goes_stale_though_the_broker_never_says_so(tmp_path, mosquitto):
@@ -44,14 +37,14 @@ def test_a_node_that_stops_beating_goes_stale_though_the_broker_never_says_so(tm
     board = MicroPython(tmp_path, BOARD, mosquitto.port)
     try:
         board.expect("up")
-        _until(lambda: host.peers() == ["gw/board"], 5)
+        until(lambda: host.peers() == ["gw/board"], 5)
         time.sleep(BEAT_S * STALE_FACTOR * 2)  # its heartbeats keep it online past the stale time
         assert host.peers() == ["gw/board"]
         board.proc.send_signal(signal.SIGSTOP)  # its TCP connection stays open: no will, no offline
-        stale = _until(lambda: host.peers() == [], 5)
+        stale = until(lambda: host.peers() == [], 5)
         assert stale <= BEAT_S * STALE_FACTOR + 0.2, stale
         board.proc.send_signal(signal.SIGCONT)
-        back = _until(lambda: host.peers() == ["gw/board"], 5)
+        back = until(lambda: host.peers() == ["gw/board"], 5)
         assert back <= BEAT_S + 0.5, back
     finally:
         board.kill()
@@ -63,7 +56,7 @@ def test_a_late_joiner_learns_who_is_online_without_retained_statuses(tmp_path, 
     early = PahoTransport("127.0.0.1", mosquitto.port, "gw", "early")
     try:
         board.expect("up")
-        _until(lambda: early.peers() == ["gw/board"], 5)
+        until(lambda: early.peers() == ["gw/board"], 5)
         # As a broker that keeps no retained message would: none is left for a new subscriber.
         c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
         c.connect("127.0.0.1", mosquitto.port)
@@ -74,7 +67,7 @@ def test_a_late_joiner_learns_who_is_online_without_retained_statuses(tmp_path, 
         c.disconnect()
         late = PahoTransport("127.0.0.1", mosquitto.port, "gw", "late", heartbeat_s=60)
         try:
-            took = _until(lambda: late.peers() == ["gw/board", "gw/early"], 5)
+            took = until(lambda: late.peers() == ["gw/board", "gw/early"], 5)
             assert took < 1.5, took  # answered at once, not at the next heartbeat (10 s)
         finally:
             late.close()
